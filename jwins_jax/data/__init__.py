@@ -1,0 +1,37 @@
+"""Training data: datasets, partitions over nodes and per-node minibatches (SPEC 2, 7).
+
+The host loads a dataset (``load_dataset``) and partitions its training ids over the
+nodes (``partition``); ``node_data`` packs the partition into padded device arrays,
+from which ``sample_batches`` draws each round's minibatch ids inside jit.
+"""
+
+from jwins_jax.data.batches import (
+    NodeData,
+    batches_per_pass,
+    node_data,
+    sample_batches,
+    sample_pass,
+)
+from jwins_jax.data.datasets import DATASETS, Dataset, load_dataset, records_to_arrays
+from jwins_jax.data.partition import (
+    PARTITIONS,
+    dirichlet_min_samples,
+    equal_sizes,
+    partition,
+)
+
+__all__ = [
+    "DATASETS",
+    "PARTITIONS",
+    "Dataset",
+    "NodeData",
+    "batches_per_pass",
+    "dirichlet_min_samples",
+    "equal_sizes",
+    "load_dataset",
+    "node_data",
+    "partition",
+    "records_to_arrays",
+    "sample_batches",
+    "sample_pass",
+]

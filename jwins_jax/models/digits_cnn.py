@@ -1,0 +1,47 @@
+"""A small CNN for the 8x8 grey-scale digits data set (SPEC 7.2 conventions).
+
+conv3x3(1->16, pad 1) -> ReLU -> 2x2 max pool -> conv3x3(16->32, pad 1) -> ReLU -> pool
+-> flatten in NCHW order (32 * 2 * 2 = 128) -> Linear(128 -> 10).
+
+N = 6,090 parameters in PyTorch state_dict order: conv1.weight (16,1,3,3),
+conv1.bias, conv2.weight (32,16,3,3), conv2.bias, fc1.weight (10,128), fc1.bias.
+Input (8, 8, 1) NHWC.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+
+from jwins_jax.models.layers import Linear, PatchConv, flatten_nchw, max_pool_2x2
+from jwins_jax.models.layout import ModelSpec, conv_entries, linear_entries, make_spec
+
+
+class DigitsCNN(nn.Module):
+    """Two-conv CNN on (B, 8, 8, 1) NHWC inputs; returns (B, num_classes) logits.
+
+    Attributes:
+        num_classes: size of the output layer.
+    """
+
+    num_classes: int = 10
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        """Forward pass of (B, 8, 8, 1) inputs."""
+        x = PatchConv(16, (3, 3), padding=1, name="conv1")(x)
+        x = nn.relu(max_pool_2x2(x))  # (B, 4, 4, 16)
+        x = PatchConv(32, (3, 3), padding=1, name="conv2")(x)
+        x = nn.relu(max_pool_2x2(x))  # (B, 2, 2, 32)
+        x = flatten_nchw(x)  # (B, 128)
+        return Linear(self.num_classes, name="fc1")(x)
+
+
+def digits_cnn() -> ModelSpec:
+    """The ``digits_cnn`` spec (N = 6,090)."""
+    entries = (
+        conv_entries("conv1", 1, 16, (3, 3))
+        + conv_entries("conv2", 16, 32, (3, 3))
+        + linear_entries("fc1", 32 * 2 * 2, 10)
+    )
+    return make_spec("digits_cnn", DigitsCNN(10), (8, 8, 1), 10, entries)

@@ -1,0 +1,329 @@
+"""Flat parameter vectors in PyTorch state_dict order and layout (SPEC Appendix C, 7.2).
+
+Every node's model is one float32 vector of length N: the tensors of the PyTorch
+``state_dict`` in registration order, each flattened row-major in its PyTorch layout
+(conv weight [out, in, kh, kw], linear weight [out, in]). The wavelet transform mixes
+neighbouring flat positions, so this layout is part of the algorithm. A
+:class:`ModelSpec` pairs a flax module with its :class:`ParamEntry` table and converts
+between the flax params pytree and the flat vector; the conversions are reshapes and
+transposes only, so the round trip is bit-exact.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+Params = dict[str, Any]
+
+# Axis permutations taking a flax tensor to its PyTorch layout (torch = flax.transpose).
+CONV_PERM = (3, 2, 0, 1)  # HWIO -> OIHW
+LINEAR_PERM = (1, 0)  # (in, out) -> (out, in)
+VECTOR_PERM = (0,)
+
+
+@dataclasses.dataclass(frozen=True)
+class ParamEntry:
+    """One tensor of the flat vector.
+
+    Attributes:
+        torch_name: state_dict key, e.g. ``"conv1.weight"``.
+        torch_shape: PyTorch shape, e.g. (32, 3, 5, 5).
+        offset: start of the tensor in the flat vector.
+        flax_path: path in the flax params dict, e.g. ("conv1", "kernel").
+        perm: axes such that ``torch_tensor = flax_tensor.transpose(perm)``.
+        init: PyTorch default initialisation, ``"uniform"`` (U(+-1/sqrt(fan_in))),
+            ``"ones"`` or ``"zeros"``.
+        fan_in: fan-in of the layer owning the tensor (used by ``"uniform"``).
+    """
+
+    torch_name: str
+    torch_shape: tuple[int, ...]
+    offset: int
+    flax_path: tuple[str, ...]
+    perm: tuple[int, ...]
+    init: str
+    fan_in: int = 0
+
+    @property
+    def size(self) -> int:
+        """Number of scalars of the tensor."""
+        return math.prod(self.torch_shape)
+
+    @property
+    def end(self) -> int:
+        """One past the last flat position of the tensor."""
+        return self.offset + self.size
+
+    @property
+    def flax_shape(self) -> tuple[int, ...]:
+        """Shape of the tensor in the flax params dict."""
+        shape = [0] * len(self.perm)
+        for torch_axis, flax_axis in enumerate(self.perm):
+            shape[flax_axis] = self.torch_shape[torch_axis]
+        return tuple(shape)
+
+    @property
+    def inverse_perm(self) -> tuple[int, ...]:
+        """Axes such that ``flax_tensor = torch_tensor.transpose(inverse_perm)``."""
+        inv = [0] * len(self.perm)
+        for torch_axis, flax_axis in enumerate(self.perm):
+            inv[flax_axis] = torch_axis
+        return tuple(inv)
+
+    @property
+    def bound(self) -> float:
+        """Half-width 1/sqrt(fan_in) of the uniform initialisation."""
+        return 1.0 / math.sqrt(self.fan_in) if self.fan_in else 0.0
+
+
+def conv_entries(
+    name: str, in_ch: int, out_ch: int, kernel: tuple[int, int]
+) -> list[ParamEntry]:
+    """Entries of a conv layer (``name.weight`` O-I-H-W, ``name.bias``), offset 0."""
+    kh, kw = kernel
+    fan_in = in_ch * kh * kw
+    return [
+        ParamEntry(
+            f"{name}.weight",
+            (out_ch, in_ch, kh, kw),
+            0,
+            (name, "kernel"),
+            CONV_PERM,
+            "uniform",
+            fan_in,
+        ),
+        ParamEntry(
+            f"{name}.bias", (out_ch,), 0, (name, "bias"), VECTOR_PERM, "uniform", fan_in
+        ),
+    ]
+
+
+def linear_entries(name: str, in_features: int, out_features: int) -> list[ParamEntry]:
+    """Entries of a linear layer (``name.weight`` [out, in], ``name.bias``), offset 0."""
+    return [
+        ParamEntry(
+            f"{name}.weight",
+            (out_features, in_features),
+            0,
+            (name, "kernel"),
+            LINEAR_PERM,
+            "uniform",
+            in_features,
+        ),
+        ParamEntry(
+            f"{name}.bias",
+            (out_features,),
+            0,
+            (name, "bias"),
+            VECTOR_PERM,
+            "uniform",
+            in_features,
+        ),
+    ]
+
+
+def group_norm_entries(name: str, channels: int) -> list[ParamEntry]:
+    """Entries of an affine GroupNorm (``name.weight`` ones, ``name.bias`` zeros)."""
+    return [
+        ParamEntry(
+            f"{name}.weight", (channels,), 0, (name, "scale"), VECTOR_PERM, "ones"
+        ),
+        ParamEntry(f"{name}.bias", (channels,), 0, (name, "bias"), VECTOR_PERM, "zeros"),
+    ]
+
+
+def assign_offsets(entries: list[ParamEntry]) -> tuple[ParamEntry, ...]:
+    """Lays the entries out back to back in the given (registration) order."""
+    out = []
+    offset = 0
+    for e in entries:
+        out.append(dataclasses.replace(e, offset=offset))
+        offset += e.size
+    return tuple(out)
+
+
+def _inner(params: Params) -> Params:
+    """Accepts either the flax variables dict ``{"params": ...}`` or its inside."""
+    if isinstance(params, dict) and set(params) == {"params"}:
+        return params["params"]
+    return params
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """A flax model together with its flat PyTorch layout.
+
+    Attributes:
+        name: registry name.
+        module: the flax module; ``module.apply(variables, x)`` maps (B, H, W, C)
+            inputs to (B, num_classes) logits.
+        input_shape: (H, W, C) of one input, NHWC.
+        num_classes: number of logits.
+        layout: the tensors in state_dict order with their offsets.
+        num_params: N, the length of the flat vector.
+    """
+
+    name: str
+    module: nn.Module
+    input_shape: tuple[int, int, int]
+    num_classes: int
+    layout: tuple[ParamEntry, ...]
+    num_params: int
+
+    def __post_init__(self) -> None:
+        end = 0
+        for e in self.layout:
+            if e.offset != end:
+                raise ValueError(f"{self.name}: {e.torch_name} is not contiguous")
+            end = e.end
+        if end != self.num_params:
+            raise ValueError(f"{self.name}: layout covers {end} of {self.num_params}")
+
+    def entry(self, torch_name: str) -> ParamEntry:
+        """Returns the entry of a state_dict key such as ``"fc1.weight"``."""
+        for e in self.layout:
+            if e.torch_name == torch_name:
+                return e
+        raise KeyError(torch_name)
+
+    def flatten(self, params: Params) -> jax.Array:
+        """Flax params to flat vectors in PyTorch order and layout.
+
+        Args:
+            params: flax params pytree (or the variables dict ``{"params": ...}``);
+                every leaf may carry the same leading batch axes, e.g. (n, *shape).
+
+        Returns:
+            (..., N) float32.
+        """
+        inner = _inner(params)
+        parts = []
+        batch: tuple[int, ...] | None = None
+        for e in self.layout:
+            leaf = inner
+            for key in e.flax_path:
+                leaf = leaf[key]
+            leaf = jnp.asarray(leaf, jnp.float32)
+            nb = leaf.ndim - len(e.perm)
+            if leaf.shape[nb:] != e.flax_shape:
+                raise ValueError(
+                    f"{self.name}: {'/'.join(e.flax_path)} has shape "
+                    f"{leaf.shape[nb:]}, expected {e.flax_shape}"
+                )
+            if batch is None:
+                batch = leaf.shape[:nb]
+            elif leaf.shape[:nb] != batch:
+                raise ValueError(
+                    f"{self.name}: {'/'.join(e.flax_path)} has leading axes "
+                    f"{leaf.shape[:nb]}, other tensors have {batch}"
+                )
+            axes = tuple(range(nb)) + tuple(nb + p for p in e.perm)
+            parts.append(jnp.transpose(leaf, axes).reshape(*leaf.shape[:nb], e.size))
+        return jnp.concatenate(parts, axis=-1)
+
+    def unflatten(self, flat: jax.Array) -> Params:
+        """Flat vectors to the flax variables dict; the exact inverse of flatten.
+
+        Args:
+            flat: (..., N) flat vectors in PyTorch order and layout.
+
+        Returns:
+            ``{"params": {...}}`` with leaves of shape (..., *flax_shape), ready for
+            ``module.apply``.
+        """
+        flat = jnp.asarray(flat)
+        if flat.shape[-1] != self.num_params:
+            raise ValueError(
+                f"{self.name}: flat vector has length {flat.shape[-1]}, "
+                f"expected {self.num_params}"
+            )
+        batch = flat.shape[:-1]
+        nb = len(batch)
+        inner: Params = {}
+        for e in self.layout:
+            t = flat[..., e.offset : e.end].reshape(*batch, *e.torch_shape)
+            axes = tuple(range(nb)) + tuple(nb + p for p in e.inverse_perm)
+            node = inner
+            for key in e.flax_path[:-1]:
+                node = node.setdefault(key, {})
+            node[e.flax_path[-1]] = jnp.transpose(t, axes)
+        return {"params": inner}
+
+    def init_flat(self, key: jax.Array) -> jax.Array:
+        """PyTorch-default initial model (SPEC 7.2) as one flat vector.
+
+        Conv and linear weights and biases are U(-1/sqrt(fan_in), 1/sqrt(fan_in)) with
+        fan_in = in * kh * kw; GroupNorm weights are 1 and biases 0.
+
+        Args:
+            key: PRNG key; the same key gives the same vector.
+
+        Returns:
+            (N,) float32.
+        """
+        keys = jax.random.split(key, len(self.layout))
+        parts = []
+        for k, e in zip(keys, self.layout):
+            if e.init == "uniform":
+                parts.append(
+                    jax.random.uniform(k, (e.size,), jnp.float32, -e.bound, e.bound)
+                )
+            elif e.init == "ones":
+                parts.append(jnp.ones((e.size,), jnp.float32))
+            else:
+                parts.append(jnp.zeros((e.size,), jnp.float32))
+        return jnp.concatenate(parts)
+
+    def apply_flat(self, flat: jax.Array, x: jax.Array) -> jax.Array:
+        """Runs the model from its flat vector.
+
+        Args:
+            flat: (N,) one node's flat vector (vmap for several nodes).
+            x: (B, H, W, C) inputs.
+
+        Returns:
+            (B, num_classes) logits.
+        """
+        return self.module.apply(self.unflatten(flat), x)
+
+
+def make_spec(
+    name: str,
+    module: nn.Module,
+    input_shape: tuple[int, int, int],
+    num_classes: int,
+    entries: list[ParamEntry],
+) -> ModelSpec:
+    """Builds a :class:`ModelSpec`, checking the layout against the module's params.
+
+    Args:
+        name: registry name.
+        module: flax module taking (B, *input_shape) inputs.
+        input_shape: (H, W, C).
+        num_classes: number of logits.
+        entries: the tensors in state_dict (registration) order, offsets ignored.
+
+    Returns:
+        The spec with offsets assigned back to back.
+
+    Raises:
+        ValueError: if the module's params do not match the entries one to one.
+    """
+    layout = assign_offsets(entries)
+    num_params = sum(e.size for e in layout)
+    x = jax.ShapeDtypeStruct((1, *input_shape), jnp.float32)
+    shapes = jax.eval_shape(module.init, jax.random.key(0), x)["params"]
+    flat_shapes = {
+        tuple(k.key for k in path): leaf.shape
+        for path, leaf in jax.tree_util.tree_flatten_with_path(shapes)[0]
+    }
+    expected = {e.flax_path: e.flax_shape for e in layout}
+    if flat_shapes != expected:
+        raise ValueError(f"{name}: module params {flat_shapes} != layout {expected}")
+    return ModelSpec(name, module, input_shape, num_classes, layout, num_params)

@@ -1,0 +1,64 @@
+"""GN-LeNet, the paper's CIFAR-10 model (SPEC 7.2, flat layout SPEC Appendix C).
+
+conv5x5(3->32, pad 2) -> GroupNorm(2, 32) -> ReLU -> 2x2 max pool
+-> conv5x5(32->32, pad 2) -> GroupNorm(2, 32) -> ReLU -> pool
+-> conv5x5(32->64, pad 2) -> GroupNorm(2, 64) -> ReLU -> pool
+-> flatten in NCHW order (64 * 4 * 4 = 1024) -> Linear(1024 -> 10).
+
+N = 89,834 parameters. Input (32, 32, 3) NHWC.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+
+from jwins_jax.models.layers import (
+    GroupNorm,
+    Linear,
+    PatchConv,
+    flatten_nchw,
+    max_pool_2x2,
+)
+from jwins_jax.models.layout import (
+    ModelSpec,
+    conv_entries,
+    group_norm_entries,
+    linear_entries,
+    make_spec,
+)
+
+_CHANNELS = (32, 32, 64)
+
+
+class GNLeNet(nn.Module):
+    """GN-LeNet on (B, 32, 32, 3) NHWC inputs; returns (B, num_classes) logits.
+
+    Attributes:
+        num_classes: size of the output layer.
+    """
+
+    num_classes: int = 10
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        """Forward pass of (B, 32, 32, 3) inputs."""
+        for i, c in enumerate(_CHANNELS, start=1):
+            x = PatchConv(c, (5, 5), padding=2, name=f"conv{i}")(x)
+            x = GroupNorm(2, epsilon=1e-5, name=f"gn{i}")(x)
+            # ReLU and max pooling commute; pooling first does 4x less ReLU work.
+            x = nn.relu(max_pool_2x2(x))
+        x = flatten_nchw(x)  # (B, 1024)
+        return Linear(self.num_classes, name="fc1")(x)
+
+
+def gn_lenet() -> ModelSpec:
+    """The ``gn_lenet`` spec: GN-LeNet with the Appendix C layout (N = 89,834)."""
+    entries = []
+    in_ch = 3
+    for i, c in enumerate(_CHANNELS, start=1):
+        entries += conv_entries(f"conv{i}", in_ch, c, (5, 5))
+        entries += group_norm_entries(f"gn{i}", c)
+        in_ch = c
+    entries += linear_entries("fc1", 64 * 4 * 4, 10)
+    return make_spec("gn_lenet", GNLeNet(10), (32, 32, 3), 10, entries)

@@ -1,0 +1,630 @@
+"""Communication graphs and Metropolis-Hastings weights (SPEC 4.0, 6).
+
+The host side works with numpy: a graph is an ``(n, n)`` boolean, symmetric adjacency
+matrix without self loops. It comes from an ``.edges`` file (SPEC 6.1) or from a
+generator (SPEC 6.2: random regular, ring, 2-D torus, complete, star, small world).
+
+The device side is a :class:`NeighborTable`: every node's neighbour ids padded to a
+fixed width ``D`` together with their Metropolis-Hastings weights
+
+    w_ij = 1 / (1 + max(d_i, d_j)),   w_ii = 1 - sum_j w_ij,
+
+always computed from the degrees of the graph in use (SPEC "Our decisions"), so the
+mixing matrix W is symmetric and doubly stochastic, also on dynamic graphs.
+
+Dynamic topologies (SPEC 6.4) draw a fresh random d-regular graph per round with seed
+``seed * 100000 + t``. :func:`dynamic_bank` builds all rounds' tables once on the host
+and stacks them; a jitted round loop picks its table with :func:`table_at`.
+
+The random regular generator is our own (random stub pairings, see :func:`regular`),
+so the graphs differ from the networkx graphs of the original for the same seed.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jwins_jax.errors import ConfigError
+
+GRAPHS: tuple[str, ...] = (
+    "edges",
+    "regular",
+    "ring",
+    "torus",
+    "complete",
+    "star",
+    "small_world",
+)
+
+_REPO = pathlib.Path(__file__).parents[1]
+PAPER_GRAPH: pathlib.Path = _REPO / "experiments" / "topologies" / "96_regular.edges"
+
+# Seed of round t of a dynamic topology: seed * _ROUND_SEED_STRIDE + t (SPEC 6.4).
+_ROUND_SEED_STRIDE = 100000
+
+
+# --------------------------------------------------------------------------- files
+
+
+def read_edges(path: str | os.PathLike, n: int | None = None) -> np.ndarray:
+    """Reads an ``.edges`` file (SPEC 6.1).
+
+    The first non-blank line holds the node count; every further non-blank line is
+    ``u v`` and adds the undirected edge {u, v}. Duplicates and both directions are
+    allowed.
+
+    Args:
+        path: the file.
+        n: the expected node count, or None to accept the file's.
+
+    Returns:
+        ``(n, n)`` bool symmetric adjacency without self loops.
+
+    Raises:
+        ConfigError: missing or empty file, bad node count, malformed line, node id
+            out of range, self loop, or a node count different from ``n``.
+    """
+    path = pathlib.Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"edges file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"edges file {path} cannot be read: {err}") from None
+
+    lines = [
+        (number, line.split())
+        for number, line in enumerate(text.splitlines(), start=1)
+        if line.strip()
+    ]
+    if not lines:
+        raise ConfigError(
+            f"edges file {path} is empty: line 1 must hold the node count"
+        )
+    count_line, fields = lines[0]
+    if len(fields) != 1 or not _is_int(fields[0]) or int(fields[0]) < 1:
+        raise ConfigError(
+            f"edges file {path} line {count_line}: expected the node count "
+            f"(one positive integer), got {' '.join(fields)!r}"
+        )
+    count = int(fields[0])
+    if n is not None and count != n:
+        raise ConfigError(f"edges file {path} has {count} nodes but nodes={n}")
+
+    adj = np.zeros((count, count), dtype=bool)
+    for number, fields in lines[1:]:
+        if len(fields) != 2 or not all(_is_int(f) for f in fields):
+            raise ConfigError(
+                f"edges file {path} line {number}: expected two node ids 'u v', "
+                f"got {' '.join(fields)!r}"
+            )
+        u, v = int(fields[0]), int(fields[1])
+        for node in (u, v):
+            if not 0 <= node < count:
+                raise ConfigError(
+                    f"edges file {path} line {number}: node id {node} is out of "
+                    f"range, ids must be in 0..{count - 1}"
+                )
+        if u == v:
+            raise ConfigError(
+                f"edges file {path} line {number}: self loop {u} {v} is not allowed"
+            )
+        adj[u, v] = adj[v, u] = True
+    return adj
+
+
+def write_edges(adj: np.ndarray, path: str | os.PathLike) -> None:
+    """Writes an adjacency matrix as an ``.edges`` file (SPEC 6.1).
+
+    Like the original, every edge appears twice: one ``u v`` line per neighbour v of
+    every node u, in ascending order.
+
+    Args:
+        adj: ``(n, n)`` bool symmetric adjacency without self loops.
+        path: the file to write.
+    """
+    adj = _check_adjacency(adj)
+    rows, cols = np.nonzero(adj)
+    body = "".join(f"{u} {v}\n" for u, v in zip(rows.tolist(), cols.tolist()))
+    pathlib.Path(path).write_text(f"{adj.shape[0]}\n{body}")
+
+
+def _is_int(token: str) -> bool:
+    try:
+        int(token)
+    except ValueError:
+        return False
+    return True
+
+
+# ---------------------------------------------------------------------- generators
+
+
+def ring(n: int) -> np.ndarray:
+    """Ring i <-> i+1 mod n (SPEC 6.2 ``Ring``).
+
+    Args:
+        n: number of nodes, at least 2.
+
+    Returns:
+        ``(n, n)`` bool adjacency.
+    """
+    n = _check_n(n)
+    adj = np.zeros((n, n), dtype=bool)
+    nodes = np.arange(n)
+    adj[nodes, (nodes + 1) % n] = True
+    return adj | adj.T
+
+
+def complete(n: int) -> np.ndarray:
+    """Fully connected graph (SPEC 6.2 ``FullyConnected``).
+
+    Args:
+        n: number of nodes, at least 2.
+
+    Returns:
+        ``(n, n)`` bool adjacency.
+    """
+    n = _check_n(n)
+    return ~np.eye(n, dtype=bool)
+
+
+def star(n: int) -> np.ndarray:
+    """Star with hub 0 connected to nodes 1..n-1 (SPEC 6.2 ``Star``).
+
+    Args:
+        n: number of nodes, at least 2.
+
+    Returns:
+        ``(n, n)`` bool adjacency.
+    """
+    n = _check_n(n)
+    adj = np.zeros((n, n), dtype=bool)
+    adj[0, 1:] = adj[1:, 0] = True
+    return adj
+
+
+def torus(n: int) -> np.ndarray:
+    """2-D torus with 4 neighbours per node.
+
+    The grid has ``rows x cols = n`` with ``rows`` the largest divisor of n not above
+    sqrt(n); node ``r * cols + c`` is linked to its up, down, left and right
+    neighbours with wrap-around.
+
+    Args:
+        n: number of nodes; it needs a divisor between 3 and sqrt(n).
+
+    Returns:
+        ``(n, n)`` bool adjacency.
+
+    Raises:
+        ConfigError: when the grid would have fewer than 3 rows.
+    """
+    n = _check_n(n)
+    rows = max(r for r in range(1, int(np.sqrt(n)) + 1) if n % r == 0)
+    if rows < 3:
+        raise ConfigError(
+            f"torus needs nodes with a divisor between 3 and sqrt(nodes) (e.g. 9, 12, "
+            f"15, 16, 96), got nodes={n}"
+        )
+    cols = n // rows
+    grid = np.arange(n).reshape(rows, cols)
+    adj = np.zeros((n, n), dtype=bool)
+    for shifted in (np.roll(grid, 1, axis=0), np.roll(grid, 1, axis=1)):
+        adj[grid.ravel(), shifted.ravel()] = True
+    return adj | adj.T
+
+
+def regular(n: int, d: int, seed: int) -> np.ndarray:
+    """Random d-regular graph; the ring is added if it is disconnected (SPEC 6.2).
+
+    First a batch of uniform random stub pairings (d stubs per node) is drawn and the
+    first one without loops and repeated edges is taken: exactly uniform over the
+    d-regular graphs (tried for d <= 4). If none of them is simple, the stubs are
+    paired incrementally, never creating a loop or a repeated edge, which is close to
+    uniform. For ``d > (n - 1) / 2`` the complement of a random
+    ``(n - 1 - d)``-regular graph is returned instead.
+
+    Args:
+        n: number of nodes, at least 2.
+        d: degree, 1 <= d < n, with n * d even.
+        seed: non-negative seed of the numpy generator.
+
+    Returns:
+        ``(n, n)`` bool adjacency.
+
+    Raises:
+        ConfigError: for a bad n, d or seed.
+    """
+    n = _check_n(n)
+    d = int(d)
+    if not 1 <= d < n:
+        raise ConfigError(
+            f"regular graph degree={d} is not allowed with nodes={n}: "
+            f"degree must be in 1..{n - 1}"
+        )
+    if n * d % 2:
+        raise ConfigError(
+            f"regular graph needs nodes*degree even, got nodes={n}, degree={d}"
+        )
+    adj = _random_regular(n, d, _rng(seed))
+    if not is_connected(adj):
+        adj |= ring(n)
+    return adj
+
+
+def small_world(n: int, k_over_2: int, beta: float, seed: int) -> np.ndarray:
+    """Watts-Strogatz small world plus the ring (SPEC 6.2 ``SmallWorld``).
+
+    Starts from the ring lattice where node i is linked to i +- 1..k_over_2. For every
+    offset j = 1..k_over_2 and node i in order, the edge {i, i+j} is rewired with
+    probability ``beta`` to {i, w}, w uniform among the nodes not yet linked to i.
+    The ring i <-> i+1 is added at the end, always.
+
+    Args:
+        n: number of nodes, at least 2.
+        k_over_2: lattice half-width, 1 <= k_over_2 and 2 * k_over_2 < n.
+        beta: rewiring probability in [0, 1].
+        seed: non-negative seed of the numpy generator.
+
+    Returns:
+        ``(n, n)`` bool adjacency.
+
+    Raises:
+        ConfigError: for a bad n, k_over_2, beta or seed.
+    """
+    n = _check_n(n)
+    k_over_2 = int(k_over_2)
+    if not 1 <= k_over_2 <= (n - 1) // 2:
+        raise ConfigError(
+            f"small_world k_over_2={k_over_2} is not allowed with nodes={n}: "
+            f"it must be in 1..{max(1, (n - 1) // 2)}"
+        )
+    beta = float(beta)
+    if not 0.0 <= beta <= 1.0:
+        raise ConfigError(
+            f"small_world beta={beta} is not allowed: it must be in [0, 1]"
+        )
+    rng = _rng(seed)
+    nodes = np.arange(n)
+    adj = np.zeros((n, n), dtype=bool)
+    for j in range(1, k_over_2 + 1):
+        adj[nodes, (nodes + j) % n] = True
+    adj |= adj.T
+    for j in range(1, k_over_2 + 1):
+        rewire = rng.random(n) < beta
+        for i in np.flatnonzero(rewire).tolist():
+            v = (i + j) % n
+            free = np.flatnonzero(~adj[i])
+            free = free[free != i]
+            if not adj[i, v] or free.size == 0:
+                continue
+            w = int(rng.choice(free))
+            adj[i, v] = adj[v, i] = False
+            adj[i, w] = adj[w, i] = True
+    return adj | ring(n)
+
+
+def is_connected(adj: np.ndarray) -> bool:
+    """Whether the undirected graph is connected (breadth-first search from node 0).
+
+    Args:
+        adj: ``(n, n)`` bool adjacency.
+
+    Returns:
+        True when every node is reachable from node 0.
+    """
+    return bool(_reachable(np.asarray(adj, dtype=bool)).all())
+
+
+def make_graph(
+    name: str,
+    n: int,
+    *,
+    degree: int = 4,
+    edges_file: str | os.PathLike | None = None,
+    seed: int = 0,
+    beta: float = 0.1,
+) -> np.ndarray:
+    """Builds a named graph and checks that it is connected.
+
+    Args:
+        name: one of :data:`GRAPHS`.
+        n: number of nodes, at least 2.
+        degree: degree of "regular"; "small_world" uses ``k_over_2 =
+            max(1, degree // 2)``; the other graphs ignore it.
+        edges_file: file of "edges" (default :data:`PAPER_GRAPH`).
+        seed: seed of the random graphs.
+        beta: rewiring probability of "small_world".
+
+    Returns:
+        ``(n, n)`` bool adjacency.
+
+    Raises:
+        ConfigError: unknown name, n < 2, bad generator arguments, a bad edges file,
+            or a disconnected graph.
+    """
+    if name not in GRAPHS:
+        raise ConfigError(
+            f"graph={name!r} is not known: allowed graphs are {', '.join(GRAPHS)}"
+        )
+    n = _check_n(n)
+    source = ""
+    if name == "edges":
+        path = PAPER_GRAPH if edges_file is None else pathlib.Path(edges_file)
+        adj = read_edges(path, n)
+        source = f" from {path}"
+    elif name == "regular":
+        adj = regular(n, degree, seed)
+    elif name == "ring":
+        adj = ring(n)
+    elif name == "torus":
+        adj = torus(n)
+    elif name == "complete":
+        adj = complete(n)
+    elif name == "star":
+        adj = star(n)
+    else:
+        adj = small_world(n, max(1, int(degree) // 2), beta, seed)
+    reach = _reachable(adj)
+    if not reach.all():
+        missing = np.flatnonzero(~reach)
+        shown = ", ".join(str(i) for i in missing[:10].tolist())
+        more = ", ..." if missing.size > 10 else ""
+        raise ConfigError(
+            f"graph {name!r}{source} is disconnected: {missing.size} of {n} nodes "
+            f"cannot reach node 0 (nodes {shown}{more}); a connected graph is required"
+        )
+    return adj
+
+
+def mh_matrix(adj: np.ndarray) -> np.ndarray:
+    """Dense Metropolis-Hastings mixing matrix (SPEC 4.0).
+
+    Args:
+        adj: ``(n, n)`` bool symmetric adjacency without self loops.
+
+    Returns:
+        ``(n, n)`` float64 W with ``w_ij = 1 / (1 + max(d_i, d_j))`` on edges, 0 off
+        edges, and ``w_ii = 1 - sum_j w_ij``.
+    """
+    adj = _check_adjacency(adj)
+    deg = adj.sum(axis=1)
+    w = np.where(adj, 1.0 / (1.0 + np.maximum(deg[:, None], deg[None, :])), 0.0)
+    np.fill_diagonal(w, 1.0 - w.sum(axis=1))
+    return w
+
+
+# ------------------------------------------------------------------- device tables
+
+
+@flax.struct.dataclass
+class NeighborTable:
+    """Padded neighbour lists with Metropolis-Hastings weights.
+
+    A dynamic bank (:func:`dynamic_bank`) stores the same fields with an extra leading
+    ``(rounds,)`` axis.
+    """
+
+    idx: jax.Array  # (n, D) int32 neighbour ids ascending, padded with own id
+    weight: jax.Array  # (n, D) float32 MH weight w_ij, 0 on padding
+    self_weight: jax.Array  # (n,) float32 w_ii
+    degree: jax.Array  # (n,) int32 number of neighbours (= receivers of each message)
+
+
+def neighbor_table(adj: np.ndarray, d_max: int | None = None) -> NeighborTable:
+    """Device neighbour table of a graph.
+
+    Args:
+        adj: ``(n, n)`` bool symmetric adjacency without self loops.
+        d_max: table width D, at least the maximum degree; None uses the maximum
+            degree.
+
+    Returns:
+        NeighborTable with ``(n, D)`` idx / weight and ``(n,)`` self_weight / degree.
+
+    Raises:
+        ConfigError: when ``d_max`` is below the maximum degree.
+    """
+    adj = _check_adjacency(adj)
+    arrays = _table_arrays(adj, d_max)
+    return NeighborTable(**{k: jnp.asarray(v) for k, v in arrays.items()})
+
+
+def dynamic_bank(n: int, d: int, seed: int, rounds: int) -> NeighborTable:
+    """Stacked tables of a dynamic topology (SPEC 6.4).
+
+    Round t uses ``regular(n, d, seed * 100000 + t)``: a fresh random d-regular graph,
+    with the ring added when it is disconnected. All tables share the width D = the
+    largest degree over the rounds.
+
+    Args:
+        n: number of nodes.
+        d: degree of every round's graph.
+        seed: the run's graph seed, non-negative.
+        rounds: number of rounds in the bank, at least 1.
+
+    Returns:
+        NeighborTable whose fields have a leading ``(rounds,)`` axis: idx / weight
+        ``(rounds, n, D)``, self_weight / degree ``(rounds, n)``.
+
+    Raises:
+        ConfigError: for bad n, d, seed or rounds.
+    """
+    rounds = int(rounds)
+    if rounds < 1:
+        raise ConfigError(f"dynamic graph rounds={rounds} is not allowed: must be >= 1")
+    seed = int(seed)
+    if seed < 0:
+        raise ConfigError(f"graph seed={seed} is not allowed: must be >= 0")
+    tables = [
+        _table_arrays(regular(n, d, seed * _ROUND_SEED_STRIDE + t), None)
+        for t in range(rounds)
+    ]
+    width = max(table["idx"].shape[1] for table in tables)
+    stacked = {}
+    for key in ("idx", "weight"):
+        padded = []
+        for table in tables:
+            extra = width - table[key].shape[1]
+            if key == "idx":
+                fill = np.repeat(np.arange(n, dtype=np.int32)[:, None], extra, axis=1)
+            else:
+                fill = np.zeros((n, extra), dtype=np.float32)
+            padded.append(np.concatenate([table[key], fill], axis=1))
+        stacked[key] = np.stack(padded)
+    for key in ("self_weight", "degree"):
+        stacked[key] = np.stack([table[key] for table in tables])
+    return NeighborTable(**{k: jnp.asarray(v) for k, v in stacked.items()})
+
+
+def table_at(bank: NeighborTable, t: int | jax.Array) -> NeighborTable:
+    """The table of round t of a bank, wrapping around after the last round.
+
+    Args:
+        bank: a stacked table from :func:`dynamic_bank`.
+        t: the round, a Python int or a traced int scalar.
+
+    Returns:
+        NeighborTable of round ``t % rounds_in_bank``.
+    """
+    rounds_in_bank = bank.idx.shape[0]
+    return jax.tree_util.tree_map(lambda a: a[t % rounds_in_bank], bank)
+
+
+# ------------------------------------------------------------------------ helpers
+
+
+def _check_n(n: int) -> int:
+    n = int(n)
+    if n < 2:
+        raise ConfigError(f"nodes={n} is not allowed: a graph needs at least 2 nodes")
+    return n
+
+
+def _rng(seed: int) -> np.random.Generator:
+    seed = int(seed)
+    if seed < 0:
+        raise ConfigError(f"graph seed={seed} is not allowed: must be >= 0")
+    return np.random.default_rng(seed)
+
+
+def _check_adjacency(adj: np.ndarray) -> np.ndarray:
+    adj = np.asarray(adj)
+    if adj.ndim != 2 or adj.shape[0] != adj.shape[1]:
+        raise ConfigError(f"adjacency must be a square (n, n) matrix, got {adj.shape}")
+    adj = adj.astype(bool)
+    if (adj != adj.T).any():
+        raise ConfigError("adjacency must be symmetric (undirected graph)")
+    if adj.diagonal().any():
+        raise ConfigError("adjacency must not contain self loops")
+    return adj
+
+
+def _reachable(adj: np.ndarray) -> np.ndarray:
+    """(n,) bool: nodes reachable from node 0."""
+    seen = np.zeros(adj.shape[0], dtype=bool)
+    seen[0] = True
+    frontier = seen.copy()
+    while frontier.any():
+        frontier = adj[frontier].any(axis=0) & ~seen
+        seen |= frontier
+    return seen
+
+
+def _table_arrays(adj: np.ndarray, d_max: int | None) -> dict[str, np.ndarray]:
+    """numpy fields of a NeighborTable for one checked adjacency."""
+    n = adj.shape[0]
+    deg = adj.sum(axis=1)
+    max_deg = int(deg.max(initial=0))
+    width = max_deg if d_max is None else int(d_max)
+    if width < max_deg:
+        raise ConfigError(
+            f"d_max={width} is too small: the graph has a node of degree {max_deg}"
+        )
+    own = np.arange(n)[:, None]
+    # Neighbours (False in ~adj) first, in ascending id order thanks to the stable sort.
+    order = np.argsort(~adj, axis=1, kind="stable")[:, : min(width, n)]
+    order = np.concatenate([order, np.repeat(own, width - order.shape[1], axis=1)], 1)
+    valid = np.arange(width)[None, :] < deg[:, None]
+    idx = np.where(valid, order, own)
+    weight = np.where(valid, 1.0 / (1.0 + np.maximum(deg[:, None], deg[idx])), 0.0)
+    return {
+        "idx": idx.astype(np.int32),
+        "weight": weight.astype(np.float32),
+        "self_weight": (1.0 - weight.sum(axis=1)).astype(np.float32),
+        "degree": deg.astype(np.int32),
+    }
+
+
+def _random_regular(n: int, d: int, rng: np.random.Generator) -> np.ndarray:
+    """Random simple d-regular graph (no connectivity guarantee)."""
+    if 2 * d > n - 1:
+        return ~_random_regular(n, n - 1 - d, rng) & ~np.eye(n, dtype=bool)
+    adj = _simple_pairing(n, d, rng)
+    for _ in range(1000):
+        if adj is not None:
+            return adj
+        adj = _stub_pairing(n, d, rng)
+    raise RuntimeError(f"could not draw a {d}-regular graph on {n} nodes")
+
+
+def _simple_pairing(n: int, d: int, rng: np.random.Generator) -> np.ndarray | None:
+    """Exactly uniform d-regular graph by rejection, or None if all tries failed.
+
+    Draws a batch of uniform stub pairings (the configuration model) at once and
+    returns the first one without loops and repeated edges. A pairing is simple with
+    probability about exp((1 - d^2) / 4): the batch is sized from it, and skipped
+    when it would probably fail (degree 5 and up).
+    """
+    if d == 0:
+        return np.zeros((n, n), dtype=bool)
+    p_simple = np.exp((1.0 - d * d) / 4.0)
+    tries = min(64, int(np.ceil(4.0 / p_simple)), max(1, 2**15 // (n * d)))
+    if tries * p_simple < 0.5:  # hopeless: leave it to the incremental pairing
+        return None
+    stubs = rng.permuted(np.tile(np.repeat(np.arange(n), d), (tries, 1)), axis=1)
+    u, v = stubs[:, 0::2], stubs[:, 1::2]
+    pair_key = np.sort(np.minimum(u, v) * n + np.maximum(u, v), axis=1)
+    simple = ~(u == v).any(axis=1) & ~(pair_key[:, 1:] == pair_key[:, :-1]).any(axis=1)
+    hits = np.flatnonzero(simple)
+    if hits.size == 0:
+        return None
+    adj = np.zeros((n, n), dtype=bool)
+    adj[u[hits[0]], v[hits[0]]] = True
+    return adj | adj.T
+
+
+def _stub_pairing(n: int, d: int, rng: np.random.Generator) -> np.ndarray | None:
+    """One attempt at pairing d stubs per node into a simple graph.
+
+    Incremental pairing in the manner of Steger and Wormald, done in batches: shuffle
+    the free stubs, pair them two by two, keep every pair that is neither a loop nor
+    an existing edge nor a repeat within the batch, and reshuffle the rest. Returns
+    None when the free stubs admit no allowed pair (the caller starts over).
+    """
+    adj = np.zeros((n, n), dtype=bool)
+    stubs = np.repeat(np.arange(n), d)
+    while stubs.size:
+        rng.shuffle(stubs)
+        u, v = stubs[0::2], stubs[1::2]
+        first = np.zeros(u.size, dtype=bool)
+        pair_key = np.minimum(u, v) * n + np.maximum(u, v)
+        first[np.unique(pair_key, return_index=True)[1]] = True
+        keep = (u != v) & ~adj[u, v] & first
+        if not keep.any():
+            nodes = np.unique(stubs)
+            blocked = adj[np.ix_(nodes, nodes)] | np.eye(nodes.size, dtype=bool)
+            if blocked.all():
+                return None
+            continue
+        adj[u[keep], v[keep]] = True
+        adj[v[keep], u[keep]] = True
+        stubs = np.concatenate([u[~keep], v[~keep]])
+    return adj

@@ -1,0 +1,627 @@
+"""Per-node NumPy / PyWavelets reference of the sharing strategies.
+
+Implements SPEC sections 4.0 (Metropolis-Hastings averaging), 4.1 (full sharing),
+4.2 (PartialModel top-k with its three accumulation modes), 4.3 (random sampling),
+4.4 (wavelet-domain PartialModel), 4.5 (JWINS) and 4.7 (CHOCO-SGD), with the byte
+accounting of SPEC 5 as fixed by the decisions table at the top of SPEC.md (4 bytes
+per float32 value, Elias-gamma bytes for wavelet/JWINS indices, 4 bytes per raw
+int32 top-k index, 8 bytes per int64 CHOCO index, an 8-byte seed for random
+sampling, no metadata for a full share).
+
+The reference is written the way the original system runs: every node is an object
+holding its own state, builds one message per round, the message is delivered to each
+current neighbour, and every receiver computes its own Metropolis-Hastings weights
+from its current degree and the sender's ``degree`` field. It deliberately shares no
+code with ``jwins_jax``; tests compare the package's vectorised steps with it.
+
+All model arithmetic is float32 (NumPy keeps float32 when an array is scaled by a
+Python float); weights are Python floats.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pywt
+
+F32 = np.float32
+
+ACCUMULATION_MODES = ("none", "accumulate", "legacy")
+SELECTIONS = ("change", "magnitude")
+
+
+# ---------------------------------------------------------------------------
+# Graphs and weights (SPEC 4.0, 6.1)
+# ---------------------------------------------------------------------------
+
+
+def read_edges_file(path: str) -> list[set[int]]:
+    """Reads an ``.edges`` file: first line n, then one undirected edge ``u v`` a line.
+
+    Args:
+        path: file path.
+
+    Returns:
+        ``neighbors``: a list of n sets, ``neighbors[i]`` = the neighbours of node i.
+    """
+    with open(path) as fh:
+        lines = [ln.split() for ln in fh if ln.strip()]
+    n = int(lines[0][0])
+    neighbors: list[set[int]] = [set() for _ in range(n)]
+    for parts in lines[1:]:
+        u, v = int(parts[0]), int(parts[1])
+        if u != v:
+            neighbors[u].add(v)
+            neighbors[v].add(u)
+    return neighbors
+
+
+def neighbors_from_adjacency(adj: np.ndarray) -> list[set[int]]:
+    """Converts a symmetric (n, n) boolean adjacency matrix to neighbour sets."""
+    adj = np.asarray(adj, dtype=bool)
+    return [{int(j) for j in np.flatnonzero(adj[i]) if j != i} for i in range(len(adj))]
+
+
+def adjacency_from_neighbors(neighbors: Sequence[set[int]]) -> np.ndarray:
+    """Converts neighbour sets to a symmetric (n, n) boolean adjacency matrix."""
+    n = len(neighbors)
+    adj = np.zeros((n, n), dtype=bool)
+    for i, nb in enumerate(neighbors):
+        for j in nb:
+            adj[i, j] = adj[j, i] = True
+    return adj
+
+
+def mh_weight(own_degree: int, sender_degree: int) -> float:
+    """Metropolis-Hastings weight ``1 / (1 + max(d_i, d_j))`` as a Python float."""
+    return 1.0 / (1 + max(own_degree, sender_degree))
+
+
+def mh_matrix(neighbors: Sequence[set[int]]) -> np.ndarray:
+    """Dense (n, n) float64 Metropolis-Hastings matrix built edge by edge."""
+    n = len(neighbors)
+    w = np.zeros((n, n))
+    for i in range(n):
+        for j in neighbors[i]:
+            w[i, j] = mh_weight(len(neighbors[i]), len(neighbors[j]))
+        w[i, i] = 1.0 - w[i].sum()
+    return w
+
+
+# ---------------------------------------------------------------------------
+# Selection and index coding (SPEC 4.2, 5.3)
+# ---------------------------------------------------------------------------
+
+
+def count_k(alpha: float, length: int) -> int:
+    """``k = round(alpha * length)`` with Python's round-half-to-even."""
+    return int(round(float(alpha) * length))
+
+
+def topk_indices(score: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k largest ``|score|``, ties to the lower index, sorted ascending.
+
+    Args:
+        score: (L,) float32 scores.
+        k: number of indices, 0 <= k <= L.
+
+    Returns:
+        (k,) int32 indices in ascending order.
+    """
+    order = np.argsort(-np.abs(score), kind="stable")
+    return np.sort(order[:k]).astype(np.int32)
+
+
+def elias_gamma_encode(indices: np.ndarray) -> bytes:
+    """Bit-level Elias-gamma coder of sorted indices (SPEC 5.3), used as ground truth.
+
+    The gaps between consecutive indices are coded with Elias-gamma, packed MSB
+    first and zero padded to a byte; 16 bytes follow (first index and bit count, each
+    as a little-endian int64). ``k <= 1`` gives only the 16-byte trailer (the original
+    coder crashes there; our decision is this size) and ``k = 0`` gives no bytes.
+
+    Args:
+        indices: (k,) strictly increasing integer indices.
+
+    Returns:
+        The encoded bytes.
+    """
+    idx = [int(v) for v in indices]
+    if not idx:
+        return b""
+    bits: list[str] = []
+    for prev, cur in zip(idx[:-1], idx[1:]):
+        gap = cur - prev
+        assert gap >= 1
+        binary = format(gap, "b")
+        bits.append("0" * (len(binary) - 1) + binary)
+    stream = "".join(bits)
+    n_bits = len(stream)
+    stream += "0" * (-n_bits % 8)
+    body = bytes(int(stream[i : i + 8], 2) for i in range(0, len(stream), 8))
+    trailer = np.array([idx[0], n_bits + 128], dtype="<i8").tobytes()
+    return body + trailer
+
+
+def elias_gamma_bytes(indices: np.ndarray) -> int:
+    """Closed-form Elias-gamma size in bytes (SPEC 5.3); 0 for k = 0, 16 for k = 1."""
+    idx = np.asarray(indices, dtype=np.int64)
+    if idx.size == 0:
+        return 0
+    total_bits = 0
+    for gap in np.diff(idx):
+        total_bits += 2 * (int(gap).bit_length() - 1) + 1
+    return math.ceil(total_bits / 8) + 16
+
+
+# ---------------------------------------------------------------------------
+# Transforms (SPEC 4.2 identity, 4.4 wavelet)
+# ---------------------------------------------------------------------------
+
+
+class IdentityTransform:
+    """The PartialModel transform: the flat model itself (L = N)."""
+
+    def __init__(self, n_params: int):
+        self.n_params = n_params
+        self.length = n_params
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """(N,) float32 -> (N,) float32 copy."""
+        return np.array(x, dtype=F32, copy=True)
+
+    def inverse(self, z: np.ndarray) -> np.ndarray:
+        """(N,) float32 -> (N,) float32 copy."""
+        return np.array(z, dtype=F32, copy=True)
+
+
+class WaveletTransform:
+    """``pywt.wavedec`` (mode symmetric) + ``coeffs_to_array``, and its inverse."""
+
+    def __init__(self, n_params: int, wavelet: str = "sym2", level: int = 4):
+        self.n_params = n_params
+        self.wavelet = wavelet
+        self.level = level
+        probe = np.zeros(n_params, dtype=F32)
+        coeffs = pywt.wavedec(probe, wavelet, mode="symmetric", level=level)
+        arr, self.slices = pywt.coeffs_to_array(coeffs)
+        self.length = int(arr.size)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """(N,) float32 model -> (M,) float32 coefficients ``[cA_L|cD_L|..|cD_1]``."""
+        coeffs = pywt.wavedec(
+            np.asarray(x, dtype=F32), self.wavelet, mode="symmetric", level=self.level
+        )
+        arr, _ = pywt.coeffs_to_array(coeffs)
+        return np.asarray(arr, dtype=F32).ravel()
+
+    def inverse(self, z: np.ndarray) -> np.ndarray:
+        """(M,) float32 coefficients -> (N,) float32 model (``waverec``, first N)."""
+        coeffs = pywt.array_to_coeffs(
+            np.asarray(z, dtype=F32), self.slices, output_format="wavedec"
+        )
+        out = pywt.waverec(coeffs, self.wavelet, mode="symmetric")
+        return np.asarray(out[: self.n_params], dtype=F32)
+
+
+# ---------------------------------------------------------------------------
+# Messages and nodes
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class Message:
+    """One model message as it travels to every neighbour.
+
+    Attributes:
+        sender: uid of the sender.
+        degree: the sender's current degree (the ``degree`` field).
+        full: True for a full share (``params`` holds the whole vector).
+        params: (count,) float32 values sent.
+        indices: (count,) int32 indices for top-k/wavelet partial shares, else None.
+        mask: (N,) bool mask of random sampling (stands in for the 64-bit seed).
+        dense: (N,) float32 CHOCO update q, zero where nothing is sent.
+        value_bytes: payload bytes of one copy of the message.
+        meta_bytes: metadata bytes of one copy of the message.
+    """
+
+    sender: int
+    degree: int
+    full: bool
+    params: np.ndarray
+    indices: np.ndarray | None = None
+    mask: np.ndarray | None = None
+    dense: np.ndarray | None = None
+    value_bytes: int = 0
+    meta_bytes: int = 0
+
+    @property
+    def count(self) -> int:
+        """Number of values carried by the message."""
+        return int(self.params.size)
+
+
+class Node:
+    """Base class: a node owns its model; subclasses add sharing state."""
+
+    def __init__(self, uid: int, x0: np.ndarray):
+        self.uid = uid
+        self.model = np.array(x0, dtype=F32, copy=True)  # (N,)
+
+    def prepare(self, x_pre: np.ndarray, degree: int, **round_inputs) -> Message:
+        """Pre-step and serialisation: builds this round's message."""
+        raise NotImplementedError
+
+    def average(self, inbox: list[Message]) -> None:
+        """Averaging and post-step with the messages of all current neighbours."""
+        raise NotImplementedError
+
+    @staticmethod
+    def mh_combine(own: np.ndarray, received: list[tuple[Message, np.ndarray]]):
+        """``(1 - sum_j w_ij) own + sum_j w_ij y_j``, neighbours first, self last.
+
+        Args:
+            own: (L,) float32 own vector.
+            received: (message, y_j) pairs, y_j (L,) float32 the vector credited to j.
+
+        Returns:
+            (L,) float32 average.
+        """
+        n_in = len(received)
+        total = None
+        weight_total = 0.0
+        for msg, y in received:
+            w = mh_weight(n_in, msg.degree)
+            weight_total += w
+            total = w * y if total is None else total + w * y
+        self_term = (1.0 - weight_total) * own
+        return self_term if total is None else total + self_term
+
+
+class FullNode(Node):
+    """SPEC 4.1: send the whole model, MH-average whole models."""
+
+    def prepare(self, x_pre, degree, **round_inputs):
+        self.model = np.array(x_pre, dtype=F32, copy=True)
+        n = self.model.size
+        return Message(self.uid, degree, True, self.model.copy(), value_bytes=4 * n)
+
+    def average(self, inbox):
+        pairs = [(m, m.params) for m in inbox]
+        self.model = self.mh_combine(self.model, pairs).astype(F32)
+
+
+class RandomNode(Node):
+    """SPEC 4.3: Bernoulli mask per round (given), fill-with-own at the receiver."""
+
+    def __init__(self, uid, x0, alpha: float, metadata_cap: float = 1.0):
+        super().__init__(uid, x0)
+        self.alpha = float(alpha)
+        self.metadata_cap = float(metadata_cap)
+
+    @property
+    def shares_fully(self) -> bool:
+        return self.alpha > self.metadata_cap  # strict, unlike the others
+
+    def prepare(self, x_pre, degree, mask=None, **round_inputs):
+        self.model = np.array(x_pre, dtype=F32, copy=True)
+        if self.shares_fully:
+            n = self.model.size
+            return Message(self.uid, degree, True, self.model.copy(), value_bytes=4 * n)
+        mask = np.asarray(mask, dtype=bool)
+        vals = self.model[mask].copy()
+        return Message(
+            self.uid,
+            degree,
+            False,
+            vals,
+            mask=mask.copy(),
+            value_bytes=4 * vals.size,
+            meta_bytes=8,
+        )
+
+    def average(self, inbox):
+        pairs = []
+        for msg in inbox:
+            if self.shares_fully:  # the receiver decides by its own alpha / cap
+                y = msg.params
+            else:
+                y = self.model.copy()
+                y[msg.mask] = msg.params
+            pairs.append((msg, y))
+        self.model = self.mh_combine(self.model, pairs).astype(F32)
+
+
+class PartialNode(Node):
+    """SPEC 4.2 / 4.4 / 4.5: top-k sharing in the domain of a transform.
+
+    State: the reference model ``r`` (last post-averaging model, starts at x0), the
+    accumulator ``acc`` (length L, only with accumulation) and, in legacy mode, the
+    previous post-averaging model ``p``.
+    """
+
+    def __init__(
+        self,
+        uid: int,
+        x0: np.ndarray,
+        transform,
+        alpha: float = 1.0,
+        metadata_cap: float = 1.0,
+        accumulation: str = "none",
+        selection: str = "change",
+        elias_indices: bool = False,
+    ):
+        super().__init__(uid, x0)
+        assert accumulation in ACCUMULATION_MODES and selection in SELECTIONS
+        self.transform = transform
+        self.alpha = float(alpha)
+        self.metadata_cap = float(metadata_cap)
+        self.accumulation = accumulation
+        self.selection = selection
+        self.elias_indices = elias_indices
+        self.ref = self.model.copy()  # (N,) r_i
+        self.prev = self.model.copy()  # (N,) p_i
+        length = transform.length
+        self.acc = None if accumulation == "none" else np.zeros(length, F32)  # (L,)
+        self.own_coeffs = None  # (L,) P_i of this round
+        self.last_score = None  # (L,) score c_i of this round (for closed-form checks)
+        self.last_sent = None  # (k,) indices or None for a full share
+        self.last_gap = math.inf  # |c|_(k) - |c|_(k+1): margin of this round's cut
+
+    def prepare(self, x_pre, degree, alpha=None, **round_inputs):
+        alpha = self.alpha if alpha is None else float(alpha)
+        self.model = np.array(x_pre, dtype=F32, copy=True)
+        tr = self.transform
+        coeffs = tr.forward(self.model)
+        change = tr.forward(self.model - self.ref)
+        if self.accumulation == "none":
+            score = change
+        elif self.accumulation == "accumulate":
+            self.acc = self.acc + change
+            score = self.acc.copy()
+        else:  # legacy: accumulate_averaging_changes=True
+            score = change + self.acc
+        self.last_score = score
+        self.own_coeffs = coeffs
+        if self.selection == "magnitude":
+            score = coeffs
+        length = tr.length
+
+        if alpha >= self.metadata_cap:
+            if self.acc is not None:
+                self.acc = np.zeros_like(self.acc)
+            self.last_sent = None
+            self.last_gap = math.inf
+            return Message(
+                self.uid, degree, True, coeffs.copy(), value_bytes=4 * length
+            )
+
+        k = count_k(alpha, length)
+        sel = topk_indices(score, k)
+        mags = np.sort(np.abs(score))[::-1]
+        self.last_gap = float(mags[k - 1] - mags[k]) if 0 < k < length else math.inf
+        if self.acc is not None:
+            self.acc = self.acc.copy()
+            self.acc[sel] = 0.0
+        self.last_sent = sel
+        meta = elias_gamma_bytes(sel) if self.elias_indices else 4 * k
+        return Message(
+            self.uid,
+            degree,
+            False,
+            coeffs[sel].copy(),
+            indices=sel,
+            value_bytes=4 * k,
+            meta_bytes=meta,
+        )
+
+    def average(self, inbox):
+        own = self.own_coeffs
+        pairs = []
+        for msg in inbox:
+            if msg.full:
+                y = msg.params
+            else:
+                y = own.copy()
+                y[msg.indices] = msg.params
+            pairs.append((msg, y))
+        z = self.mh_combine(own, pairs).astype(F32)
+        self.model = self.transform.inverse(z)
+        # post-step
+        self.ref = self.model.copy()
+        if self.accumulation == "legacy":
+            self.acc = self.acc + self.transform.forward(self.model - self.prev)
+            self.prev = self.model.copy()
+
+
+class ChocoNode(Node):
+    """SPEC 4.7: CHOCO-SGD with top-k compression of ``x - xhat`` (ties kept)."""
+
+    def __init__(self, uid, x0, alpha: float, gamma: float):
+        super().__init__(uid, x0)
+        self.alpha = float(alpha)
+        self.gamma = float(gamma)
+        self.xhat = np.zeros_like(self.model)  # (N,) public copy
+        self.s = np.zeros_like(self.model)  # (N,) weighted sum of public copies
+        self.q = None  # (N,) this round's compressed update
+
+    def prepare(self, x_pre, degree, **round_inputs):
+        self.model = np.array(x_pre, dtype=F32, copy=True)
+        diff = self.model - self.xhat
+        k = count_k(self.alpha, diff.size)
+        if k > 0:
+            mags = np.abs(diff)
+            theta = np.sort(mags)[::-1][k - 1]
+            q = np.where(mags < theta, F32(0), diff).astype(F32)
+        else:
+            q = diff
+        self.q = q
+        nz = np.flatnonzero(q)
+        return Message(
+            self.uid,
+            degree,
+            False,
+            q[nz].copy(),
+            indices=nz.astype(np.int64),
+            dense=q.copy(),
+            value_bytes=4 * nz.size,
+            meta_bytes=8 * nz.size,
+        )
+
+    def average(self, inbox):
+        self.xhat = self.xhat + self.q
+        n_in = len(inbox)
+        weight_total = 0.0
+        s = self.s
+        for msg in inbox:
+            w = mh_weight(n_in, msg.degree)
+            weight_total += w
+            s = s + w * msg.dense
+        self.s = (s + (1.0 - weight_total) * self.q).astype(F32)
+        self.model = (self.model + self.gamma * (self.s - self.xhat)).astype(F32)
+
+
+# ---------------------------------------------------------------------------
+# Network driver
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class RoundStats:
+    """Per-node statistics of one round (totals over the node's receivers).
+
+    Attributes:
+        value_bytes: (n,) int64 payload bytes sent.
+        meta_bytes: (n,) int64 metadata bytes sent.
+        sent: (n,) int64 values per message.
+        full: (n,) bool full share this round.
+    """
+
+    value_bytes: np.ndarray
+    meta_bytes: np.ndarray
+    sent: np.ndarray
+    full: np.ndarray
+
+
+@dataclass
+class Network:
+    """n node objects exchanging messages over a (possibly changing) graph."""
+
+    nodes: list[Node]
+    history: list[RoundStats] = field(default_factory=list)
+
+    @property
+    def models(self) -> np.ndarray:
+        """(n, N) float32 current models."""
+        return np.stack([nd.model for nd in self.nodes])
+
+    def step(
+        self,
+        x_pre: np.ndarray,
+        neighbors: Sequence[set[int]],
+        per_node: dict[str, Sequence] | None = None,
+    ) -> tuple[np.ndarray, RoundStats]:
+        """Runs one round: prepare, deliver to each neighbour, average, post-step.
+
+        Args:
+            x_pre: (n, N) float32 models after local training.
+            neighbors: this round's neighbour sets (symmetric).
+            per_node: optional per-node round inputs, e.g. ``{"mask": (n, N) bool}``
+                or ``{"alpha": (n,) floats}``; entry i goes to node i.
+
+        Returns:
+            ``(x_post, stats)``: (n, N) float32 models after averaging and the stats.
+        """
+        n = len(self.nodes)
+        assert len(neighbors) == n
+        for i in range(n):
+            for j in neighbors[i]:
+                assert i in neighbors[j] and j != i
+        per_node = per_node or {}
+        inbox: list[list[Message]] = [[] for _ in range(n)]
+        value_bytes = np.zeros(n, np.int64)
+        meta_bytes = np.zeros(n, np.int64)
+        sent = np.zeros(n, np.int64)
+        full = np.zeros(n, bool)
+        for i, node in enumerate(self.nodes):
+            inputs = {key: vals[i] for key, vals in per_node.items()}
+            msg = node.prepare(x_pre[i], len(neighbors[i]), **inputs)
+            sent[i] = msg.count
+            full[i] = msg.full
+            for j in sorted(neighbors[i]):
+                inbox[j].append(msg)
+                value_bytes[i] += msg.value_bytes
+                meta_bytes[i] += msg.meta_bytes
+        for i, node in enumerate(self.nodes):
+            node.average(inbox[i])
+        stats = RoundStats(value_bytes, meta_bytes, sent, full)
+        self.history.append(stats)
+        return self.models, stats
+
+
+def make_network(name: str, x0: np.ndarray, **params) -> Network:
+    """Builds a reference network for one strategy of SPEC 4.
+
+    Args:
+        name: one of "full", "random", "topk", "wavelet", "jwins", "choco".
+        x0: (n, N) float32 initial models (identical rows, SPEC 1.2).
+        **params: the strategy's parameters, with the package's names and defaults:
+            random: alpha, metadata_cap=1.0; topk: alpha, metadata_cap=1.0,
+            accumulation="none"; wavelet: alpha, metadata_cap=1.0, wavelet="sym2",
+            level=4, accumulation="none", selection="change"; jwins: metadata_cap=0.5,
+            wavelet="sym2", level=4, accumulation="legacy", selection="change" (the
+            per-node alpha is a round input); choco: alpha, gamma.
+
+    Returns:
+        The network of n reference nodes.
+    """
+    x0 = np.asarray(x0, dtype=F32)
+    n, n_params = x0.shape
+    if name == "full":
+        nodes = [FullNode(i, x0[i]) for i in range(n)]
+    elif name == "random":
+        nodes = [
+            RandomNode(i, x0[i], params["alpha"], params.get("metadata_cap", 1.0))
+            for i in range(n)
+        ]
+    elif name == "topk":
+        tr = IdentityTransform(n_params)
+        nodes = [
+            PartialNode(
+                i,
+                x0[i],
+                tr,
+                alpha=params["alpha"],
+                metadata_cap=params.get("metadata_cap", 1.0),
+                accumulation=params.get("accumulation", "none"),
+            )
+            for i in range(n)
+        ]
+    elif name in ("wavelet", "jwins"):
+        jw = name == "jwins"
+        tr = WaveletTransform(
+            n_params, params.get("wavelet", "sym2"), params.get("level", 4)
+        )
+        nodes = [
+            PartialNode(
+                i,
+                x0[i],
+                tr,
+                alpha=1.0 if jw else params["alpha"],
+                metadata_cap=params.get("metadata_cap", 0.5 if jw else 1.0),
+                accumulation=params.get("accumulation", "legacy" if jw else "none"),
+                selection=params.get("selection", "change"),
+                elias_indices=True,
+            )
+            for i in range(n)
+        ]
+    elif name == "choco":
+        nodes = [
+            ChocoNode(i, x0[i], params["alpha"], params["gamma"]) for i in range(n)
+        ]
+    else:
+        raise ValueError(f"unknown strategy {name!r}")
+    return Network(nodes)

@@ -1,0 +1,369 @@
+"""Tests of jwins_jax.models: flat PyTorch layout (SPEC Appendix C) and layers (7.2)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from jwins_jax.errors import ConfigError
+from jwins_jax.models import MODELS, get_model
+from jwins_jax.models import layers
+
+# SPEC Appendix C, CIFAR LeNet: (name, shape, start, end).
+GN_LENET_LAYOUT = [
+    ("conv1.weight", (32, 3, 5, 5), 0, 2400),
+    ("conv1.bias", (32,), 2400, 2432),
+    ("gn1.weight", (32,), 2432, 2464),
+    ("gn1.bias", (32,), 2464, 2496),
+    ("conv2.weight", (32, 32, 5, 5), 2496, 28096),
+    ("conv2.bias", (32,), 28096, 28128),
+    ("gn2.weight", (32,), 28128, 28160),
+    ("gn2.bias", (32,), 28160, 28192),
+    ("conv3.weight", (64, 32, 5, 5), 28192, 79392),
+    ("conv3.bias", (64,), 79392, 79456),
+    ("gn3.weight", (64,), 79456, 79520),
+    ("gn3.bias", (64,), 79520, 79584),
+    ("fc1.weight", (10, 1024), 79584, 89824),
+    ("fc1.bias", (10,), 89824, 89834),
+]
+
+
+def _random_flat(spec, key, batch=()):
+    return jax.random.normal(key, (*batch, spec.num_params), jnp.float32)
+
+
+# ---------------------------------------------------------------- layout
+
+
+def test_gn_lenet_layout_matches_appendix_c():
+    spec = get_model("gn_lenet")
+    assert spec.num_params == 89_834
+    got = [(e.torch_name, e.torch_shape, e.offset, e.end) for e in spec.layout]
+    assert got == GN_LENET_LAYOUT
+    for e in spec.layout:
+        assert e.size == e.end - e.offset == int(np.prod(e.torch_shape))
+
+
+def test_digits_cnn_size_and_registry():
+    spec = get_model("digits_cnn")
+    assert spec.num_params == 6_090
+    assert spec.input_shape == (8, 8, 1) and spec.num_classes == 10
+    assert [e.torch_name for e in spec.layout] == [
+        "conv1.weight",
+        "conv1.bias",
+        "conv2.weight",
+        "conv2.bias",
+        "fc1.weight",
+        "fc1.bias",
+    ]
+    assert MODELS == ("digits_cnn", "gn_lenet")
+    assert get_model("gn_lenet") is get_model("gn_lenet")
+
+
+def test_unknown_model_is_one_line_config_error():
+    with pytest.raises(ConfigError) as err:
+        get_model("resnet")
+    msg = str(err.value)
+    assert "\n" not in msg and "resnet" in msg and "gn_lenet" in msg
+    assert isinstance(err.value, ValueError)
+
+
+@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("batch", [(), (3,), (2, 2)])
+def test_flatten_unflatten_round_trip_is_exact(name, batch):
+    spec = get_model(name)
+    flat = _random_flat(spec, jax.random.key(1), batch)
+    params = spec.unflatten(flat)
+    for e in spec.layout:
+        leaf = params["params"][e.flax_path[0]][e.flax_path[1]]
+        assert leaf.shape == (*batch, *e.flax_shape)
+    back = spec.flatten(params)
+    assert back.dtype == jnp.float32 and back.shape == flat.shape
+    np.testing.assert_array_equal(np.asarray(back), np.asarray(flat))
+    # The inner params dict (without the "params" level) is accepted too, and
+    # unflatten(flatten(p)) == p.
+    again = spec.unflatten(spec.flatten(params["params"]))
+    jax.tree.map(np.testing.assert_array_equal, again, params)
+
+
+def test_flatten_of_module_init_has_module_shapes():
+    spec = get_model("gn_lenet")
+    x = jnp.zeros((1, *spec.input_shape))
+    variables = spec.module.init(jax.random.key(0), x)
+    flat = spec.flatten(variables)
+    assert flat.shape == (spec.num_params,)
+    np.testing.assert_allclose(
+        np.asarray(spec.apply_flat(flat, x)),
+        np.asarray(spec.module.apply(variables, x)),
+        rtol=1e-6,
+        atol=1e-6,
+    )
+
+
+def test_flatten_rejects_wrong_shapes():
+    spec = get_model("digits_cnn")
+    params = spec.unflatten(jnp.zeros(spec.num_params))
+    params["params"]["conv1"]["kernel"] = jnp.zeros((3, 3, 2, 16))
+    with pytest.raises(ValueError, match="conv1"):
+        spec.flatten(params)
+    with pytest.raises(ValueError, match="length"):
+        spec.unflatten(jnp.zeros(spec.num_params + 1))
+
+
+@pytest.mark.parametrize(
+    ("name", "layer", "index"),
+    [
+        ("gn_lenet", "conv1", (4, 1, 2, 7)),  # HWIO: kh, kw, i, o
+        ("gn_lenet", "conv2", (0, 3, 31, 5)),
+        ("gn_lenet", "conv3", (2, 4, 17, 63)),
+        ("digits_cnn", "conv2", (1, 2, 9, 30)),
+    ],
+)
+def test_conv_kernel_lands_in_oihw_order(name, layer, index):
+    spec = get_model(name)
+    params = spec.unflatten(jnp.zeros(spec.num_params))
+    kh, kw, i, o = index
+    params["params"][layer]["kernel"] = (
+        params["params"][layer]["kernel"].at[kh, kw, i, o].set(1.0)
+    )
+    flat = np.asarray(spec.flatten(params))
+    e = spec.entry(f"{layer}.weight")
+    n_out, n_in, n_kh, n_kw = e.torch_shape
+    expected = e.offset + ((o * n_in + i) * n_kh + kh) * n_kw + kw
+    assert np.flatnonzero(flat).tolist() == [expected]
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_dense_kernel_lands_in_out_in_order(name):
+    spec = get_model(name)
+    params = spec.unflatten(jnp.zeros(spec.num_params))
+    e = spec.entry("fc1.weight")
+    n_out, n_in = e.torch_shape
+    i, o = n_in - 3, 7
+    params["params"]["fc1"]["kernel"] = params["params"]["fc1"]["kernel"].at[i, o].set(
+        1.0
+    )
+    params["params"]["fc1"]["bias"] = params["params"]["fc1"]["bias"].at[2].set(5.0)
+    flat = np.asarray(spec.flatten(params))
+    assert np.flatnonzero(flat).tolist() == [
+        e.offset + o * n_in + i,
+        spec.entry("fc1.bias").offset + 2,
+    ]
+
+
+# ---------------------------------------------------------------- layers vs references
+
+
+def _np_conv_nchw(x, w, b, pad):
+    """x (B, C, H, W), w (O, C, KH, KW), b (O,) -> (B, O, HO, WO), stride 1, float64."""
+    x = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    _, _, kh, kw = w.shape
+    ho, wo = x.shape[2] - kh + 1, x.shape[3] - kw + 1
+    out = np.zeros((x.shape[0], w.shape[0], ho, wo))
+    for dy in range(kh):
+        for dx in range(kw):
+            window = x[:, :, dy : dy + ho, dx : dx + wo]
+            out += np.einsum("bchw,oc->bohw", window, w[:, :, dy, dx])
+    return out + b[None, :, None, None]
+
+
+def _np_group_norm_nchw(x, groups, weight, bias, eps=1e-5):
+    b, c, h, w = x.shape
+    xg = x.reshape(b, groups, -1)
+    mean = xg.mean(axis=-1, keepdims=True)
+    var = xg.var(axis=-1, keepdims=True)
+    y = ((xg - mean) / np.sqrt(var + eps)).reshape(b, c, h, w)
+    return y * weight[None, :, None, None] + bias[None, :, None, None]
+
+
+def _np_max_pool_nchw(x):
+    b, c, h, w = x.shape
+    out = np.full((b, c, h // 2, w // 2), -np.inf)
+    for dy in range(2):
+        for dx in range(2):
+            out = np.maximum(out, x[:, :, dy : 2 * (h // 2) : 2, dx : 2 * (w // 2) : 2])
+    return out
+
+
+@pytest.mark.parametrize(("k", "pad"), [(5, 2), (3, 1), (3, 0)])
+def test_conv2d_matches_lax_conv(k, pad):
+    kx, kk, kb = jax.random.split(jax.random.key(2), 3)
+    x = jax.random.normal(kx, (2, 9, 7, 4))
+    kernel = jax.random.normal(kk, (k, k, 4, 6))
+    bias = jax.random.normal(kb, (6,))
+    got = layers.conv2d(x, kernel, bias, pad)
+    ref = jax.lax.conv_general_dilated(
+        x,
+        kernel,
+        (1, 1),
+        [(pad, pad), (pad, pad)],
+        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        precision=jax.lax.Precision.HIGHEST,
+    )
+    np.testing.assert_allclose(np.asarray(got), np.asarray(ref + bias), atol=1e-4)
+
+
+def test_conv2d_matches_numpy_loop():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(2, 3, 8, 8))  # NCHW
+    w = rng.normal(size=(5, 3, 5, 5))  # OIHW
+    b = rng.normal(size=5)
+    got = layers.conv2d(
+        jnp.asarray(x.transpose(0, 2, 3, 1), jnp.float32),
+        jnp.asarray(w.transpose(2, 3, 1, 0), jnp.float32),
+        jnp.asarray(b, jnp.float32),
+        2,
+    )
+    ref = _np_conv_nchw(x, w, b, 2).transpose(0, 2, 3, 1)
+    np.testing.assert_allclose(np.asarray(got), ref, atol=1e-4)
+
+
+def test_max_pool_matches_numpy():
+    x = np.random.default_rng(4).normal(size=(3, 8, 6, 5)).astype(np.float32)
+    got = np.asarray(layers.max_pool_2x2(jnp.asarray(x)))
+    ref = _np_max_pool_nchw(x.transpose(0, 3, 1, 2)).transpose(0, 2, 3, 1)
+    assert got.shape == (3, 4, 3, 5)
+    np.testing.assert_array_equal(got, ref)
+    # Odd sizes are floored, as in PyTorch.
+    odd = np.asarray(layers.max_pool_2x2(jnp.asarray(x[:, :7, :5])))
+    np.testing.assert_array_equal(odd, ref[:, :3, :2])
+
+
+@pytest.mark.parametrize("groups", [1, 2, 4])
+def test_group_norm_matches_numpy(groups):
+    rng = np.random.default_rng(5)
+    x = (3.0 + 2.0 * rng.normal(size=(2, 5, 6, 8))).astype(np.float32)  # NHWC
+    w = rng.normal(size=8).astype(np.float32)
+    b = rng.normal(size=8).astype(np.float32)
+    got = layers.group_norm(jnp.asarray(x), groups, jnp.asarray(w), jnp.asarray(b))
+    ref = _np_group_norm_nchw(
+        x.transpose(0, 3, 1, 2).astype(np.float64), groups, w, b
+    ).transpose(0, 2, 3, 1)
+    np.testing.assert_allclose(np.asarray(got), ref, atol=2e-5, rtol=1e-5)
+
+
+def test_flatten_nchw_order():
+    x = jnp.arange(2 * 3 * 4 * 5, dtype=jnp.float32).reshape(2, 3, 4, 5)  # NHWC
+    got = np.asarray(layers.flatten_nchw(x))
+    b, h, w, c = 1, 2, 3, 4
+    assert got[b, c * 3 * 4 + h * 4 + w] == float(x[b, h, w, c])
+
+
+# ---------------------------------------------------------------- independent forward
+
+
+def _np_gn_lenet_forward(flat, x_nhwc):
+    """GN-LeNet in NumPy on NCHW data, with tensors sliced from the flat vector."""
+    flat = np.asarray(flat, np.float64)
+    t = {
+        name: flat[start:end].reshape(shape)
+        for name, shape, start, end in GN_LENET_LAYOUT
+    }
+    h = np.asarray(x_nhwc, np.float64).transpose(0, 3, 1, 2)
+    for i in (1, 2, 3):
+        h = _np_conv_nchw(h, t[f"conv{i}.weight"], t[f"conv{i}.bias"], 2)
+        h = _np_group_norm_nchw(h, 2, t[f"gn{i}.weight"], t[f"gn{i}.bias"])
+        h = _np_max_pool_nchw(np.maximum(h, 0.0))
+    h = h.reshape(h.shape[0], -1)  # NCHW flatten, 1024
+    return h @ t["fc1.weight"].T + t["fc1.bias"]
+
+
+def test_gn_lenet_matches_numpy_forward_from_flat_vector():
+    spec = get_model("gn_lenet")
+    k1, k2, k3 = jax.random.split(jax.random.key(6), 3)
+    flat = spec.init_flat(k1)
+    # Non-trivial GroupNorm affine so that a permuted channel would show.
+    gn = jax.random.uniform(k3, (spec.num_params,), minval=0.5, maxval=1.5)
+    is_gn = np.zeros(spec.num_params, bool)
+    for e in spec.layout:
+        if e.torch_name.startswith("gn"):
+            is_gn[e.offset : e.end] = True
+    flat = jnp.where(jnp.asarray(is_gn), gn, flat)
+    x = jax.random.normal(k2, (2, 32, 32, 3))
+    got = np.asarray(spec.apply_flat(flat, x))
+    ref = _np_gn_lenet_forward(flat, x)
+    assert got.shape == (2, 10)
+    np.testing.assert_allclose(got, ref, atol=2e-4, rtol=1e-3)
+
+
+# ---------------------------------------------------------------- init
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_init_flat_is_pytorch_default(name):
+    spec = get_model(name)
+    flat = np.asarray(spec.init_flat(jax.random.key(7)))
+    assert flat.dtype == np.float32 and flat.shape == (spec.num_params,)
+    np.testing.assert_array_equal(flat, np.asarray(spec.init_flat(jax.random.key(7))))
+    assert not np.array_equal(flat, np.asarray(spec.init_flat(jax.random.key(8))))
+    for e in spec.layout:
+        part = flat[e.offset : e.end]
+        if e.torch_name.startswith("gn"):
+            want = 1.0 if e.torch_name.endswith("weight") else 0.0
+            np.testing.assert_array_equal(part, want)
+            continue
+        shape = e.torch_shape if e.torch_name.endswith("weight") else None
+        if shape is not None:
+            fan_in = int(np.prod(shape[1:]))
+        else:
+            fan_in = int(np.prod(spec.entry(e.torch_name[:-4] + "weight").torch_shape[1:]))
+        bound = 1.0 / np.sqrt(fan_in)
+        assert np.abs(part).max() <= bound
+        if e.size >= 1000:  # a uniform sample fills its range
+            assert np.abs(part).max() > 0.95 * bound
+            assert abs(part.mean()) < 0.1 * bound
+            np.testing.assert_allclose(part.std(), bound / np.sqrt(3), rtol=0.1)
+
+
+# ---------------------------------------------------------------- training
+
+
+def test_apply_flat_under_jit_vmap_grad():
+    spec = get_model("gn_lenet")
+    n, b = 3, 4
+    flat = jax.vmap(spec.init_flat)(jax.random.split(jax.random.key(9), n))
+    x = jax.random.normal(jax.random.key(10), (n, b, 32, 32, 3))
+    y = jnp.arange(n * b).reshape(n, b) % 10
+
+    def loss(f, xb, yb):
+        logits = spec.apply_flat(f, xb)
+        return optax.softmax_cross_entropy_with_integer_labels(logits, yb).mean()
+
+    grads = jax.jit(jax.vmap(jax.grad(loss)))(flat, x, y)
+    assert grads.shape == (n, spec.num_params) and grads.dtype == jnp.float32
+    assert bool(jnp.all(jnp.isfinite(grads)))
+    # Node 1 alone gives the same gradient as its row of the vmapped call.
+    g1 = jax.jit(jax.grad(loss))(flat[1], x[1], y[1])
+    np.testing.assert_allclose(np.asarray(grads[1]), np.asarray(g1), atol=1e-5)
+    # Every tensor gets a gradient.
+    for e in spec.layout:
+        assert float(jnp.abs(grads[:, e.offset : e.end]).max()) > 0
+
+
+def test_digits_cnn_learns_with_plain_sgd():
+    from sklearn.datasets import load_digits
+
+    spec = get_model("digits_cnn")
+    digits = load_digits()
+    x = jnp.asarray(digits.images[..., None] / 16.0, jnp.float32)  # (1797, 8, 8, 1)
+    y = jnp.asarray(digits.target)
+    x_train, y_train, x_test, y_test = x[:1400], y[:1400], x[1400:], y[1400:]
+
+    def loss(f, xb, yb):
+        logits = spec.apply_flat(f, xb)
+        return optax.softmax_cross_entropy_with_integer_labels(logits, yb).mean()
+
+    @jax.jit
+    def train(f, key):
+        def step(f, k):
+            idx = jax.random.randint(k, (32,), 0, x_train.shape[0])
+            return f - 0.1 * jax.grad(loss)(f, x_train[idx], y_train[idx]), None
+
+        return jax.lax.scan(step, f, jax.random.split(key, 400))[0]
+
+    flat = train(spec.init_flat(jax.random.key(11)), jax.random.key(12))
+    acc = float(jnp.mean(jnp.argmax(spec.apply_flat(flat, x_test), -1) == y_test))
+    assert acc > 0.8
