@@ -183,17 +183,19 @@ def _kth_largest(
         ``(t, n_above, n_tied)``, each (B,) int32: the k-th largest key, the number
         of keys above it and the number equal to it.
     """
-    hi_keys = jnp.right_shift(keys, 16)  # -1 for excluded entries
-    hi = _slabs(hi_keys.astype(jnp.int16), -1)
+    half = _LO_SPAN // 2
+    hi = _slabs(jnp.right_shift(keys, 16).astype(jnp.int16), -1)  # -1: excluded
+    lo = _slabs(((keys & 0xFFFF) - half).astype(jnp.int16), -half)
+    # build both int16 copies in one pass over the keys; left to itself XLA fuses
+    # `lo` into its single consumer below, which then re-reads the float input
+    hi, lo = lax.optimization_barrier((hi, lo))
     p = _bisect(hi, k, hi_span, 0)  # high half of the k-th largest key
     hi_above = _count_gt(hi, p)
     band = _count_ge(hi, p) - hi_above  # keys whose high half is p
-    half = _LO_SPAN // 2
-    low = jnp.where(hi_keys == p[:, None], (keys & 0xFFFF) - half, -half)
-    lo = _slabs(low.astype(jnp.int16), -half)
-    q = _bisect(lo, k - hi_above, _LO_SPAN, half)
-    lo_above = _count_gt(lo, q - half)
-    lo_at_least = jnp.where(q == 0, band, _count_ge(lo, q - half))
+    low = jnp.where(hi == p.astype(jnp.int16)[:, None, None], lo, jnp.int16(-half))
+    q = _bisect(low, k - hi_above, _LO_SPAN, half)
+    lo_above = _count_gt(low, q - half)
+    lo_at_least = jnp.where(q == 0, band, _count_ge(low, q - half))
     t = jnp.left_shift(p, 16) | q
     return t, hi_above + lo_above, lo_at_least - lo_above
 

@@ -552,12 +552,17 @@ def test_choco(setting, alpha, gamma):
 
 
 def test_choco_keeps_ties(setting):
+    """Integer-valued models: exact ties at the threshold are all kept.
+
+    Only the first round has exact ties; later rounds mix in MH weights, so values
+    that are equal in exact arithmetic differ in their last float32 bits.
+    """
     rng = np.random.default_rng(16)
     n, n_params = setting["x0"].shape
     x0 = np.zeros((n, n_params), np.float32)
-    deltas = rng.integers(-2, 3, size=(2, n, n_params)).astype(np.float32)
+    deltas = rng.integers(-2, 3, size=(1, n, n_params)).astype(np.float32)
     params = {"alpha": 0.2, "gamma": 0.5}
-    net, _ = compare_runs("choco", params, x0, setting["graphs"][:2], deltas)
+    net, _ = compare_runs("choco", params, x0, setting["graphs"][:1], deltas)
     assert (net.history[0].sent > round(0.2 * n_params)).all()
 
 

@@ -1,0 +1,128 @@
+"""Contract of every registered strategy: jit, vmap, shapes, dtypes, one trace, bytes."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jwins_jax.errors import ConfigError
+from jwins_jax.sharing import STRATEGIES, make_sharing
+from jwins_jax.topology import neighbor_table, regular
+
+N = 301
+PARAMS = {
+    "full": {},
+    "random": {"alpha": 0.3},
+    "topk": {"alpha": 0.2, "accumulation": "legacy"},
+    "wavelet": {"alpha": 0.2, "level": 3},
+    "jwins": {"level": 3},
+    "choco": {"alpha": 0.2, "gamma": 0.5},
+}
+
+
+def _setup(n=8):
+    table = neighbor_table(regular(n, 3, seed=0))
+    x0 = jnp.broadcast_to(jax.random.normal(jax.random.PRNGKey(0), (N,)), (n, N))
+    return table, x0
+
+
+def test_every_strategy_is_in_the_contract():
+    assert set(STRATEGIES) == set(PARAMS)
+
+
+@pytest.mark.parametrize("name", STRATEGIES)
+def test_jit_shapes_dtypes_and_single_trace(name):
+    table, x0 = _setup()
+    sh = make_sharing(name, N, **PARAMS[name])
+    traces = []
+
+    def step(state, x, key):
+        traces.append(1)
+        return sh.step(state, x, key, table)
+
+    step = jax.jit(step)
+    state = sh.init(x0)
+    x = x0
+    for r in range(3):
+        x = x + 0.1 * jax.random.normal(jax.random.PRNGKey(10 + r), x.shape)
+        x_new, state, stats = step(state, x, jax.random.PRNGKey(r))
+        assert x_new.shape == x.shape and x_new.dtype == jnp.float32
+        for key in ("value_bytes", "meta_bytes", "sent"):
+            assert stats[key].shape == (8,) and stats[key].dtype == jnp.int32
+        assert stats["full"].dtype == jnp.bool_
+        assert np.all(np.asarray(stats["value_bytes"]) > 0)
+        x = x_new
+    assert len(traces) == 1, "a strategy step must trace once"
+    assert np.all(np.isfinite(np.asarray(x)))
+    # state keeps shapes and dtypes
+    s2 = sh.init(x0)
+    assert jax.tree.map(lambda a: (a.shape, a.dtype), s2) == jax.tree.map(
+        lambda a: (a.shape, a.dtype), state
+    )
+
+
+@pytest.mark.parametrize("name", STRATEGIES)
+def test_vmap_over_independent_runs(name):
+    """Two runs side by side (e.g. two seeds of a sweep) equal the runs one by one."""
+    table, x0 = _setup()
+    sh = make_sharing(name, N, **PARAMS[name])
+    xs = jnp.stack([x0 + 0.1, x0 - 0.2]) + 0.05 * jax.random.normal(
+        jax.random.PRNGKey(1), (2,) + x0.shape
+    )
+    keys = jax.random.split(jax.random.PRNGKey(2), 2)
+    states = jax.vmap(sh.init)(jnp.stack([x0, x0]))
+    out, _, stats = jax.jit(jax.vmap(lambda s, x, k: sh.step(s, x, k, table)))(states, xs, keys)
+    for b in range(2):
+        single, _, st = jax.jit(lambda s, x, k: sh.step(s, x, k, table))(sh.init(x0), xs[b], keys[b])
+        np.testing.assert_allclose(np.asarray(out[b]), np.asarray(single), rtol=1e-5, atol=1e-5)
+        np.testing.assert_array_equal(np.asarray(stats["value_bytes"][b]), np.asarray(st["value_bytes"]))
+
+
+def test_jwins_alpha_draws_are_uniform():
+    n = 64
+    table = neighbor_table(regular(n, 4, seed=1))
+    sh = make_sharing("jwins", N, level=3)
+    x0 = jnp.zeros((n, N))
+    state = sh.init(x0)
+    step = jax.jit(lambda s, x, k: sh.step(s, x, k, table))
+    counts = {}
+    keys = jax.random.split(jax.random.PRNGKey(0), 60)
+    x = x0
+    for key in keys:
+        x = x + jax.random.normal(key, x.shape)
+        x, state, stats = step(state, x, key)
+        for s in np.asarray(stats["sent"]):
+            counts[int(s)] = counts.get(int(s), 0) + 1
+    # 7 list entries give 7 distinct message sizes, each drawn ~1/7 of the time
+    assert len(counts) == 7
+    total = sum(counts.values())
+    freqs = np.array(list(counts.values())) / total
+    expected = 1 / 7
+    sigma = np.sqrt(expected * (1 - expected) / total)
+    assert np.all(np.abs(freqs - expected) < 5 * sigma), freqs
+
+
+def test_jwins_full_share_fraction_and_reset():
+    """alpha = 1.0 (>= cap 0.5) sends all M coefficients with no metadata."""
+    table, x0 = _setup()
+    sh = make_sharing("jwins", N, level=3)
+    state = sh.init(x0)
+    alphas = jnp.array([1.0, 0.1, 0.4, 1.0, 0.2, 0.25, 0.3, 0.15])
+    x = x0 + 0.1 * jax.random.normal(jax.random.PRNGKey(5), x0.shape)
+    _, state, stats = sh.step(state, x, jax.random.PRNGKey(0), table, alphas=alphas)
+    full = np.asarray(stats["full"])
+    np.testing.assert_array_equal(full, np.asarray(alphas) >= 0.5)
+    m = sh.params["coefficients"]
+    sent = np.asarray(stats["sent"])
+    assert np.all(sent[full] == m)
+    assert np.all(np.asarray(stats["meta_bytes"])[full] == 0)
+    assert np.all(np.asarray(stats["meta_bytes"])[~full] > 0)
+    for i in np.flatnonzero(~full):
+        assert sent[i] == round(float(alphas[i]) * m)
+
+
+def test_registry_rejects_unknown_names_and_parameters():
+    with pytest.raises(ConfigError, match="allowed: full"):
+        make_sharing("nope", 10)
+    with pytest.raises(ConfigError, match="no parameter 'gamma'"):
+        make_sharing("topk", 10, gamma=0.1)
