@@ -29,8 +29,9 @@ Selection methods (all exact and all giving identical masks):
 * ``"bisect"`` -- radix-style search for the k-th largest key: 15 bisection rounds on
   the high 16 bits of the keys, then 16 on the low 16 bits of the keys that share the
   chosen high half. Both rounds run over int16 copies, and each count is a two-stage
-  reduction that vectorizes on CPU. Ties at the threshold go to the lowest indices,
-  via a cumulative count that is only computed when some row needs it.
+  reduction that vectorizes on CPU. When some row has more entries equal to the
+  threshold than it may keep, the lowest indices among them are picked by a second
+  such search on position keys (skipped at run time when no row needs it).
 * ``"sort"`` -- a full sort of each row, then the same threshold rule.
 * ``"top_k"`` -- ``lax.top_k`` with a static ``k_max``, then the first ``k[b]`` of the
   ``k_max`` winners of each row.
@@ -186,9 +187,6 @@ def _kth_largest(
     half = _LO_SPAN // 2
     hi = _slabs(jnp.right_shift(keys, 16).astype(jnp.int16), -1)  # -1: excluded
     lo = _slabs(((keys & 0xFFFF) - half).astype(jnp.int16), -half)
-    # build both int16 copies in one pass over the keys; left to itself XLA fuses
-    # `lo` into its single consumer below, which then re-reads the float input
-    hi, lo = lax.optimization_barrier((hi, lo))
     p = _bisect(hi, k, hi_span, 0)  # high half of the k-th largest key
     hi_above = _count_gt(hi, p)
     band = _count_ge(hi, p) - hi_above  # keys whose high half is p
@@ -269,14 +267,14 @@ def _topk_mask(score: jax.Array, k: jax.Array, method: str, k_max: int) -> jax.A
         t, n_above, n_tied = _kth_largest(keys, k1, _HI_SPAN)
     t = t[:, None]  # (B, 1)
     quota = k1 - n_above  # how many of the entries equal to t to keep, >= 1
+    keep = (k > 0)[:, None]
 
     def split_ties(_):
-        return (keys > t) | _first_of(keys == t, quota)
+        return ((keys > t) | _first_of(keys == t, quota)) & keep
 
-    mask = lax.cond(
-        jnp.any(n_tied > quota), split_ties, lambda _: keys >= t, operand=None
+    return lax.cond(
+        jnp.any(n_tied > quota), split_ties, lambda _: (keys >= t) & keep, None
     )
-    return mask & (k > 0)[:, None]
 
 
 def topk_mask(

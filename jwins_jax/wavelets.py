@@ -38,6 +38,9 @@ from jwins_jax.errors import ConfigError
 
 BACKENDS: tuple[str, ...] = ("auto", "polyphase", "jaxwt")
 
+# Signals at least this long are filtered without a padded copy (_analysis_level).
+_SPLIT_MIN_LENGTH = 1024
+
 _FAMILY_HINT = "haar, db1..db38, sym2..sym20, coif1..coif17, biorX.Y, rbioX.Y, dmey"
 
 
@@ -255,8 +258,8 @@ def _analysis_level(x: jax.Array, bank: np.ndarray) -> tuple[jax.Array, jax.Arra
     m = x.shape[-1]
     out = _dwt_length(m, f)
     right = 2 * out - m  # extension samples needed after x[m - 1]
-    if m < 2 * f:
-        # Short signal: extend all of it.
+    if m < max(_SPLIT_MIN_LENGTH, 2 * f):
+        # Short signal: extending all of it is cheap and compiles to fewer ops.
         ad = _filter_pair(_symmetric_pad(x, f - 2, right), out, bank)
         return ad[..., 0, :], ad[..., 1, :]
     n_head = f // 2 - 1  # outputs that read xs[-1] or further left

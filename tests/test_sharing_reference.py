@@ -18,6 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jwins_jax.sharing import STRATEGIES, make_sharing
+from jwins_jax.topology import neighbor_table
 from tests.reference import sharing_ref as ref
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -312,12 +314,6 @@ def test_reference_scores_follow_the_closed_forms(name, mode):
 # Package against reference
 # ---------------------------------------------------------------------------
 
-def _package():
-    from jwins_jax.sharing import STRATEGIES, make_sharing
-    from jwins_jax.topology import neighbor_table
-
-    return STRATEGIES, make_sharing, neighbor_table
-
 
 def compare_runs(
     name,
@@ -326,10 +322,7 @@ def compare_runs(
     graphs,
     deltas,
     per_round=None,
-    ref_name=None,
-    ref_params=None,
     wavelet_rounds_tol=False,
-    check_stats=True,
     also_full=False,
     d_max=5,
 ):
@@ -344,9 +337,7 @@ def compare_runs(
         graphs: per-round neighbour sets (a new table is built every round).
         deltas: (rounds, n, N) training deltas.
         per_round: per-round dicts of package overrides (``mask`` / ``alphas``).
-        ref_name, ref_params: reference strategy if different from the package's.
         wavelet_rounds_tol: allow the wavelet round-trip error to grow per round.
-        check_stats: compare ``full``, ``sent`` and the byte counts exactly.
         also_full: also compare the models with a full-sharing reference run.
         d_max: width of the (padded) neighbour tables; all graphs here have
             degrees <= 5, and one width keeps the package from recompiling.
@@ -355,14 +346,11 @@ def compare_runs(
         ``(net, pkg_stats)``: the reference network and the package's per-round
         stats as NumPy dicts.
     """
-    _, make_sharing, neighbor_table = _package()
-    n, n_params = x0.shape
+    n_params = x0.shape[1]
     sh = make_sharing(name, n_params=n_params, **params)
     state = sh.init(jnp.asarray(x0))
-    ref_name = ref_name or name
-    ref_params = dict(params if ref_params is None else ref_params)
-    ref_params.pop("alpha_list", None)
-    net = ref.make_network(ref_name, x0, **ref_params)
+    ref_params = {k: v for k, v in params.items() if k != "alpha_list"}
+    net = ref.make_network(name, x0, **ref_params)
     full_net = ref.make_network("full", x0) if also_full else None
     x_pkg = np.asarray(x0, np.float32)
     x_ref = x_full = np.asarray(x0, np.float32)
@@ -399,11 +387,13 @@ def compare_runs(
             np.testing.assert_allclose(
                 x_pkg, x_full, rtol=1e-5, atol=atol, err_msg=f"vs full: {where}"
             )
-        if check_stats:
-            for field in ("full", "sent", "value_bytes", "meta_bytes"):
-                np.testing.assert_array_equal(
-                    stats[field], getattr(st, field), err_msg=f"{field}: {where}"
-                )
+        assert stats["full"].dtype == np.bool_
+        for field in ("sent", "value_bytes", "meta_bytes"):
+            assert stats[field].dtype == np.int32, (field, stats[field].dtype)
+        for field in ("full", "sent", "value_bytes", "meta_bytes"):
+            np.testing.assert_array_equal(
+                stats[field], getattr(st, field), err_msg=f"{field}: {where}"
+            )
     return net, pkg_stats
 
 
@@ -434,8 +424,7 @@ def setting16():
 
 
 def test_package_registry_names():
-    strategies, *_ = _package()
-    assert set(strategies) == {"full", "random", "topk", "wavelet", "jwins", "choco"}
+    assert set(STRATEGIES) == {"full", "random", "topk", "wavelet", "jwins", "choco"}
 
 
 def test_full(setting, setting16):

@@ -13,7 +13,13 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 
-from jwins_jax.models.layers import Linear, PatchConv, flatten_nchw, max_pool_2x2
+from jwins_jax.models.layers import (
+    Linear,
+    PatchConv,
+    flatten_nchw,
+    max_pool_2x2,
+    nhwc_to_cbhw,
+)
 from jwins_jax.models.layout import ModelSpec, conv_entries, linear_entries, make_spec
 
 
@@ -29,12 +35,13 @@ class DigitsCNN(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         """Forward pass of (B, 8, 8, 1) inputs."""
-        x = PatchConv(16, (3, 3), padding=1, name="conv1")(x)
-        x = nn.relu(max_pool_2x2(x))  # (B, 4, 4, 16)
-        x = PatchConv(32, (3, 3), padding=1, name="conv2")(x)
-        x = nn.relu(max_pool_2x2(x))  # (B, 2, 2, 32)
-        x = flatten_nchw(x)  # (B, 128)
-        return Linear(self.num_classes, name="fc1")(x)
+        h = nhwc_to_cbhw(x)  # (1, B, 8, 8), channel-major (see layers.py)
+        h = PatchConv(16, (3, 3), padding=1, name="conv1")(h)
+        h = nn.relu(max_pool_2x2(h))  # (16, B, 4, 4)
+        h = PatchConv(32, (3, 3), padding=1, name="conv2")(h)
+        h = nn.relu(max_pool_2x2(h))  # (32, B, 2, 2)
+        h = flatten_nchw(h)  # (B, 128), PyTorch NCHW order
+        return Linear(self.num_classes, name="fc1")(h)
 
 
 def digits_cnn() -> ModelSpec:

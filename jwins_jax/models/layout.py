@@ -6,7 +6,7 @@ Every node's model is one float32 vector of length N: the tensors of the PyTorch
 neighbouring flat positions, so this layout is part of the algorithm. A
 :class:`ModelSpec` pairs a flax module with its :class:`ParamEntry` table and converts
 between the flax params pytree and the flat vector; the conversions are reshapes and
-transposes only, so the round trip is bit-exact.
+axis permutations only, so the round trip is bit-exact.
 """
 
 from __future__ import annotations
@@ -22,8 +22,11 @@ import jax.numpy as jnp
 Params = dict[str, Any]
 
 # Axis permutations taking a flax tensor to its PyTorch layout (torch = flax.transpose).
-CONV_PERM = (3, 2, 0, 1)  # HWIO -> OIHW
-LINEAR_PERM = (1, 0)  # (in, out) -> (out, in)
+# The modules of this package store their weights in PyTorch layout already (see
+# layers.py), so these are identities; a module with e.g. an HWIO kernel would use
+# (3, 2, 0, 1) here.
+CONV_PERM = (0, 1, 2, 3)  # OIHW -> OIHW
+LINEAR_PERM = (0, 1)  # (out, in) -> (out, in)
 VECTOR_PERM = (0,)
 
 

@@ -19,6 +19,7 @@ from jwins_jax.models.layers import (
     PatchConv,
     flatten_nchw,
     max_pool_2x2,
+    nhwc_to_cbhw,
 )
 from jwins_jax.models.layout import (
     ModelSpec,
@@ -43,13 +44,14 @@ class GNLeNet(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         """Forward pass of (B, 32, 32, 3) inputs."""
+        h = nhwc_to_cbhw(x)  # (3, B, 32, 32), channel-major (see layers.py)
         for i, c in enumerate(_CHANNELS, start=1):
-            x = PatchConv(c, (5, 5), padding=2, name=f"conv{i}")(x)
-            x = GroupNorm(2, epsilon=1e-5, name=f"gn{i}")(x)
+            h = PatchConv(c, (5, 5), padding=2, name=f"conv{i}")(h)
+            h = GroupNorm(2, epsilon=1e-5, name=f"gn{i}")(h)
             # ReLU and max pooling commute; pooling first does 4x less ReLU work.
-            x = nn.relu(max_pool_2x2(x))
-        x = flatten_nchw(x)  # (B, 1024)
-        return Linear(self.num_classes, name="fc1")(x)
+            h = nn.relu(max_pool_2x2(h))  # (c, B, 16 | 8 | 4, ...)
+        h = flatten_nchw(h)  # (B, 1024), index c*16 + y*4 + x as in PyTorch
+        return Linear(self.num_classes, name="fc1")(h)
 
 
 def gn_lenet() -> ModelSpec:
