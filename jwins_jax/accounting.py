@@ -60,6 +60,26 @@ def _row_sum(x: jax.Array) -> jax.Array:
 _WORD = 16  # mask bits packed per word
 
 
+def _running_max_before(x: jax.Array) -> jax.Array:
+    """``out[:, j] = max(x[:, :j])``, or -1 for j = 0: (B, n) int32 >= -1 -> (B, n).
+
+    Groups of 16 columns take a running maximum by 16 unrolled element-wise steps;
+    only the group maxima go through ``lax.cummax``, whose associative-scan lowering
+    is slow on CPU for long rows.
+    """
+    b, n = x.shape
+    g = 16
+    ng = -(-n // g)
+    xg = jnp.pad(x, ((0, 0), (0, ng * g - n)), constant_values=-1).reshape(b, ng, g)
+    run = [xg[:, :, 0]]
+    for i in range(1, g):
+        run.append(jnp.maximum(run[-1], xg[:, :, i]))
+    carry = lax.cummax(run[-1], axis=1)  # (B, ng) max up to the end of group
+    carry = jnp.pad(carry[:, :-1], ((0, 0), (1, 0)), constant_values=-1)
+    upto = jnp.maximum(jnp.stack(run, axis=2), carry[:, :, None]).reshape(b, ng * g)
+    return jnp.pad(upto[:, : n - 1], ((0, 0), (1, 0)), constant_values=-1)
+
+
 def _gap_code_bits(gaps: jax.Array) -> jax.Array:
     """Elias-gamma code length ``2 * floor(log2 g) + 1`` of positive int32 gaps."""
     return 2 * (31 - lax.clz(gaps)) + 1
@@ -86,6 +106,7 @@ def _word_table() -> np.ndarray:
 _WORD_TABLE = _word_table()
 
 
+@jax.jit
 def _elias_bits_and_count(mask: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Elias-gamma gap-code bits and selected count per row, (B, M) bool -> 2x (B,).
 
@@ -96,12 +117,12 @@ def _elias_bits_and_count(mask: jax.Array) -> tuple[jax.Array, jax.Array]:
     built, which is what makes this fast on CPU (a running maximum over all M
     positions, ``lax.cummax``, lowers to an associative scan there).
     """
+    mask = jnp.asarray(mask, bool)
     b, m = mask.shape
     nw = -(-m // _WORD)
     blocks = jnp.pad(mask, ((0, 0), (0, nw * _WORD - m))).reshape(b, nw, _WORD)
-    words = jnp.zeros((b, nw), jnp.int32)
-    for p in range(_WORD):
-        words = words | jnp.left_shift(blocks[:, :, p].astype(jnp.int32), p)
+    bit = jnp.left_shift(1, jnp.arange(_WORD, dtype=jnp.int32))  # (_WORD,)
+    words = jnp.sum(jnp.where(blocks, bit, 0), axis=2)  # (B, nw); bits distinct: + = |
     inside = _row_sum(jnp.take(jnp.asarray(_WORD_TABLE), words, mode="clip"))
     count = _row_sum(lax.population_count(words))
 
@@ -109,15 +130,13 @@ def _elias_bits_and_count(mask: jax.Array) -> tuple[jax.Array, jax.Array]:
     nonempty = words != 0
     first = start + (31 - lax.clz(words & -words))  # lowest set position
     last = jnp.where(nonempty, start + (31 - lax.clz(words)), -1)
-    earlier = lax.cummax(last, axis=1)  # last set position up to word j
-    earlier = jnp.pad(earlier[:, :-1], ((0, 0), (1, 0)), constant_values=-1)
+    earlier = _running_max_before(last)  # last set position before word j
     crossing = nonempty & (earlier >= 0)
     gap = jnp.where(crossing, first - earlier, 1)
     between = jnp.where(crossing, _gap_code_bits(gap), 0)
     return inside + _row_sum(between), count
 
 
-@jax.jit
 def elias_gamma_bits(mask: jax.Array) -> jax.Array:
     """Bits of the Elias-gamma gap codes of each row's selected indices.
 
@@ -131,11 +150,10 @@ def elias_gamma_bits(mask: jax.Array) -> jax.Array:
     Returns:
         (B,) int32 bit counts.
     """
-    bits, _ = _elias_bits_and_count(jnp.asarray(mask, bool))
+    bits, _ = _elias_bits_and_count(mask)
     return bits
 
 
-@jax.jit
 def elias_gamma_bytes(mask: jax.Array) -> jax.Array:
     """Size of each row's Elias-gamma index message (SPEC 5.3 boxed formula).
 
@@ -150,7 +168,7 @@ def elias_gamma_bytes(mask: jax.Array) -> jax.Array:
     Returns:
         (B,) int32 byte counts.
     """
-    bits, k = _elias_bits_and_count(jnp.asarray(mask, bool))
+    bits, k = _elias_bits_and_count(mask)
     size = (bits + 7) // 8 + ELIAS_HEADER_BYTES
     return jnp.where(k > 0, size, 0)
 

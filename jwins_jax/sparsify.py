@@ -31,7 +31,8 @@ Selection methods (all exact and all giving identical masks):
   chosen high half. Both rounds run over int16 copies, and each count is a two-stage
   reduction that vectorizes on CPU. When some row has more entries equal to the
   threshold than it may keep, the lowest indices among them are picked by a second
-  such search on position keys (skipped at run time when no row needs it).
+  such search on position keys (skipped at run time when no row needs it). Rows
+  are processed in groups small enough for their int16 copies to stay in cache.
 * ``"sort"`` -- a full sort of each row, then the same threshold rule.
 * ``"top_k"`` -- ``lax.top_k`` with a static ``k_max``, then the first ``k[b]`` of the
   ``k_max`` winners of each row.
@@ -41,6 +42,7 @@ Selection methods (all exact and all giving identical masks):
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from functools import partial
 
 import jax
@@ -55,7 +57,8 @@ METHODS: tuple[str, ...] = ("auto", "bisect", "sort", "top_k")
 _NAN_KEY = 0x7FC00000  # above +inf (0x7F800000): every NaN ranks highest
 _HI_SPAN = 1 << 15  # keys >> 16 lie in [0, 0x7FC0] < 2**15
 _LO_SPAN = 1 << 16  # keys & 0xFFFF lie in [0, 2**16)
-_CHUNKS = 32  # rows are counted as (_CHUNKS, M / _CHUNKS) slabs (see _count_ge)
+_CHUNKS = 32  # rows are counted as (_CHUNKS, M / _CHUNKS) slabs (see _slab_sum)
+_CHUNK_BYTES = 4 << 20  # int16 working copy per group of rows (see _by_row_chunks)
 
 
 def python_round(x: float) -> int:
@@ -248,18 +251,34 @@ def _default_method() -> str:
     return "bisect"
 
 
-@partial(jax.jit, static_argnames=("method", "k_max"))
-def _topk_mask(score: jax.Array, k: jax.Array, method: str, k_max: int) -> jax.Array:
-    keys = _keys(score)
-    b, m = keys.shape
-    if method == "top_k":
-        if k_max == 0:
-            return jnp.zeros((b, m), bool)
-        _, idx = lax.top_k(keys, k_max)  # (B, k_max), ties to the lower index
-        keep = jnp.arange(k_max, dtype=jnp.int32)[None, :] < k[:, None]
-        rows = jnp.arange(b)[:, None]
-        return jnp.zeros((b, m), bool).at[rows, idx].set(keep, unique_indices=True)
+def _by_row_chunks(
+    fn: Callable[[jax.Array, jax.Array], jax.Array], score: jax.Array, k: jax.Array
+) -> jax.Array:
+    """Applies ``fn(score, k) -> (B, M) mask`` to groups of rows, one after another.
 
+    The bisection makes about 35 passes over int16 copies of its rows; groups of
+    about _CHUNK_BYTES per copy keep those passes in cache (measured 1.3-1.6x faster
+    on CPU than one pass over all rows for M from 1e5 to 2e6). A group has at least
+    two rows, so both halves of the work still run in parallel.
+    """
+    b, m = score.shape
+    rows = max(2, _CHUNK_BYTES // max(2 * m, 1))
+    if rows >= b:
+        return fn(score, k)
+    divisors = [r for r in range(rows, 1, -1) if b % r == 0]
+    if divisors and 2 * divisors[0] >= rows:
+        rows = divisors[0]  # equal groups without padding
+    n = -(-b // rows)
+    pad = n * rows - b
+    score = jnp.pad(score, ((0, pad), (0, 0)))
+    k = jnp.pad(k, (0, pad))
+    out = lax.map(lambda a: fn(*a), (score.reshape(n, rows, m), k.reshape(n, rows)))
+    return out.reshape(n * rows, m)[:b]
+
+
+def _select(score: jax.Array, k: jax.Array, method: str) -> jax.Array:
+    """Exact top-k mask of ``"bisect"`` or ``"sort"``, (B, M), (B,) -> (B, M) bool."""
+    keys = _keys(score)
     k1 = jnp.maximum(k, 1)  # k = 0 rows are emptied at the end
     if method == "sort":
         t, n_above, n_tied = _kth_largest_sort(keys, k1)
@@ -269,12 +288,31 @@ def _topk_mask(score: jax.Array, k: jax.Array, method: str, k_max: int) -> jax.A
     quota = k1 - n_above  # how many of the entries equal to t to keep, >= 1
     keep = (k > 0)[:, None]
 
-    def split_ties(_):
+    # the branches recompute the keys from `score` (an input buffer): closing over
+    # `keys` would make XLA materialize a (B, M) int32 array just to pass it in
+    def split_ties(score):
+        keys = _keys(score)
         return ((keys > t) | _first_of(keys == t, quota)) & keep
 
-    return lax.cond(
-        jnp.any(n_tied > quota), split_ties, lambda _: (keys >= t) & keep, None
-    )
+    def no_split(score):
+        return (_keys(score) >= t) & keep
+
+    return lax.cond(jnp.any(n_tied > quota), split_ties, no_split, score)
+
+
+@partial(jax.jit, static_argnames=("method", "k_max"))
+def _topk_mask(score: jax.Array, k: jax.Array, method: str, k_max: int) -> jax.Array:
+    b, m = score.shape
+    if method == "top_k":
+        if k_max == 0:
+            return jnp.zeros((b, m), bool)
+        _, idx = lax.top_k(_keys(score), k_max)  # (B, k_max), ties to lower index
+        keep = jnp.arange(k_max, dtype=jnp.int32)[None, :] < k[:, None]
+        rows = jnp.arange(b)[:, None]
+        return jnp.zeros((b, m), bool).at[rows, idx].set(keep, unique_indices=True)
+    if method == "sort":
+        return _select(score, k, method)
+    return _by_row_chunks(partial(_select, method=method), score, k)
 
 
 def topk_mask(
@@ -329,11 +367,15 @@ def topk_mask(
     return _topk_mask(score, k, method, k_max)
 
 
-@jax.jit
-def _threshold_mask(score: jax.Array, k: jax.Array) -> jax.Array:
+def _threshold_rows(score: jax.Array, k: jax.Array) -> jax.Array:
     keys = _keys(score)
     t, _, _ = _kth_largest(keys, jnp.maximum(k, 1), _HI_SPAN)
     return (keys >= t[:, None]) | (k == 0)[:, None]
+
+
+@jax.jit
+def _threshold_mask(score: jax.Array, k: jax.Array) -> jax.Array:
+    return _by_row_chunks(_threshold_rows, score, k)
 
 
 def threshold_mask(score: jax.Array, k: jax.Array) -> jax.Array:

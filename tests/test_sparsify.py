@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jwins_jax import sparsify
 from jwins_jax.errors import ConfigError
 from jwins_jax.sparsify import (
     METHODS,
@@ -67,6 +68,21 @@ def test_topk_matches_stable_argsort(case):
         np.testing.assert_array_equal(mask, expected, err_msg=method)
 
 
+@pytest.mark.parametrize("b", [7, 8])  # padded groups (7 rows) and equal groups
+def test_row_groups_give_the_same_masks(monkeypatch, b):
+    m = 301  # a shape no other test uses, so the jitted kernels retrace here
+    monkeypatch.setattr(sparsify, "_CHUNK_BYTES", 2 * m * 3)  # groups of 2-3 rows
+    rng = np.random.default_rng(b)
+    score = rng.integers(0, 6, (b, m)).astype(np.float32)
+    score[::2] = np.abs(rng.standard_normal((-(-b // 2), m)))
+    k = rng.integers(0, m + 1, b)
+    k[:2] = [0, m]
+    np.testing.assert_array_equal(topk_mask(score, k), reference_topk(score, k))
+    np.testing.assert_array_equal(
+        threshold_mask(score, k), reference_threshold(score, k)
+    )
+
+
 def test_topk_ties_across_16_bit_position_boundary():
     # tie splitting searches over positions; M > 65536 uses both 16-bit halves
     m = 70_001
@@ -98,11 +114,19 @@ def test_topk_extreme_values_and_signed_zero():
 
 
 def test_topk_nan_ranks_highest():
-    score = np.array([[1.0, np.nan, np.inf, 3.0, np.nan]], np.float32)
-    for method, mask in all_methods(score, np.array([2])).items():
-        assert mask[0].tolist() == [False, True, False, False, True], method
-    for method, mask in all_methods(score, np.array([3])).items():
-        assert mask[0].tolist() == [False, True, True, False, True], method
+    nan, inf = np.nan, np.inf
+    score = np.array(
+        [[1.0, nan, inf, 3.0, nan, 0.0, 2.0], [nan, 1.0, nan, nan, 0.0, nan, -0.0]],
+        np.float32,
+    )
+    expected = {
+        (2, 3): [[1, 4], [0, 2, 3]],
+        (3, 5): [[1, 2, 4], [0, 1, 2, 3, 5]],
+    }
+    for k, rows in expected.items():
+        for method, mask in all_methods(score, np.array(k)).items():
+            got = [np.flatnonzero(row).tolist() for row in mask]
+            assert got == rows, method
 
 
 def test_topk_one_program_for_every_k():
@@ -224,7 +248,7 @@ def test_k_from_alpha_half_way_cases_round_to_even():
     assert k_from_alpha(0.75, 2) == 2  # 1.5 -> 2
     assert k_from_alpha(0.125, 20) == 2  # 2.5 -> 2
     rng = np.random.default_rng(9)
-    for alpha, m in zip(rng.random(200), rng.integers(0, 10**7, 200)):
+    for alpha, m in zip(rng.random(200), rng.integers(0, 10**7, 200), strict=True):
         assert k_from_alpha(float(alpha), int(m)) == round(float(alpha) * int(m))
 
 

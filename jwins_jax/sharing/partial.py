@@ -156,7 +156,9 @@ def _build(
         alpha, k = cutoff(state.hp, key, n, alphas)
         full = alpha >= state.hp.cap
         k = jnp.where(full, length, k)
-        mask = sparsify.topk_mask(jnp.abs(score), k, method=pipe.topk_method)
+        mask = sparsify.topk_mask(
+            jnp.abs(score), k, method=pipe.topk_method, k_max=length
+        )
         if accumulate:
             acc = jnp.where(mask, 0.0, acc)  # rewind; a full share resets all
         mixed = gossip.mix_masked(table, coef, mask)

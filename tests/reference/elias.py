@@ -15,6 +15,8 @@ encodes to the trailer alone.
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import numpy as np
 
 TRAILER_BYTES = 16
@@ -34,9 +36,9 @@ def encode(indices) -> bytes:
     idx = [int(i) for i in np.asarray(indices).reshape(-1)]
     if not idx:
         return b""
-    if idx[0] < 0 or any(b <= a for a, b in zip(idx, idx[1:])):
+    if idx[0] < 0 or any(b <= a for a, b in pairwise(idx)):
         raise ValueError("indices must be non-negative and strictly increasing")
-    stream = "".join(gamma_code(b - a) for a, b in zip(idx, idx[1:]))
+    stream = "".join(gamma_code(b - a) for a, b in pairwise(idx))
     n_bits = len(stream)
     stream += "0" * (-n_bits % 8)
     body = bytes(int(stream[i : i + 8], 2) for i in range(0, len(stream), 8))
