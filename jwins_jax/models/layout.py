@@ -12,7 +12,9 @@ axis permutations only, so the round trip is bit-exact.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import flax.linen as nn
@@ -88,7 +90,10 @@ class ParamEntry:
 def conv_entries(
     name: str, in_ch: int, out_ch: int, kernel: tuple[int, int]
 ) -> list[ParamEntry]:
-    """Entries of a conv layer (``name.weight`` O-I-H-W, ``name.bias``), offset 0."""
+    """Entries of a conv layer (``name.weight`` O-I-H-W, ``name.bias``).
+
+    Offsets are 0 here; :func:`assign_offsets` lays the entries out.
+    """
     kh, kw = kernel
     fan_in = in_ch * kh * kw
     return [
@@ -108,7 +113,7 @@ def conv_entries(
 
 
 def linear_entries(name: str, in_features: int, out_features: int) -> list[ParamEntry]:
-    """Entries of a linear layer (``name.weight`` [out, in], ``name.bias``), offset 0."""
+    """Entries of a linear layer (``name.weight`` [out, in], ``name.bias``)."""
     return [
         ParamEntry(
             f"{name}.weight",
@@ -137,7 +142,9 @@ def group_norm_entries(name: str, channels: int) -> list[ParamEntry]:
         ParamEntry(
             f"{name}.weight", (channels,), 0, (name, "scale"), VECTOR_PERM, "ones"
         ),
-        ParamEntry(f"{name}.bias", (channels,), 0, (name, "bias"), VECTOR_PERM, "zeros"),
+        ParamEntry(
+            f"{name}.bias", (channels,), 0, (name, "bias"), VECTOR_PERM, "zeros"
+        ),
     ]
 
 
@@ -153,7 +160,7 @@ def assign_offsets(entries: list[ParamEntry]) -> tuple[ParamEntry, ...]:
 
 def _inner(params: Params) -> Params:
     """Accepts either the flax variables dict ``{"params": ...}`` or its inside."""
-    if isinstance(params, dict) and set(params) == {"params"}:
+    if isinstance(params, Mapping) and set(params) == {"params"}:
         return params["params"]
     return params
 
@@ -270,18 +277,7 @@ class ModelSpec:
         Returns:
             (N,) float32.
         """
-        keys = jax.random.split(key, len(self.layout))
-        parts = []
-        for k, e in zip(keys, self.layout):
-            if e.init == "uniform":
-                parts.append(
-                    jax.random.uniform(k, (e.size,), jnp.float32, -e.bound, e.bound)
-                )
-            elif e.init == "ones":
-                parts.append(jnp.ones((e.size,), jnp.float32))
-            else:
-                parts.append(jnp.zeros((e.size,), jnp.float32))
-        return jnp.concatenate(parts)
+        return _init_flat(self, key)
 
     def apply_flat(self, flat: jax.Array, x: jax.Array) -> jax.Array:
         """Runs the model from its flat vector.
@@ -294,6 +290,23 @@ class ModelSpec:
             (B, num_classes) logits.
         """
         return self.module.apply(self.unflatten(flat), x)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _init_flat(spec: ModelSpec, key: jax.Array) -> jax.Array:
+    """Jitted body of :meth:`ModelSpec.init_flat` (one compile per model)."""
+    keys = jax.random.split(key, len(spec.layout))
+    parts = []
+    for k, e in zip(keys, spec.layout, strict=True):
+        if e.init == "uniform":
+            parts.append(
+                jax.random.uniform(k, (e.size,), jnp.float32, -e.bound, e.bound)
+            )
+        elif e.init == "ones":
+            parts.append(jnp.ones((e.size,), jnp.float32))
+        else:
+            parts.append(jnp.zeros((e.size,), jnp.float32))
+    return jnp.concatenate(parts)
 
 
 def make_spec(
