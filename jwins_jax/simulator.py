@@ -28,6 +28,7 @@ import optax
 from flax import struct
 
 from jwins_jax import gossip
+from jwins_jax.hostmem import tune_host_allocator
 from jwins_jax.config import Config
 from jwins_jax.data.batches import NodeData, node_data, sample_batches
 from jwins_jax.data.datasets import Dataset, load_dataset
@@ -88,6 +89,8 @@ class Simulation:
     def __init__(self, config: Config, dataset: Dataset | None = None):
         c = config.validate()
         self.config = c
+        if jax.default_backend() == "cpu":
+            tune_host_allocator()
         self.dataset = dataset if dataset is not None else load_dataset(
             c.dataset, seed=c.seed, data_dir=c.data_dir
         )

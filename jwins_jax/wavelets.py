@@ -12,10 +12,11 @@ inverse ``pywt.waverec`` of the split bands, trimmed to its first N values (SPEC
 Two implementations share that contract:
 
 * ``"polyphase"``: our kernel. Each analysis level is a symmetric pad followed, for
-  each output band, by F scaled contiguous slices of the even and odd samples of the
-  padded signal (F = filter length). Each synthesis level is the zero-upsampled full
-  convolution written as two polyphase sums (even and odd output samples) that are
-  interleaved; no zeros are materialised and there are no gathers or convolutions.
+  each output band, by F scaled stride-2 slices of the padded signal (F = filter
+  length) that XLA fuses into one loop. Each synthesis level is the zero-upsampled
+  full convolution written as two polyphase sums (even and odd output samples) of
+  F/2 contiguous slices per band, interleaved; no zeros are materialised and there
+  are no gathers or convolutions.
 * ``"jaxwt"``: the general path through the ``jaxwt`` library (``lax`` convolutions),
   with the glue that produces the same flat layout.
 
@@ -27,19 +28,16 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import operator
 from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import pywt
 
 from jwins_jax.errors import ConfigError
 
 BACKENDS: tuple[str, ...] = ("auto", "polyphase", "jaxwt")
-
-# Signals at least this long are filtered without a padded copy (_analysis_level).
-_SPLIT_MIN_LENGTH = 1024
 
 _FAMILY_HINT = "haar, db1..db38, sym2..sym20, coif1..coif17, biorX.Y, rbioX.Y, dmey"
 
@@ -50,7 +48,8 @@ class Transform:
 
     ``forward`` and ``inverse`` are pure ``jax.numpy`` functions of the last axis
     (any leading batch shape works), so they can be jitted, vmapped and
-    differentiated. ``inverse(forward(x)) == x`` up to float32 round-off.
+    differentiated. ``inverse(forward(x)) == x`` up to float32 round-off for every
+    perfect-reconstruction wavelet (all discrete ones except the FIR ``dmey``).
 
     Attributes:
         name: Human-readable identity, e.g. ``"sym2/4/polyphase"`` or
@@ -78,7 +77,7 @@ def identity_transform(n: int) -> Transform:
         A ``Transform`` with ``m == n`` whose ``forward`` and ``inverse`` return
         their argument unchanged.
     """
-    _check_length(n)
+    n = _check_length(n)
 
     def same(x: jax.Array) -> jax.Array:
         return jnp.asarray(x)
@@ -91,9 +90,21 @@ def identity_transform(n: int) -> Transform:
 # ----------------------------------------------------------------------------------
 
 
-def _check_length(n: int) -> None:
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ConfigError(f"n={n!r} is not allowed: the vector length must be >= 1")
+def _positive_int(value: int, field: str, rule: str) -> int:
+    """``value`` as a Python int >= 1 (numpy integers welcome), else ConfigError."""
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        number = operator.index(value)
+    except TypeError:
+        number = 0
+    if number < 1:
+        raise ConfigError(f"{field}={value!r} is not allowed: {rule}")
+    return number
+
+
+def _check_length(n: int) -> int:
+    return _positive_int(n, "n", "the vector length must be an integer >= 1")
 
 
 def _check_wavelet_name(wavelet: str) -> None:
@@ -134,7 +145,7 @@ def max_level(n: int, wavelet: str) -> int:
         The largest L with ``(F - 1) * 2**L <= n`` (F = filter length), or 0 when
         ``n < F - 1``.
     """
-    _check_length(n)
+    n = _check_length(n)
     span = _filter_length(wavelet) - 1
     if span < 1 or n < span:
         return 0
@@ -152,12 +163,9 @@ def validate_wavelet(wavelet: str, level: int, n: int) -> None:
     Raises:
         ConfigError: One line naming the wrong field and what is allowed.
     """
-    _check_length(n)
+    n = _check_length(n)
     _check_wavelet_name(wavelet)
-    if isinstance(level, bool) or not isinstance(level, int) or level < 1:
-        raise ConfigError(
-            f"level={level!r} is not allowed: level must be an integer >= 1"
-        )
+    level = _positive_int(level, "level", "level must be an integer >= 1")
     deepest = max_level(n, wavelet)
     if level > deepest:
         raise ConfigError(
@@ -187,8 +195,8 @@ def band_lengths(n: int, wavelet: str, level: int) -> list[int]:
     validate_wavelet(wavelet, level, n)
     f = _filter_length(wavelet)
     details = []
-    m = n
-    for _ in range(level):
+    m = int(n)
+    for _ in range(int(level)):
         m = _dwt_length(m, f)
         details.append(m)
     return [details[-1]] + details[::-1]
@@ -204,78 +212,57 @@ def coeff_length(n: int, wavelet: str, level: int) -> int:
 # ----------------------------------------------------------------------------------
 
 
-def _filter_pair(xp: jax.Array, count: int, bank: np.ndarray) -> jax.Array:
+def _filter_pair(
+    xp: jax.Array, count: int, dec_lo: Sequence[float], dec_hi: Sequence[float]
+) -> tuple[jax.Array, jax.Array]:
     """Both analysis filters at stride 2 on an already extended signal.
 
-    ``out[..., k, o] = sum_j bank[k, j] * xp[..., 2o + F - 1 - j]`` for the low-pass
-    (k = 0) and high-pass (k = 1) filter. The taps are read from the even and odd
-    samples of ``xp`` as contiguous slices, and both bands come out of one pass.
+    ``a[o] = sum_j dec_lo[j] * xp[2o + F - 1 - j]``, and ``d`` likewise with
+    ``dec_hi``. Every tap is a stride-2 slice of ``xp`` scaled by a Python float
+    (so the input dtype is kept); XLA fuses the F slices into one loop per band.
 
     Args:
         xp: ``(..., >= 2 * count + F - 2)`` extended signal.
         count: Number of outputs per band.
-        bank: ``(2, F)`` float32 ``[dec_lo, dec_hi]``, F even.
+        dec_lo: Low-pass analysis filter, even length F.
+        dec_hi: High-pass analysis filter, length F.
 
     Returns:
-        ``(..., 2, count)``: the low band then the high band.
+        ``(a, d)``, each ``(..., count)``.
     """
-    f = bank.shape[1]
-    span = 2 * count + f - 2
-    xp = xp[..., :span]
-    # (..., 2, span / 2): row 0 holds the even samples, row 1 the odd ones.
-    phases = jnp.swapaxes(xp.reshape(*xp.shape[:-1], span // 2, 2), -1, -2)
-    out = None
+    f = len(dec_lo)
+    a = d = None
     for j in range(f):
-        q = f - 1 - j
-        piece = phases[..., q % 2, q // 2 : q // 2 + count]
-        term = piece[..., None, :] * jnp.asarray(bank[:, j : j + 1])  # (..., 2, count)
-        out = term if out is None else out + term
-    return out
+        start = f - 1 - j
+        piece = xp[..., start : start + 2 * count - 1 : 2]  # (..., count)
+        a = dec_lo[j] * piece if a is None else a + dec_lo[j] * piece
+        d = dec_hi[j] * piece if d is None else d + dec_hi[j] * piece
+    return a, d
 
 
-def _symmetric_pad(x: jax.Array, left: int, right: int) -> jax.Array:
-    """Half-sample symmetric extension of the last axis (``jnp.pad`` "symmetric")."""
-    return jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(left, right)], mode="symmetric")
-
-
-def _analysis_level(x: jax.Array, bank: np.ndarray) -> tuple[jax.Array, jax.Array]:
+def _analysis_level(
+    x: jax.Array, dec_lo: Sequence[float], dec_hi: Sequence[float]
+) -> tuple[jax.Array, jax.Array]:
     """One symmetric-mode DWT level, ``pywt.dwt(x, wavelet, mode="symmetric")``.
 
     ``a[o] = sum_j dec_lo[j] * xs[2o + 1 - j]`` (likewise ``d`` with ``dec_hi``),
-    where ``xs`` is the half-sample symmetric extension of ``x`` (SPEC 4.4). Only a
-    few outputs at each end touch the extension; they are computed from small
-    padded copies of the ends, and the interior straight from ``x``, so the full
-    signal is never copied into a padded buffer.
+    where ``xs`` is the half-sample symmetric extension of ``x`` (SPEC 4.4).
 
     Args:
         x: ``(..., m)`` signal.
-        bank: ``(2, F)`` float32 ``[dec_lo, dec_hi]``, F even.
+        dec_lo: Low-pass analysis filter, even length F.
+        dec_hi: High-pass analysis filter, length F.
 
     Returns:
         ``(a, d)``, each ``(..., (m + F - 1) // 2)``.
     """
-    f = bank.shape[1]
+    f = len(dec_lo)
     m = x.shape[-1]
     out = _dwt_length(m, f)
-    right = 2 * out - m  # extension samples needed after x[m - 1]
-    if m < max(_SPLIT_MIN_LENGTH, 2 * f):
-        # Short signal: extending all of it is cheap and compiles to fewer ops.
-        ad = _filter_pair(_symmetric_pad(x, f - 2, right), out, bank)
-        return ad[..., 0, :], ad[..., 1, :]
-    n_head = f // 2 - 1  # outputs that read xs[-1] or further left
-    n_tail = out - m // 2  # outputs that read xs[m] or further right
-    n_mid = out - n_head - n_tail
-    pieces = []
-    if n_head:
-        head = _symmetric_pad(x[..., : f - 2], f - 2, 0)  # xs[2 - F : F - 2]
-        pieces.append(_filter_pair(head, n_head, bank))
-    pieces.append(_filter_pair(x, n_mid, bank))  # o = n_head + p reads x[2p + ...]
-    first_tail = 2 * (n_head + n_mid) + 2 - f  # first x index of the tail outputs
-    tail = _symmetric_pad(x[..., first_tail:], 0, right)
-    pieces.append(_filter_pair(tail, n_tail, bank))
-    a = jnp.concatenate([p[..., 0, :] for p in pieces], axis=-1)
-    d = jnp.concatenate([p[..., 1, :] for p in pieces], axis=-1)
-    return a, d
+    # xp[q] = xs[q - (F - 2)]: F - 2 samples before x and 2 * out - m after it.
+    widths = [(0, 0)] * (x.ndim - 1) + [(f - 2, 2 * out - m)]
+    xp = jnp.pad(x, widths, mode="symmetric")  # (..., 2 * out + F - 2)
+    return _filter_pair(xp, out, dec_lo, dec_hi)
 
 
 def _synthesis_level(
@@ -317,6 +304,16 @@ def _synthesis_level(
     return both.reshape(*both.shape[:-2], 2 * rows)
 
 
+def _materialize(x: jax.Array) -> jax.Array:
+    """Keep XLA from fusing the producer of ``x`` into the transform (or back).
+
+    Without this fence, composing ``inverse(forward(x))`` (or feeding ``inverse``
+    an elementwise expression) lets XLA inline the producing filter into every tap
+    of the consumer, recomputing each value F times.
+    """
+    return jax.lax.optimization_barrier(x)
+
+
 def _split_bands(z: jax.Array, lengths: Sequence[int]) -> list[jax.Array]:
     """Static slices of the last axis of ``z`` into consecutive bands."""
     bands, start = [], 0
@@ -330,20 +327,17 @@ def _polyphase_pair(
     n: int, wavelet: str, level: int, lengths: Sequence[int]
 ) -> tuple[Callable[[jax.Array], jax.Array], Callable[[jax.Array], jax.Array]]:
     dec_lo, dec_hi, rec_lo, rec_hi = _filter_bank(wavelet)
-    bank = np.array([dec_lo, dec_hi], dtype=np.float32)  # (2, F)
 
     def forward(x: jax.Array) -> jax.Array:
-        x = jnp.asarray(x)
+        approx = jnp.asarray(x)
         details = []
-        approx = x
         for _ in range(level):
-            approx, detail = _analysis_level(approx, bank)
+            approx, detail = _analysis_level(approx, dec_lo, dec_hi)
             details.append(detail)
-        return jnp.concatenate([approx] + details[::-1], axis=-1)
+        return _materialize(jnp.concatenate([approx] + details[::-1], axis=-1))
 
     def inverse(z: jax.Array) -> jax.Array:
-        z = jnp.asarray(z)
-        approx, *details = _split_bands(z, lengths)
+        approx, *details = _split_bands(_materialize(jnp.asarray(z)), lengths)
         for detail in details:
             # waverec: a running approximation one longer than the band loses its
             # last sample (SPEC 4.4).
@@ -395,8 +389,8 @@ def _resolve_backend(backend: str) -> str:
         allowed = ", ".join(repr(b) for b in BACKENDS)
         raise ConfigError(f"backend={backend!r} is not allowed: use one of {allowed}")
     if backend == "auto":
-        # Measured fastest on CPU (benchmarks/RESULTS.md); strided slices and
-        # multiply-adds fuse into a few memory-bound loops on every jax backend.
+        # Fastest correct kernel measured on CPU; its slices and multiply-adds fuse
+        # into a few memory-bound loops on any XLA backend.
         return "polyphase"
     return backend
 
@@ -429,6 +423,7 @@ def make_wavelet_transform(
     """
     resolved = _resolve_backend(backend)
     lengths = band_lengths(n, wavelet, level)
+    n, level = int(n), int(level)
     build = _polyphase_pair if resolved == "polyphase" else _jaxwt_pair
     forward, inverse = build(n, wavelet, level, lengths)
     return Transform(
