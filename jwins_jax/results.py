@@ -231,14 +231,7 @@ def plot_accuracy(records: list[dict[str, Any]], path: pathlib.Path, title: str)
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(r, mean, label="mean over nodes")
     ax.fill_between(r, lo, hi, alpha=0.25, label="min-max over nodes")
-    ax.set_xlabel("round")
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _finish(fig, ax, path, "round", "test accuracy (%)", title)
 
 
 def plot_accuracy_vs_bytes(
@@ -257,8 +250,21 @@ def plot_accuracy_vs_bytes(
         std = np.array([rec["test_acc"]["std"] for rec in records])
         ax.plot(mb, mean, marker=".", label=label)
         ax.fill_between(mb, mean - std, mean + std, alpha=0.2)
-    ax.set_xlabel("cumulative bytes sent per node (MiB)")
-    ax.set_ylabel("test accuracy (%), mean ± std over nodes")
+    _finish(
+        fig,
+        ax,
+        path,
+        "cumulative bytes sent per node (MiB)",
+        "test accuracy (%), mean ± std over nodes",
+        title,
+    )
+
+
+def _finish(fig, ax, path: pathlib.Path, xlabel: str, ylabel: str, title: str) -> None:
+    import matplotlib.pyplot as plt
+
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()

@@ -204,6 +204,40 @@ def topk(
     )
 
 
+def _wavelet_pipeline(
+    name: str,
+    n_params: int,
+    alpha_list: Sequence[float],
+    draw: bool,
+    metadata_cap: float,
+    wavelet: str,
+    level: int,
+    accumulation: str,
+    selection: str,
+    wavelet_backend: str,
+    topk_method: str,
+    params: dict,
+) -> Sharing:
+    """Validates and builds the wavelet-domain pipeline shared by wavelet and jwins."""
+    _check_common(accumulation, selection, metadata_cap)
+    wavelets.validate_wavelet(wavelet, level, n_params)
+    tr = wavelets.make_wavelet_transform(n_params, wavelet, level, backend=wavelet_backend)
+    pipe = _Pipeline(
+        name, tr, accumulation, selection, "elias", draw=draw, topk_method=topk_method
+    )
+    sh = _build(pipe, n_params, alpha_list, metadata_cap)
+    params = dict(
+        params,
+        metadata_cap=metadata_cap,
+        wavelet=wavelet,
+        level=level,
+        accumulation=accumulation,
+        selection=selection,
+        coefficients=tr.m,
+    )
+    return dataclasses.replace(sh, params=params)
+
+
 def wavelet(
     n_params: int,
     alpha: float = 0.1,
@@ -217,23 +251,10 @@ def wavelet(
 ) -> Sharing:
     """Wavelet top-k with a fixed alpha (SPEC 4.4)."""
     check_unit("alpha", alpha)
-    _check_common(accumulation, selection, metadata_cap)
-    wavelets.validate_wavelet(wavelet, level, n_params)
-    tr = wavelets.make_wavelet_transform(n_params, wavelet, level, backend=wavelet_backend)
-    pipe = _Pipeline(
-        "wavelet", tr, accumulation, selection, "elias", draw=False, topk_method=topk_method
+    return _wavelet_pipeline(
+        "wavelet", n_params, [alpha], False, metadata_cap, wavelet, level,
+        accumulation, selection, wavelet_backend, topk_method, {"alpha": alpha},
     )
-    sh = _build(pipe, n_params, [alpha], metadata_cap)
-    params = {
-        "alpha": alpha,
-        "metadata_cap": metadata_cap,
-        "wavelet": wavelet,
-        "level": level,
-        "accumulation": accumulation,
-        "selection": selection,
-        "coefficients": tr.m,
-    }
-    return dataclasses.replace(sh, params=params)
 
 
 def jwins(
@@ -261,20 +282,8 @@ def jwins(
         raise ConfigError("alpha_list is empty: give at least one value in (0, 1]")
     for a in alpha_list:
         check_unit("alpha_list entry", a)
-    _check_common(accumulation, selection, metadata_cap)
-    wavelets.validate_wavelet(wavelet, level, n_params)
-    tr = wavelets.make_wavelet_transform(n_params, wavelet, level, backend=wavelet_backend)
-    pipe = _Pipeline(
-        "jwins", tr, accumulation, selection, "elias", draw=True, topk_method=topk_method
+    return _wavelet_pipeline(
+        "jwins", n_params, alpha_list, True, metadata_cap, wavelet, level,
+        accumulation, selection, wavelet_backend, topk_method,
+        {"alpha_list": list(alpha_list)},
     )
-    sh = _build(pipe, n_params, alpha_list, metadata_cap)
-    params = {
-        "alpha_list": list(alpha_list),
-        "metadata_cap": metadata_cap,
-        "wavelet": wavelet,
-        "level": level,
-        "accumulation": accumulation,
-        "selection": selection,
-        "coefficients": tr.m,
-    }
-    return dataclasses.replace(sh, params=params)
