@@ -42,6 +42,7 @@ HELP = {
     "lr": "learning rate",
     "momentum": "SGD momentum (paper: 0)",
     "weight_decay": "weight decay (paper: 0)",
+    "train_chunk": "train nodes in groups of at most this many (0: all at once); bounds memory",
     "seed": "seed of the run (model init, batches, masks, partition)",
     "eval_every": "rounds between evaluations",
     "test_subset": "evaluate on the first K test samples (0: all)",

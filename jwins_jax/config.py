@@ -54,6 +54,7 @@ class Config:
     momentum: float = 0.0
     weight_decay: float = 0.0
     seed: int = 90
+    train_chunk: int = 8  # train nodes in groups of <= 8 (0: all at once)
     # evaluation
     eval_every: int = 10
     test_subset: int = 0  # 0: the whole test split
@@ -165,6 +166,7 @@ class Config:
         _int_at_least("eval_every", c.eval_every, 1)
         _int_at_least("shards", c.shards, 1)
         _int_at_least("test_subset", c.test_subset, 0)
+        _int_at_least("train_chunk", c.train_chunk, 0)
         _int_at_least("level", c.level, 1)
         _int_at_least("seed", c.seed, 0)
         _positive("lr", c.lr)

@@ -192,13 +192,33 @@ class Simulation:
             losses.append(loss)
         return x, opt, jnp.mean(jnp.stack(losses))
 
+    def train_all(self, x: jax.Array, opt: Any, ids: jax.Array, w: jax.Array):
+        """Local training of every node: ``local_train`` vmapped over the node axis.
+
+        With ``config.train_chunk = c`` (0 < c < n) the nodes are trained in groups of
+        ``chunk_size(n, c)`` nodes, one group after the other (``lax.map`` over groups,
+        vmap inside), which bounds the memory of activations to one group.
+        """
+        n = x.shape[0]
+        chunk = chunk_size(n, self.config.train_chunk)
+        train = jax.vmap(self.local_train)
+        if chunk >= n:
+            return train(x, opt, ids, w)
+
+        def group(a):
+            return a.reshape((n // chunk, chunk) + a.shape[1:])
+
+        args = jax.tree.map(group, (x, opt, ids, w))
+        out = jax.lax.map(lambda a: train(*a), args)
+        return jax.tree.map(lambda a: a.reshape((n,) + a.shape[2:]), out)
+
     def round_step(self, state: SimState) -> tuple[SimState, dict[str, jax.Array]]:
         """One communication round for all nodes (pure; jit and scan it)."""
         self.trace_count += 1
         c = self.config
         key, k_batch, k_share = jax.random.split(state.key, 3)
         ids, w = sample_batches(k_batch, self.node_data, c.local_steps, c.batch_size)
-        x, opt, loss = jax.vmap(self.local_train)(state.x, state.opt, ids, w)
+        x, opt, loss = self.train_all(state.x, state.opt, ids, w)
         table = self.table if self.bank is None else table_at(self.bank, state.round)
         x, share, stats = self.sharing.step(state.share, x, k_share, table)
         metrics = dict(stats)
@@ -295,6 +315,13 @@ class Simulation:
         nodes of ``||x_i - mean x||^2``). Losses are sample means.
         """
         return self._evaluate(state.x)
+
+
+def chunk_size(n: int, train_chunk: int) -> int:
+    """The largest divisor of ``n`` that is at most ``train_chunk`` (0: ``n``)."""
+    if train_chunk <= 0 or train_chunk >= n:
+        return n
+    return max(d for d in range(1, train_chunk + 1) if n % d == 0)
 
 
 def block_lengths(rounds: int, eval_every: int) -> list[int]:

@@ -97,3 +97,18 @@ def test_default_config_is_the_paper_graph():
     assert sim.adjacency.shape == (96, 96)
     assert sorted(np.flatnonzero(sim.adjacency.sum(1) == 3).tolist()) == [15, 16, 42, 43]
     assert jnp.asarray(sim.table.degree).sum() == 2 * 190
+
+
+def test_training_in_node_groups_equals_all_at_once(tiny_config):
+    """train_chunk only changes how the work is scheduled, not the result."""
+    from jwins_jax.simulator import chunk_size
+
+    assert chunk_size(96, 8) == 8 and chunk_size(96, 10) == 8 and chunk_size(7, 3) == 1
+    assert chunk_size(8, 0) == 8 and chunk_size(8, 50) == 8
+    sims = [Simulation(tiny_config.replace(train_chunk=c)) for c in (0, 3)]
+    state = sims[0].init(jax.random.PRNGKey(0))
+    x = state.x + 0.01 * jax.random.normal(jax.random.PRNGKey(1), state.x.shape)
+    ids, w = sample_batches(jax.random.PRNGKey(2), sims[0].node_data, 2, 8)
+    outs = [jax.jit(s.train_all)(x, state.opt, ids, w) for s in sims]
+    np.testing.assert_allclose(np.asarray(outs[0][0]), np.asarray(outs[1][0]), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(outs[0][2]), np.asarray(outs[1][2]), rtol=1e-5)
