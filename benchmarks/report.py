@@ -1,0 +1,587 @@
+"""Markdown report of the benchmark JSON files and the issue-4 targets table.
+
+The report is built from whatever section files exist in the output directory
+(``machine.json``, ``e2e.json``, ``kernels.json``, ``scaling.json``), so sections run
+one at a time (``run.py --only SECTION``) can be combined into one dated section of
+``benchmarks/RESULTS.md`` (``run.py --report``). Each section keeps its own
+environment record; the header names them all.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import re
+from typing import Any
+
+SECTIONS = ("machine", "e2e", "kernels", "scaling")
+GIB = 2**30
+
+RESULTS_INTRO = """# Benchmark results
+
+Produced by `make bench` (`python benchmarks/run.py`); sections can also be run one at
+a time (`python benchmarks/run.py --only e2e --no-append`, then `--report`). Every
+number is a median of steady-state repeats after a warm-up, with compile time
+reported apart, and every ratio compares two measurements taken in the same process
+run (DESIGN.md "Performance habits"). Each dated section below records its device,
+CPU model, JAX version and the machine's load average: on shared 2-core machines
+absolute times vary from run to run, ratios much less.
+"""
+
+
+def load(out_dir: pathlib.Path) -> dict[str, Any]:
+    """The section files present in ``out_dir``."""
+    data = {}
+    for name in SECTIONS:
+        path = out_dir / f"{name}.json"
+        if path.is_file():
+            data[name] = json.loads(path.read_text())
+    return data
+
+
+def _ms(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds >= 10:
+        return f"{seconds:.1f} s"
+    if seconds >= 1:
+        return f"{seconds:.2f} s"
+    return f"{seconds * 1e3:.1f} ms" if seconds >= 0.01 else f"{seconds * 1e3:.2f} ms"
+
+
+def _x(ratio: float | None) -> str:
+    return "-" if ratio is None else f"{ratio:.2f}x"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return out
+
+
+def _env_line(name: str, env: dict[str, Any]) -> str:
+    load = env.get("load_average")
+    load_s = ", ".join(f"{v:.1f}" for v in load) if load else "?"
+    return (
+        f"| {name} | {env['date']} | {env['device_kind']} ({env['backend']}) | "
+        f"{env['cpu_model']} x{env['cpu_count']} | {env['jax']} | {load_s} |"
+    )
+
+
+# ------------------------------------------------------------------- sections
+def machine_lines(mm: dict[str, Any]) -> list[str]:
+    return [
+        "### Machine reference",
+        "",
+        *_table(
+            ["kernel", "median", "best", "GFLOP/s (median)", "GFLOP/s (best)"],
+            [
+                [
+                    f"jitted {mm['size']}x{mm['size']} float32 matmul",
+                    _ms(mm["median_s"]),
+                    _ms(mm["min_s"]),
+                    f"{mm['gflops']:.0f}",
+                    f"{mm['gflops_best']:.0f}",
+                ]
+            ],
+        ),
+        "",
+    ]
+
+
+def e2e_lines(e2e: dict[str, Any]) -> list[str]:
+    st = e2e["settings"]
+    lines = [
+        f"### End to end (n = {st['nodes']}, batch 8, tau = 3)",
+        "",
+        "Vectorized: local training = `jax.vmap(local_train)` jitted; sharing = "
+        "`sharing.step` jitted alone on the trained models; round = "
+        f"`Simulation.advance` over {st['advance_rounds']} rounds per call (one "
+        "compiled scan, donated state) divided by the rounds. Per-node: the same "
+        "model's `jax.jit(local_train)` called node by node, PyWavelets + NumPy "
+        "sharing node by node (benchmarks/pernode.py). Ratio = per-node / vectorized "
+        "(> 1: the vectorized way is faster).",
+        "",
+    ]
+    rows, prow, frow, crow = [], [], [], []
+    for model, res in e2e["models"].items():
+        cfg = res["config"]
+        tr, ev = res["train"], res["evaluate"]
+        for s in ("full", "jwins"):
+            e = res[s]
+            rows.append(
+                [
+                    model,
+                    f"{cfg['n_params']:,}",
+                    s,
+                    _ms(tr["median_s"]),
+                    _ms(e["share"]["median_s"]),
+                    _ms(ev["median_s"]),
+                    _ms(e["round"]["median_s"]),
+                    f"{100 * e['share_fraction_of_round']:.0f} %",
+                    str(e["round"]["retraces_after_first_call"]),
+                ]
+            )
+            crow.append(
+                [
+                    model,
+                    s,
+                    _ms(tr["compile_s"]),
+                    _ms(e["share"]["compile_s"]),
+                    _ms(ev["compile_s"]),
+                    _ms(e["round"]["compile_s"]),
+                ]
+            )
+            pn, r = e["pernode"], e["ratios"]
+            chk = pn.get("check", {})
+            prow.append(
+                [
+                    model,
+                    s,
+                    f"{_ms(pn['round']['median_s'])} / {_ms(e['round']['median_s'])}",
+                    f"**{_x(r['round'])}**",
+                    f"{_ms(pn['train']['median_s'])} / {_ms(tr['median_s'])}",
+                    _x(r["train"]),
+                    f"{_ms(pn['share']['median_s'])} / {_ms(e['share']['median_s'])}",
+                    _x(r["share"]),
+                    (
+                        f"{'ok' if chk.get('ok') else 'MISMATCH'} "
+                        f"({chk.get('max_relative_error', float('nan')):.1e})"
+                        if chk
+                        else "-"
+                    ),
+                ]
+            )
+        frow.append(
+            [
+                model,
+                f"{res['forward_flops_per_sample'] / 1e6:.2f} M",
+                f"{tr['flops_per_round'] / 1e9:.1f} G",
+                f"{tr.get('matmul_gflops_reference', float('nan')):.0f}",
+                f"{tr['gflops']:.1f}",
+                f"{100 * tr['fraction_of_matmul']:.1f} %",
+                f"{res['jwins']['pernode_train_gflops']:.1f}",
+                f"{100 * res['jwins']['pernode_train_fraction_of_matmul']:.1f} %",
+            ]
+        )
+    lines += _table(
+        [
+            "model",
+            "N",
+            "strategy",
+            "local training",
+            "sharing step",
+            "evaluation",
+            "round (advance)",
+            "sharing / round",
+            "retraces",
+        ],
+        rows,
+    )
+    lines += ["", "Compile (or first-call) times, reported apart:", ""]
+    lines += _table(
+        ["model", "strategy", "training", "sharing", "evaluation", "advance"], crow
+    )
+    lines += ["", "The per-node way in the same run (per-node / vectorized):", ""]
+    lines += _table(
+        [
+            "model",
+            "strategy",
+            "round",
+            "round ratio",
+            "training",
+            "ratio",
+            "sharing",
+            "ratio",
+            "per-node = vectorized step",
+        ],
+        prow,
+    )
+    lines += [
+        "",
+        "Training throughput (3x the analytic forward FLOPs per sample x batch x tau x "
+        "n per round; convolutions and linear layers), as a share of the matmul rate "
+        "(the larger of the section's reference and one taken right after the "
+        "training measurement, since the machine is shared):",
+        "",
+    ]
+    lines += _table(
+        [
+            "model",
+            "forward FLOP/sample",
+            "FLOP/round",
+            "matmul GFLOP/s",
+            "vectorized GFLOP/s",
+            "of matmul",
+            "per-node GFLOP/s",
+            "of matmul",
+        ],
+        frow,
+    )
+    for model, res in e2e["models"].items():
+        bd = res["jwins"].get("share_breakdown")
+        if not bd:
+            continue
+        lines += [
+            "",
+            f"JWINS sharing step of {model} part by part (n = {bd['n']}, "
+            f"N = {bd['N']:,}, M = {bd['M']:,}, `{bd['transform']}`): jitted kernels "
+            "on the stacked models vs the per-node loops (PyWavelets, NumPy):",
+            "",
+        ]
+        trows = []
+        for part, count in bd["per_step"].items():
+            v, p_ = bd["vectorized"][part]["median_s"], bd["pernode"][part]["median_s"]
+            trows.append([part, f"{count}x", _ms(v), _ms(p_), _x(p_ / v)])
+        sv, sp = bd["sum_vectorized_s"], bd["sum_pernode_s"]
+        trows.append(["sum (x runs per step)", "", _ms(sv), _ms(sp), _x(sp / sv)])
+        step_v = res["jwins"]["share"]["median_s"]
+        step_p = res["jwins"]["pernode"]["share"]["median_s"]
+        trows.append(
+            ["measured step", "", _ms(step_v), _ms(step_p), _x(step_p / step_v)]
+        )
+        lines += _table(
+            [
+                "part",
+                "runs per step",
+                "vectorized",
+                "per-node",
+                "per-node / vectorized",
+            ],
+            trows,
+        )
+    evals = []
+    for model, res in e2e["models"].items():
+        cfg = res["config"]
+        evals.append(
+            f"{model}: {cfg['test_samples']} test samples + "
+            f"{cfg['mean_train_samples_per_node']:.0f} training samples per node"
+        )
+    lines += ["", "Evaluation covers every node's model on " + "; ".join(evals) + "."]
+    if "gn_lenet" in e2e["models"]:
+        est = e2e["models"]["gn_lenet"]["paper_scale_estimate"]
+        lines += [
+            "",
+            f"Paper-scale estimate (96 nodes, {est['rounds']:,} JWINS rounds of "
+            f"GN-LeNet, {est['evaluations']} evaluations on the 10,000-image test set, "
+            "extrapolated linearly in evaluated samples): "
+            f"**{est['total_min']:.0f} min** ({est['rounds_only_min']:.0f} min of "
+            f"rounds + {est['evaluation_min']:.0f} min of evaluation).",
+        ]
+    return lines + [""]
+
+
+def kernels_lines(kern: dict[str, Any]) -> list[str]:
+    st = kern["settings"]
+    d = kern["defaults"]
+    lines = [
+        "### Kernels",
+        "",
+        f"Median time per call on (n, N) float32 stacks; {st['wavelet']} level "
+        f"{st['level']}; per-node k from alphas {st['partial_alphas']}. "
+        f"Input budget {st['memory_budget_gib']} GiB, time budget "
+        f"{st['time_budget_s']} s per call (extrapolated from the previous size). "
+        "`(x)` marks an output that failed its check; fastest = fastest correct.",
+        "",
+    ]
+    families = [
+        ("wavelet", "Wavelet forward + inverse", "informational"),
+        ("selection", "Selection with per-node k", "approx"),
+        ("gossip", "Gossip (one mixing step)", "informational"),
+    ]
+    backend = d["wavelet_auto"].split("/")[-1]
+    is_default = {
+        "wavelet": lambda name: name == backend,
+        "selection": lambda name: f"'{d['selection_auto']}'" in name,
+        "gossip": lambda name: name == "mix (neighbour table)",
+    }
+    summary = []
+    for fam, title, exclude in families:
+        names: list[str] = []
+        for p in kern["points"]:
+            for name in p.get(fam, {}):
+                if name not in names:
+                    names.append(name)
+        per_node = next(name for name in names if "per node" in name)
+        rows = []
+        wins, total, misses, slower = 0, 0, [], []
+        for p in kern["points"]:
+            size = [str(p["n"]), f"{p['N']:,}"]
+            if "skipped" in p:
+                rows.append(size + ["skipped"] * len(names) + [p["skipped"], "-"])
+                continue
+            cells = []
+            for name in names:
+                st_ = p[fam].get(name, {})
+                if "median_s" in st_:
+                    mark = "" if st_.get("correct", True) else " (x)"
+                    cells.append(_ms(st_["median_s"]) + mark)
+                else:
+                    cells.append("skip" if "skipped" in st_ else "-")
+            jax_rows = {
+                k: v
+                for k, v in p[fam].items()
+                if "per node" not in k and exclude not in k
+            }
+            best = _fastest(jax_rows)
+            default = next((k for k in jax_rows if is_default[fam](k)), None)
+            ratio = None
+            if (
+                default
+                and "median_s" in p[fam][default]
+                and "median_s" in p[fam].get(per_node, {})
+            ):
+                ratio = p[fam][per_node]["median_s"] / p[fam][default]["median_s"]
+            rows.append(size + cells + [best or "-", _x(ratio)])
+            if best is not None:
+                total += 1
+                if is_default[fam](best):
+                    wins += 1
+                else:
+                    misses.append(f"n={p['n']}, N={p['N']:,} ({best})")
+            if ratio is not None and ratio < 1:
+                slower.append(f"n={p['n']}, N={p['N']:,} ({_x(ratio)})")
+        lines += [f"**{title}**", ""]
+        header = ["n", "N"] + names + ["fastest JAX kernel", "per-node / default"]
+        lines += _table(header, rows)
+        lines.append("")
+        summary.append((fam, wins, total, misses, slower))
+    lines += ["**Defaults against the measurements**", ""]
+    default_names = {
+        "wavelet": f"`{backend}` (wavelets backend 'auto')",
+        "selection": f"`{d['selection_auto']}` (sparsify method 'auto')",
+        "gossip": "`mix` / `mix_masked` on the neighbour table (every strategy's)",
+    }
+    for fam, wins, total, misses, slower in summary:
+        text = (
+            f"* {fam}: default {default_names[fam]} is the fastest correct JAX kernel "
+            f"at {wins} of {total} sizes"
+        )
+        if misses:
+            text += " (not at: " + "; ".join(misses) + ")"
+        if slower:
+            text += "; the per-node way is faster at: " + "; ".join(slower)
+        else:
+            text += "; it beats the per-node way at every measured size"
+        lines.append(text + ".")
+    return lines + [""]
+
+
+def _fastest(rows: dict[str, dict[str, Any]]) -> str | None:
+    best, best_t = None, float("inf")
+    for name, st in rows.items():
+        if "median_s" in st and st.get("correct", False) and st["median_s"] < best_t:
+            best, best_t = name, st["median_s"]
+    return best
+
+
+def scaling_lines(sc: dict[str, Any], image: str | None) -> list[str]:
+    lines = [
+        "### Scaling",
+        "",
+        "Each point in a fresh subprocess; peak RSS = the high-water mark `VmHWM` of "
+        "that process (`getrusage` `ru_maxrss` of a fork+exec child would include "
+        "the parent benchmark process's size); it includes the Python/JAX runtime, "
+        "shown as 'after imports'.",
+        "",
+    ]
+    rows = []
+    for p in sc["points"]:
+        kind = p["kind"] if p["kind"] == "share" else f"round ({p['model']})"
+        base = [kind, p["sharing"], str(p["nodes"]), f"{p['N']:,}" if "N" in p else "-"]
+        if "time" in p:
+            t = p["time"]
+            rows.append(
+                base
+                + [
+                    _ms(t["median_s"]),
+                    _ms(t["compile_s"]),
+                    f"{p['max_rss_bytes'] / GIB:.2f}",
+                    f"{p['rss_after_imports_bytes'] / GIB:.2f}",
+                ]
+            )
+        else:
+            rows.append(base + [_short_error(p), "-", "-", "-"])
+    lines += _table(
+        [
+            "kind",
+            "strategy",
+            "n",
+            "N",
+            "time per round/step",
+            "compile",
+            "peak RSS GiB",
+            "after imports GiB",
+        ],
+        rows,
+    )
+    if image:
+        lines += ["", f"![scaling]({image})"]
+    return lines + [""]
+
+
+# --------------------------------------------------------------------- targets
+def targets(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """The issue-4 targets with the measured value, status and gap."""
+    out = []
+    gn = data.get("e2e", {}).get("models", {}).get("gn_lenet")
+
+    def add(name, measured, required, met, gap, note=""):
+        out.append(
+            {
+                "target": name,
+                "measured": measured,
+                "required": required,
+                "met": met,
+                "gap": gap,
+                "note": note,
+            }
+        )
+
+    if gn is not None:
+        n = gn["config"]["nodes"]
+        r = gn["jwins"]["ratios"]["round"]
+        add(
+            f"JWINS round, GN-LeNet, n={n}: vectorized vs per-node",
+            f"{r:.2f}x (per-node time / vectorized time)",
+            ">= 2x",
+            r >= 2,
+            "" if r >= 2 else f"{2 / r:.2f}x short",
+        )
+        f = gn["train"]["fraction_of_matmul"]
+        add(
+            f"local training, GN-LeNet, n={n}: share of the matmul FLOP rate",
+            f"{100 * f:.1f} %",
+            ">= 35 %",
+            f >= 0.35,
+            "" if f >= 0.35 else f"{0.35 / f:.2f}x short",
+        )
+        s = gn["jwins"]["ratios"]["share"]
+        add(
+            f"JWINS sharing step, n={n}, N={gn['config']['n_params']:,}: vs per-node "
+            "PyWavelets + NumPy",
+            f"{s:.2f}x (per-node time / vectorized time)",
+            ">= 2x",
+            s >= 2,
+            "" if s >= 2 else f"{2 / s:.2f}x short",
+        )
+        fr = gn["jwins"]["share_fraction_of_round"]
+        add(
+            f"JWINS sharing step, n={n}: share of the JWINS round",
+            f"{100 * fr:.1f} %",
+            "<= 20 %",
+            fr <= 0.2,
+            "" if fr <= 0.2 else f"{fr / 0.2:.2f}x over",
+        )
+    else:
+        add("end-to-end targets", "not measured", "-", None, "", "run the e2e section")
+    sc = data.get("scaling")
+    if sc is not None:
+        pts = [
+            p
+            for p in sc["points"]
+            if p["kind"] == "round" and p.get("model") == "gn_lenet"
+        ]
+        p96 = [p for p in pts if p["nodes"] == 96 and p["sharing"] == "jwins"]
+        if p96 and "max_rss_bytes" in p96[0]:
+            rss = p96[0]["max_rss_bytes"] / GIB
+            add(
+                "memory: n=96 JWINS GN-LeNet peak RSS",
+                f"{rss:.2f} GiB",
+                "< 2 GiB",
+                rss < 2,
+                "" if rss < 2 else f"{rss - 2:.2f} GiB over",
+            )
+        else:
+            add(
+                "memory: n=96 JWINS GN-LeNet peak RSS",
+                "not measured",
+                "< 2 GiB",
+                None,
+                "",
+            )
+        p1k = [p for p in pts if p["nodes"] == 1024]
+        if p1k:
+            done = [p for p in p1k if "max_rss_bytes" in p]
+            worst = max((p["max_rss_bytes"] for p in done), default=None)
+            ok = len(done) == len(p1k) and worst is not None and worst < 24 * GIB
+            failures = sorted({_short_error(p) for p in p1k if p not in done})
+            measured = "; ".join(
+                ([f"peak {worst / GIB:.2f} GiB"] if worst is not None else [])
+                + [f"{len(done)}/{len(p1k)} strategies ran"]
+                + failures
+            )
+            gap = "" if ok else "does not run"
+            add(
+                "memory: n=1024 GN-LeNet round runs", measured, "within 24 GiB", ok, gap
+            )
+        else:
+            add(
+                "memory: n=1024 GN-LeNet round runs",
+                "not measured",
+                "within 24 GiB",
+                None,
+                "",
+            )
+    else:
+        add("memory targets", "not measured", "-", None, "", "run the scaling section")
+    return out
+
+
+def _short_error(point: dict[str, Any]) -> str:
+    """A point's failure in a few words."""
+    text = point.get("error") or point.get("skipped") or "?"
+    match = re.search(r"Out of memory allocating (\d+) bytes", text)
+    if match:
+        size = int(match.group(1)) / 1e9
+        return f"out of memory: XLA requested one {size:.1f} GB buffer"
+    return text
+
+
+def targets_lines(rows: list[dict[str, Any]]) -> list[str]:
+    table = []
+    for t in rows:
+        status = {True: "met", False: "**missed**", None: "not measured"}[t["met"]]
+        table.append(
+            [t["target"], t["measured"], t["required"], status, t["gap"] or "-"]
+        )
+    return [
+        "### Targets",
+        "",
+        *_table(["target", "measured", "required", "status", "gap"], table),
+        "",
+    ]
+
+
+def render(data: dict[str, Any], image: str | None, title: str) -> str:
+    """The full dated markdown section."""
+    lines = [
+        f"## {title}",
+        "",
+        "| section | date | device | CPU | JAX | load average |",
+    ]
+    lines.append("|---|---|---|---|---|---|")
+    for name in SECTIONS:
+        if name in data:
+            lines.append(_env_line(name, data[name]["env"]))
+    lines.append("")
+    lines += targets_lines(targets(data))
+    if "machine" in data:
+        lines += machine_lines(data["machine"]["matmul"])
+    if "e2e" in data:
+        lines += e2e_lines(data["e2e"])
+    if "kernels" in data:
+        lines += kernels_lines(data["kernels"])
+    if "scaling" in data:
+        lines += scaling_lines(data["scaling"], image)
+    return "\n".join(lines) + "\n"
+
+
+def append(results: pathlib.Path, text: str) -> None:
+    """Appends a section to RESULTS.md, creating it with its introduction."""
+    if results.is_file():
+        body = results.read_text().rstrip("\n") + "\n\n" + text
+    else:
+        body = RESULTS_INTRO + "\n" + text
+    results.parent.mkdir(parents=True, exist_ok=True)
+    results.write_text(body)

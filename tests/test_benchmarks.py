@@ -1,0 +1,148 @@
+"""The benchmark suite's quick mode runs end to end and writes complete JSON (issue 4).
+
+No timing assertions: only that every section ran, wrote the expected keys, that the
+per-node baseline computes the same sharing step as the simulator, and that quick
+mode leaves ``benchmarks/RESULTS.md`` alone.
+"""
+
+import hashlib
+import importlib.util
+import json
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+RUN = REPO / "benchmarks" / "run.py"
+RESULTS = REPO / "benchmarks" / "RESULTS.md"
+
+
+def _digest(path: pathlib.Path) -> str | None:
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    before = _digest(RESULTS)
+    results = out / "QUICK_RESULTS.md"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(RUN),
+            "--quick",
+            "--out",
+            str(out / "json"),
+            "--results",
+            str(results),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=REPO,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return {"out": out / "json", "results": results, "before": before}
+
+
+def _load(run, name):
+    path = run["out"] / f"{name}.json"
+    assert path.is_file(), f"{name}.json was not written"
+    return json.loads(path.read_text())
+
+
+def test_every_section_writes_its_json(quick_run):
+    for name in ("machine", "e2e", "kernels", "scaling", "summary"):
+        assert (quick_run["out"] / f"{name}.json").is_file(), name
+    machine = _load(quick_run, "machine")
+    assert machine["quick"] is True
+    for key in ("date", "device_kind", "backend", "cpu_model", "jax"):
+        assert machine["env"][key], key
+    assert machine["matmul"]["gflops"] > 0
+    assert machine["matmul"]["size"] == 2048
+
+
+def test_e2e_has_the_split_and_the_per_node_comparison(quick_run):
+    e2e = _load(quick_run, "e2e")
+    assert set(e2e["models"]) == {"digits_cnn"}
+    res = e2e["models"]["digits_cnn"]
+    for part in ("train", "evaluate"):
+        assert res[part]["median_s"] > 0 and "compile_s" in res[part]
+    assert res["train"]["fraction_of_matmul"] > 0
+    assert res["forward_flops_per_sample"] == 2 * (
+        64 * 16 * 9 + 16 * 16 * 32 * 9 + 1280
+    )
+    for strategy in ("full", "jwins"):
+        entry = res[strategy]
+        for part in ("share", "round"):
+            assert entry[part]["median_s"] > 0 and "compile_s" in entry[part]
+        assert entry["round"]["retraces_after_first_call"] == 0
+        assert entry["round"]["finite"] is True
+        for part in ("round", "train", "share"):
+            assert entry["pernode"][part]["median_s"] > 0
+            assert entry["ratios"][part] > 0
+        # the per-node baseline does the same work as the vectorized step
+        assert entry["pernode"]["check"]["ok"], entry["pernode"]["check"]
+    parts = res["jwins"]["share_breakdown"]
+    assert set(parts["vectorized"]) == set(parts["pernode"]) == set(parts["per_step"])
+    assert parts["per_step"]["forward"] == 3
+    assert parts["M"] > parts["N"] == res["config"]["n_params"]
+
+
+def test_kernels_cover_every_family_and_method(quick_run):
+    kernels = _load(quick_run, "kernels")
+    (point,) = [p for p in kernels["points"] if "skipped" not in p]
+    assert set(point["wavelet"]) == {"polyphase", "jaxwt", "pywt (per node)"}
+    assert len(point["selection"]) == 6  # 4 METHODS entries, approx_max_k, NumPy
+    assert any("argpartition" in name for name in point["selection"])
+    assert {"mix (neighbour table)", "mix_bcoo", "mix_dense"} <= set(point["gossip"])
+    for family in ("wavelet", "selection", "gossip"):
+        for name, stats in point[family].items():
+            if "approx" in name:
+                continue  # approximate by design
+            assert stats["correct"], (family, name)
+        assert point["fastest"][family] in point[family]
+    assert kernels["defaults"]["wavelet_auto"].endswith("polyphase")
+
+
+def test_scaling_points_run_in_subprocesses_and_plot(quick_run):
+    scaling = _load(quick_run, "scaling")
+    kinds = {p["kind"] for p in scaling["points"]}
+    assert kinds == {"round", "share"}
+    for p in scaling["points"]:
+        assert "error" not in p, p
+        assert p["max_rss_bytes"] > p["rss_after_imports_bytes"] > 0
+        assert p["time"]["median_s"] > 0
+    assert (quick_run["out"] / "scaling.png").stat().st_size > 1000
+
+
+def test_report_and_targets(quick_run):
+    summary = _load(quick_run, "summary")
+    assert summary["quick"] is True
+    assert [t["met"] for t in summary["targets"]] == [None] * len(summary["targets"])
+    text = quick_run["results"].read_text()
+    for heading in (
+        "## ",
+        "### Targets",
+        "### Machine reference",
+        "### End to end",
+        "### Kernels",
+        "### Scaling",
+    ):
+        assert heading in text, heading
+    # quick mode with --results writes there, never to benchmarks/RESULTS.md
+    assert _digest(RESULTS) == quick_run["before"]
+
+
+def test_quick_mode_does_not_append_by_default():
+    spec = importlib.util.spec_from_file_location("bench_run", RUN)
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(RUN.parent))
+    try:
+        spec.loader.exec_module(module)
+        assert module.parse_args(["--quick"]).results is None
+        assert module.parse_args([]).results == RESULTS
+    finally:
+        sys.path.remove(str(RUN.parent))
