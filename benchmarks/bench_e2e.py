@@ -4,7 +4,8 @@ For each model (digits CNN on digits, GN-LeNet on synthetic CIFAR-shaped data; b
 8, tau = 3, the paper's 96-node graph) and each strategy (``full``, ``jwins``) this
 measures, in one process:
 
-* local training: ``jax.vmap(sim.local_train)`` over all nodes, jitted;
+* local training: ``sim.train_all`` (vmapped ``local_train`` in groups of
+  ``train_chunk`` nodes), jitted;
 * sharing step: ``sim.sharing.step`` jitted alone, on the trained models;
 * evaluation: ``Simulation.evaluate``;
 * the whole round: ``Simulation.advance`` over R rounds (one compiled scan, donated
@@ -317,7 +318,7 @@ def run_model(model: str, opts: Any, matmul: dict[str, Any]) -> dict[str, Any]:
         jax.random.PRNGKey(1), sim.node_data, c.local_steps, c.batch_size
     )
     train, (x_trained, _, _) = harness.time_compiled(
-        jax.vmap(sim.local_train), (state.x, state.opt, ids, w), opts.repeats
+        sim.train_all, (state.x, state.opt, ids, w), opts.repeats
     )
     # The machine is shared: take the reference rate again right after training.
     adjacent = matmul_reference(repeats=opts.repeats + 2)

@@ -35,6 +35,11 @@ if str(HERE) not in sys.path:
 import harness  # noqa: E402
 import report  # noqa: E402
 
+from jwins_jax.hostmem import tune_host_allocator  # noqa: E402
+
+# Same allocator settings for the vectorized code and the per-node NumPy baseline.
+tune_host_allocator()
+
 SECTIONS = report.SECTIONS
 
 

@@ -141,6 +141,9 @@ class Simulation:
         self.y_test = jnp.asarray(ds.y_test[:n_test], jnp.int32)
         self.trace_count = 0  # how often the round function was traced (compiled)
         self._advance_cache: dict[int, Callable] = {}
+        # The data enter the evaluation as arguments, not as constants folded into
+        # the compiled program.
+        self._eval_data = (self.x_test, self.y_test, self.x_train, self.y_train)
         self._evaluate = jax.jit(self._evaluate_impl)
 
     # ------------------------------------------------------------------ state
@@ -281,10 +284,9 @@ class Simulation:
             w.reshape(k, chunk),
         )
 
-    def _evaluate_impl(self, x: jax.Array) -> dict[str, jax.Array]:
-        xs, ys, ws = self._chunked(
-            self.x_test, self.y_test, jnp.ones(self.y_test.shape, jnp.float32)
-        )
+    def _evaluate_impl(self, x: jax.Array, data=None) -> dict[str, jax.Array]:
+        x_test, y_test, x_train, y_train = self._eval_data if data is None else data
+        xs, ys, ws = self._chunked(x_test, y_test, jnp.ones(y_test.shape, jnp.float32))
         test_loss, test_acc = jax.lax.map(lambda f: self._node_eval(f, xs, ys, ws), x)
 
         nd = self.node_data
@@ -294,7 +296,7 @@ class Simulation:
 
         def train_eval(args):
             flat, idx, wv = args
-            txs, tys, tws = self._chunked(self.x_train[idx], self.y_train[idx], wv)
+            txs, tys, tws = self._chunked(x_train[idx], y_train[idx], wv)
             return self._node_eval(flat, txs, tys, tws)
 
         train_loss, train_acc = jax.lax.map(train_eval, (x, nd.index, valid))
@@ -314,7 +316,7 @@ class Simulation:
         ``train_acc`` and ``finite``, and the scalar ``consensus`` distance (mean over
         nodes of ``||x_i - mean x||^2``). Losses are sample means.
         """
-        return self._evaluate(state.x)
+        return self._evaluate(state.x, self._eval_data)
 
 
 def chunk_size(n: int, train_chunk: int) -> int:
