@@ -128,23 +128,11 @@ def run_point(spec: dict[str, Any]) -> dict[str, Any]:
 
 def _memory_available() -> int | None:
     """MemAvailable of /proc/meminfo in bytes (None where unknown)."""
-    try:
-        for line in pathlib.Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
+    return harness.proc_bytes("/proc/meminfo", "MemAvailable")
 
 
 def _rss_of(pid: int) -> int:
-    try:
-        for line in pathlib.Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0
+    return harness.proc_bytes(f"/proc/{pid}/status", "VmRSS") or 0
 
 
 def _launch(spec: dict[str, Any], timeout: float, rss_limit: float) -> dict[str, Any]:

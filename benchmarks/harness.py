@@ -111,13 +111,19 @@ def max_rss_bytes() -> int:
     point launched from a large benchmark process would report the parent's size.
     Elsewhere: ``ru_maxrss`` (see :func:`ru_maxrss_bytes`).
     """
+    hwm = proc_bytes("/proc/self/status", "VmHWM")
+    return ru_maxrss_bytes() if hwm is None else hwm
+
+
+def proc_bytes(path: str, field: str) -> int | None:
+    """A ``field: N kB`` line of a /proc file in bytes (None where unreadable)."""
     try:
-        for line in pathlib.Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+        for line in pathlib.Path(path).read_text().splitlines():
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
         pass
-    return ru_maxrss_bytes()
+    return None
 
 
 def ru_maxrss_bytes() -> int:
