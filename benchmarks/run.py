@@ -172,26 +172,28 @@ def run_sections(opts: argparse.Namespace, out: pathlib.Path) -> None:
     print(f"[machine] matmul {matmul['gflops']:.0f} GFLOP/s", flush=True)
     common: dict[str, Any] = {"env": env, "matmul": matmul, "quick": opts.quick}
     harness.write_json(out / "machine.json", common)
-    if "e2e" in opts.only:
-        t0 = time.perf_counter()
-        res = bench_e2e.run(opts, matmul)
-        res.update(common, wall_s=time.perf_counter() - t0)
-        harness.write_json(out / "e2e.json", res)
-    if "kernels" in opts.only:
+    def kernels(o):
         import bench_kernels
 
-        t0 = time.perf_counter()
-        res = bench_kernels.run(opts)
-        res.update(common, wall_s=time.perf_counter() - t0)
-        harness.write_json(out / "kernels.json", res)
-    if "scaling" in opts.only:
+        return bench_kernels.run(o)
+
+    def scaling(o):
         import bench_scaling
 
-        t0 = time.perf_counter()
-        res = bench_scaling.run(opts, out)
-        res.update(common, wall_s=time.perf_counter() - t0)
-        harness.write_json(out / "scaling.json", res)
+        return bench_scaling.run(o, out)
 
+    sections = {
+        "e2e": lambda o: bench_e2e.run(o, matmul),
+        "kernels": kernels,
+        "scaling": scaling,
+    }
+    for name, section in sections.items():
+        if name not in opts.only:
+            continue
+        t0 = time.perf_counter()
+        res = section(opts)
+        res.update(common, wall_s=time.perf_counter() - t0)
+        harness.write_json(out / f"{name}.json", res)
 
 if __name__ == "__main__":
     sys.exit(main())

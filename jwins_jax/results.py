@@ -116,7 +116,7 @@ def run_experiment(
     with open(run_dir / "metrics.jsonl", "w") as log:
         try:
             for length in block_lengths(c.rounds, c.eval_every):
-                first = length not in sim._advance_cache
+                first = not sim.is_compiled(length)
                 t0 = time.perf_counter()
                 state, per_round = sim.advance(state, length)
                 ev = jax.device_get(sim.evaluate(state))

@@ -145,6 +145,7 @@ class Simulation:
         # the compiled program.
         self._eval_data = (self.x_test, self.y_test, self.x_train, self.y_train)
         self._evaluate = jax.jit(self._evaluate_impl)
+        self._init = jax.jit(self._init_impl)
 
     # ------------------------------------------------------------------ state
     def init(self, key: jax.Array) -> SimState:
@@ -153,7 +154,7 @@ class Simulation:
         Built in one jitted call, so every leaf owns its buffer (the state is donated
         to :meth:`advance`).
         """
-        return jax.jit(self._init_impl)(key)
+        return self._init(key)
 
     def _init_impl(self, key: jax.Array) -> SimState:
         k_model, k_run = jax.random.split(key)
@@ -234,6 +235,10 @@ class Simulation:
             return self.round_step(s)
 
         return jax.lax.scan(body, state, None, length=length)
+
+    def is_compiled(self, rounds: int) -> bool:
+        """Whether :meth:`advance` has already compiled a scan of ``rounds`` rounds."""
+        return rounds in self._advance_cache
 
     def advance(self, state: SimState, rounds: int):
         """Runs ``rounds`` rounds in one compiled scan; the input state is donated.
