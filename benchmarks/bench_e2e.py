@@ -34,7 +34,7 @@ from pernode import (
     relative_error,
 )
 
-from jwins_jax import accounting, gossip, sparsify, wavelets
+from jwins_jax import accounting, compiler, gossip, sparsify, wavelets
 from jwins_jax.config import Config
 from jwins_jax.data.batches import sample_batches
 from jwins_jax.simulator import Simulation
@@ -176,7 +176,7 @@ def _check_against_vectorized(
     """The vectorized step on the per-node round's input must give its output."""
     if sharing == "jwins":
         share_state = sim.sharing.init(x0)
-        x_new, _, _ = jax.jit(sim.sharing.step)(
+        x_new, _, _ = compiler.jit(sim.sharing.step)(
             share_state,
             jnp.asarray(before),
             jax.random.PRNGKey(0),
@@ -184,7 +184,7 @@ def _check_against_vectorized(
             alphas=jnp.asarray(alphas, jnp.float32),
         )
     else:
-        x_new = jax.jit(gossip.mix)(sim.table, jnp.asarray(before))
+        x_new = compiler.jit(gossip.mix)(sim.table, jnp.asarray(before))
     err = relative_error(np.asarray(x_new), after)
     return {"max_relative_error": err, "ok": bool(err < 1e-4)}
 
@@ -203,7 +203,7 @@ def share_breakdown(
         sim.n_params, c.wavelet, c.level, backend=c.wavelet_backend
     )
     n = x.shape[0]
-    coef = jax.jit(tr.forward)(x)
+    coef = compiler.jit(tr.forward)(x)
     rng = np.random.default_rng(0)
     partial = [a for a in c.alpha_list if a < c.metadata_cap]
     k = np.array([k_from_alpha(a, tr.m) for a in rng.choice(partial, n)], np.int32)

@@ -88,6 +88,7 @@ def run_point(spec: dict[str, Any]) -> dict[str, Any]:
     else:
         from bench_kernels import _graph
 
+        from jwins_jax import compiler
         from jwins_jax.sharing import make_sharing
         from jwins_jax.topology import neighbor_table
 
@@ -97,7 +98,7 @@ def run_point(spec: dict[str, Any]) -> dict[str, Any]:
         k0, k1 = jax.random.split(jax.random.PRNGKey(0))
         x0 = 0.05 * jax.random.normal(k0, (n, n_params), jnp.float32)
         share_state = sharing.init(x0)
-        step = jax.jit(sharing.step)
+        step = compiler.jit(sharing.step)
         x = x0 + 0.001 * jax.random.normal(k1, (n, n_params), jnp.float32)
         t0 = time.perf_counter()
         x_new, share_state, stats = step(share_state, x, jax.random.PRNGKey(1), table)

@@ -3,7 +3,7 @@
 This is the baseline the vectorized simulator has to beat (issue 4). It does the work
 the original system does, node by node, in one process:
 
-* local training: the same model as the simulator, ``jax.jit(sim.local_train)``
+* local training: the same model as the simulator, ``compiler.jit(sim.local_train)``
   compiled once and called once per node with that node's model and minibatches;
 * full sharing (SPEC 4.1): ``x_i <- w_ii x_i + sum_j w_ij x_j`` in NumPy, node by node;
 * JWINS (SPEC 4.5, pseudocode there): per node, PyWavelets ``wavedec`` +
@@ -26,6 +26,7 @@ import jax
 import numpy as np
 import pywt
 
+from jwins_jax import compiler
 from jwins_jax.simulator import SimState, Simulation
 from jwins_jax.sparsify import k_from_alpha
 from jwins_jax.topology import mh_matrix
@@ -74,7 +75,7 @@ class PerNodeNetwork:
             [float(w[i, j]) for j in nb] for i, nb in enumerate(self.neighbors)
         ]
         self.self_weight = [float(w[i, i]) for i in range(self.n)]
-        self.train_one = jax.jit(sim.local_train)
+        self.train_one = compiler.jit(sim.local_train)
         # JWINS state: r_i = p_i (last post-averaging model) and the accumulator A_i.
         self.wavelet = wavelet
         self.level = level

@@ -37,7 +37,8 @@ import report  # noqa: E402
 
 from jwins_jax.hostmem import tune_host_allocator  # noqa: E402
 
-# Same allocator settings for the vectorized code and the per-node NumPy baseline.
+# Importing jwins_jax (through harness) already tuned the allocator before JAX started
+# its threads; the vectorized code and the per-node NumPy baseline share the settings.
 tune_host_allocator()
 
 SECTIONS = report.SECTIONS

@@ -27,8 +27,7 @@ import numpy as np
 import optax
 from flax import struct
 
-from jwins_jax import gossip
-from jwins_jax.hostmem import tune_host_allocator
+from jwins_jax import compiler, gossip
 from jwins_jax.config import Config
 from jwins_jax.data.batches import NodeData, node_data, sample_batches
 from jwins_jax.data.datasets import Dataset, load_dataset
@@ -89,8 +88,6 @@ class Simulation:
     def __init__(self, config: Config, dataset: Dataset | None = None):
         c = config.validate()
         self.config = c
-        if jax.default_backend() == "cpu":
-            tune_host_allocator()
         self.dataset = dataset if dataset is not None else load_dataset(
             c.dataset, seed=c.seed, data_dir=c.data_dir
         )
@@ -144,8 +141,8 @@ class Simulation:
         # The data enter the evaluation as arguments, not as constants folded into
         # the compiled program.
         self._eval_data = (self.x_test, self.y_test, self.x_train, self.y_train)
-        self._evaluate = jax.jit(self._evaluate_impl)
-        self._init = jax.jit(self._init_impl)
+        self._evaluate = compiler.jit(self._evaluate_impl)
+        self._init = compiler.jit(self._init_impl)
 
     # ------------------------------------------------------------------ state
     def init(self, key: jax.Array) -> SimState:
@@ -248,7 +245,7 @@ class Simulation:
         """
         fn = self._advance_cache.get(rounds)
         if fn is None:
-            fn = jax.jit(
+            fn = compiler.jit(
                 functools.partial(self._advance_impl, length=rounds), donate_argnums=0
             )
             self._advance_cache[rounds] = fn
@@ -342,8 +339,9 @@ def make_run(config: Config) -> Callable[[jax.Array], tuple[SimState, dict[str, 
 
     Every ``eval_every`` rounds the run evaluates; the history holds, per evaluation,
     the evaluation arrays (leading axis: evaluations) and the per-round sharing
-    statistics (``rounds`` leading axis). ``jax.jit(jax.vmap(run))`` over a batch of
-    keys runs seeds side by side.
+    statistics (``rounds`` leading axis). ``jwins_jax.compiler.jit(jax.vmap(run))``
+    (``jax.jit`` with the simulator's CPU compile options) over a batch of keys runs
+    seeds side by side.
     """
     sim = Simulation(config)
     c = sim.config

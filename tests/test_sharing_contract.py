@@ -126,3 +126,22 @@ def test_registry_rejects_unknown_names_and_parameters():
         make_sharing("nope", 10)
     with pytest.raises(ConfigError, match="no parameter 'gamma'"):
         make_sharing("topk", 10, gamma=0.1)
+
+
+@pytest.mark.parametrize("name", ["topk", "wavelet", "jwins"])
+def test_partial_round_where_nobody_sends_keeps_every_model(name):
+    """k = 0 on every node: no values, no metadata, and every model comes back
+    unchanged (up to the transform's round trip) through the no-sender branch."""
+    table, x0 = _setup()
+    params = dict(PARAMS[name])
+    if name == "jwins":
+        params["alpha_list"] = [1e-6]
+    else:
+        params["alpha"] = 1e-6
+    sh = make_sharing(name, N, **params)
+    x = x0 + 0.1 * jax.random.normal(jax.random.PRNGKey(3), x0.shape)
+    step = jax.jit(lambda s, x: sh.step(s, x, jax.random.PRNGKey(0), table))
+    x_new, _, stats = step(sh.init(x0), x)
+    for key in ("sent", "value_bytes", "meta_bytes"):
+        assert np.all(np.asarray(stats[key]) == 0), key
+    np.testing.assert_allclose(np.asarray(x_new), np.asarray(x), rtol=0, atol=2e-6)

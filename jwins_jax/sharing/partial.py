@@ -161,7 +161,14 @@ def _build(
         )
         if accumulate:
             acc = jnp.where(mask, 0.0, acc)  # rewind; a full share resets all
-        mixed = gossip.mix_masked(table, coef, mask)
+        # When no node sends anything there is nothing to average. The conditional
+        # also makes XLA write Z to memory before the inverse transform reads it:
+        # otherwise XLA:CPU inlines the neighbour gathers into every filter tap of
+        # the inverse and recomputes them (n = 96, N = 89,834: mixing + inverse took
+        # 28 ms that way, 13 ms with the conditional).
+        mixed = jax.lax.cond(
+            jnp.any(mask), lambda: gossip.mix_masked(table, coef, mask), lambda: coef
+        )
         x_new = tr.inverse(mixed)
         if pipe.accumulation == "legacy":
             acc = acc + tr.forward(x_new - state.ref)
