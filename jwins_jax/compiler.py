@@ -44,9 +44,40 @@ def compiler_options() -> dict[str, str]:
     return dict(CPU_OPTIONS)
 
 
+class _TunedJit:
+    """A jitted function compiled with the tuning options when called at top level.
+
+    JAX accepts ``compiler_options`` only on a top-level ``jax.jit``; called inside
+    another traced function this object defers to the plain ``jax.jit`` of the same
+    function, whose body then compiles with the outer program (and its options).
+    """
+
+    def __init__(self, fun: Callable[..., Any], options: dict[str, str], kwargs: dict):
+        self._plain = jax.jit(fun, **kwargs)
+        merged = {**options, **kwargs.get("compiler_options", {})}
+        self._tuned = jax.jit(fun, **{**kwargs, "compiler_options": merged})
+        functools.update_wrapper(self, fun)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        leaves = jax.tree.leaves((args, kwargs))
+        if any(isinstance(leaf, jax.core.Tracer) for leaf in leaves):
+            return self._plain(*args, **kwargs)
+        return self._tuned(*args, **kwargs)
+
+    def lower(self, *args: Any, **kwargs: Any) -> Any:
+        return self._tuned.lower(*args, **kwargs)
+
+    def eval_shape(self, *args: Any, **kwargs: Any) -> Any:
+        return self._tuned.eval_shape(*args, **kwargs)
+
+
 def jit(fun: Callable[..., Any], **kwargs: Any) -> Any:
-    """``jax.jit(fun, **kwargs)`` with :func:`compiler_options` for the backend."""
+    """``jax.jit(fun, **kwargs)`` with :func:`compiler_options` for the backend.
+
+    The result can also be called inside another jitted function (it then compiles
+    as part of the outer program).
+    """
     options = compiler_options()
-    if options:
-        kwargs["compiler_options"] = {**options, **kwargs.get("compiler_options", {})}
-    return jax.jit(fun, **kwargs)
+    if not options:
+        return jax.jit(fun, **kwargs)
+    return _TunedJit(fun, options, kwargs)

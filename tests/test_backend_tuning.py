@@ -58,3 +58,12 @@ def test_cpu_compile_options_are_used_and_keep_results():
 def test_jit_passes_other_arguments_through():
     f = compiler.jit(lambda x, n: x * n, static_argnums=1)
     assert float(f(jnp.float32(2.0), 3)) == 6.0
+
+
+def test_tuned_jit_can_be_nested_in_another_jit():
+    inner = compiler.jit(lambda x: jnp.sin(x) * 2.0)
+    outer = compiler.jit(lambda x: inner(x) + 1.0)
+    x = jnp.linspace(0.0, 1.0, 5)
+    np.testing.assert_allclose(np.asarray(outer(x)), np.sin(np.asarray(x)) * 2 + 1, rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(jax.vmap(inner)(x)), np.asarray(inner(x)), rtol=1e-6)
+    assert outer.lower(x).compile() is not None
