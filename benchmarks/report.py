@@ -99,8 +99,10 @@ def e2e_lines(e2e: dict[str, Any]) -> list[str]:
         "`sharing.step` jitted alone on the trained models; round = "
         f"`Simulation.advance` over {st['advance_rounds']} rounds per call (one "
         "compiled scan, donated state) divided by the rounds. Per-node: the same "
-        "model's `jax.jit(local_train)` called node by node, PyWavelets + NumPy "
-        "sharing node by node (benchmarks/pernode.py). Ratio = per-node / vectorized "
+        "model's jitted `local_train` called node by node, PyWavelets + NumPy "
+        "sharing node by node (benchmarks/pernode.py). Both ways are compiled with "
+        "the same options (`jwins_jax.compiler.jit`) and run with the same allocator "
+        "settings (`jwins_jax.hostmem`). Ratio = per-node / vectorized "
         "(> 1: the vectorized way is faster).",
         "",
     ]
