@@ -40,6 +40,9 @@ Decisions and readings of SPEC (documented here as the source of truth):
   coincide).
 * With ``selection="magnitude"`` the accumulator (if any) is still updated and
   rewound, as in the original, but the ranking uses ``|P|``.
+* A round in which no node sends anything (k = 0 everywhere) skips the averaging
+  and inverts ``P`` itself; this equals the masked average except that a ``-0.0``
+  coefficient stays ``-0.0`` instead of becoming ``+0.0``.
 """
 
 from __future__ import annotations
