@@ -35,11 +35,8 @@ if str(HERE) not in sys.path:
 import harness  # noqa: E402
 import report  # noqa: E402
 
-from jwins_jax.hostmem import tune_host_allocator  # noqa: E402
-
-# Importing jwins_jax (through harness) already tuned the allocator before JAX started
-# its threads; the vectorized code and the per-node NumPy baseline share the settings.
-tune_host_allocator()
+# Importing jwins_jax (through harness) tuned the host allocator before JAX started its
+# threads; the vectorized code and the per-node NumPy baseline share the settings.
 
 SECTIONS = report.SECTIONS
 

@@ -309,7 +309,10 @@ def _materialize(x: jax.Array) -> jax.Array:
 
     Without this fence, composing ``inverse(forward(x))`` (or feeding ``inverse``
     an elementwise expression) lets XLA inline the producing filter into every tap
-    of the consumer, recomputing each value F times.
+    of the consumer, recomputing each value F times. XLA:CPU (jax 0.10.2) does not
+    always honour the barrier: it still inlined the masked gossip's neighbour
+    gathers into the inverse, which ``sharing/partial.py`` fences with a
+    conditional instead.
     """
     return jax.lax.optimization_barrier(x)
 
