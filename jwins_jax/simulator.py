@@ -27,7 +27,7 @@ import numpy as np
 import optax
 from flax import struct
 
-from jwins_jax import compiler, gossip
+from jwins_jax import compiler, evaluation, gossip, tasks, training
 from jwins_jax.config import Config
 from jwins_jax.data.batches import NodeData, node_data, sample_batches
 from jwins_jax.data.datasets import Dataset, load_dataset
@@ -43,7 +43,7 @@ from jwins_jax.topology import (
     table_at,
 )
 
-EVAL_CHUNK = 512  # test samples per forward pass during evaluation
+from jwins_jax.training import chunk_size  # noqa: E402,F401
 
 
 @struct.dataclass
@@ -58,23 +58,11 @@ class SimState:
 
 
 def make_optimizer(config: Config) -> optax.GradientTransformation:
-    """Plain SGD by default (SPEC 1.2); momentum and weight decay are optional.
-
-    The learning rate is injected as a hyperparameter, so it lives in the optimizer
-    state as an array and can differ between vmapped runs.
-    """
-    sgd = optax.inject_hyperparams(optax.sgd)(
-        learning_rate=config.lr, momentum=config.momentum or None
+    """Plain SGD by default (SPEC 1.2); momentum and weight decay are optional."""
+    return training.make_optimizer(
+        jnp.float32(config.lr), jnp.float32(config.momentum),
+        jnp.float32(config.weight_decay), config.momentum > 0,
     )
-    if config.weight_decay:
-        return optax.chain(optax.add_decayed_weights(config.weight_decay), sgd)
-    return sgd
-
-
-def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
-    """Per-sample cross-entropy, ``(B, C), (B,) -> (B,)``."""
-    logp = jax.nn.log_softmax(logits)
-    return -jnp.take_along_axis(logp, labels[:, None], axis=1)[:, 0]
 
 
 class Simulation:
@@ -131,6 +119,7 @@ class Simulation:
             self.bank = None
         self.sharing: Sharing = sharing_from_config(c, self.n_params)
         self.tx = make_optimizer(c)
+        self.task = tasks.TASKS[ds.task]
         self.x_train = jnp.asarray(ds.x_train)
         self.y_train = jnp.asarray(ds.y_train, jnp.int32)
         n_test = len(ds.y_test) if c.test_subset == 0 else min(c.test_subset, len(ds.y_test))
@@ -167,51 +156,18 @@ class Simulation:
         )
 
     # --------------------------------------------------------------- training
-    def _loss(self, flat: jax.Array, xb: jax.Array, yb: jax.Array, wb: jax.Array):
-        logits = self.model.apply_flat(flat, xb)
-        ce = cross_entropy(logits, yb)
-        return jnp.sum(ce * wb) / jnp.maximum(jnp.sum(wb), 1.0)
-
     def local_train(self, x: jax.Array, opt: Any, ids: jax.Array, w: jax.Array):
-        """``tau`` SGD steps of one node (unrolled; vmapped over nodes by the caller).
-
-        Args:
-            x: ``(N,)`` flat model; opt: its optimizer state.
-            ids: ``(tau, b)`` global training-sample ids; w: ``(tau, b)`` 0/1 weights.
-
-        Returns:
-            The new model, optimizer state and the mean minibatch loss.
-        """
-        grad_fn = jax.value_and_grad(self._loss)
-        losses = []
-        for s in range(ids.shape[0]):
-            xb = self.x_train[ids[s]]
-            yb = self.y_train[ids[s]]
-            loss, g = grad_fn(x, xb, yb, w[s])
-            updates, opt = self.tx.update(g, opt, x)
-            x = optax.apply_updates(x, updates)
-            losses.append(loss)
-        return x, opt, jnp.mean(jnp.stack(losses))
+        """``tau`` SGD steps of one node (see :func:`jwins_jax.training.local_train`)."""
+        return training.local_train(
+            self.model, self.task, self.tx, x, opt, self.x_train, self.y_train, ids, w
+        )
 
     def train_all(self, x: jax.Array, opt: Any, ids: jax.Array, w: jax.Array):
-        """Local training of every node: ``local_train`` vmapped over the node axis.
-
-        With ``config.train_chunk = c`` (0 < c < n) the nodes are trained in groups of
-        ``chunk_size(n, c)`` nodes, one group after the other (``lax.map`` over groups,
-        vmap inside), which bounds the memory of activations to one group.
-        """
-        n = x.shape[0]
-        chunk = chunk_size(n, self.config.train_chunk)
-        train = jax.vmap(self.local_train)
-        if chunk >= n:
-            return train(x, opt, ids, w)
-
-        def group(a):
-            return a.reshape((n // chunk, chunk) + a.shape[1:])
-
-        args = jax.tree.map(group, (x, opt, ids, w))
-        out = jax.lax.map(lambda a: train(*a), args)
-        return jax.tree.map(lambda a: a.reshape((n,) + a.shape[2:]), out)
+        """Local training of every node (see :func:`jwins_jax.training.train_all`)."""
+        return training.train_all(
+            self.model, self.task, self.tx, x, opt, self.x_train, self.y_train, ids, w,
+            self.config.train_chunk,
+        )
 
     def round_step(self, state: SimState) -> tuple[SimState, dict[str, jax.Array]]:
         """One communication round for all nodes (pure; jit and scan it)."""
@@ -252,61 +208,20 @@ class Simulation:
         return fn(state)
 
     # ------------------------------------------------------------- evaluation
-    def _node_eval(self, flat: jax.Array, xs: jax.Array, ys: jax.Array, ws: jax.Array):
-        """Loss sum, correct count and weight of one model on padded chunks."""
-
-        def chunk(carry, batch):
-            xb, yb, wb = batch
-            logits = self.model.apply_flat(flat, xb)
-            ce = cross_entropy(logits, yb)
-            correct = (jnp.argmax(logits, axis=1) == yb).astype(jnp.float32)
-            loss_sum, acc_sum, w_sum = carry
-            return (
-                loss_sum + jnp.sum(ce * wb),
-                acc_sum + jnp.sum(correct * wb),
-                w_sum + jnp.sum(wb),
-            ), None
-
-        zero = jnp.zeros((), jnp.float32)
-        (loss_sum, acc_sum, w_sum), _ = jax.lax.scan(chunk, (zero, zero, zero), (xs, ys, ws))
-        w_sum = jnp.maximum(w_sum, 1.0)
-        return loss_sum / w_sum, acc_sum / w_sum
-
-    def _chunked(self, x: jax.Array, y: jax.Array, w: jax.Array):
-        size = x.shape[0]
-        chunk = min(EVAL_CHUNK, size)
-        pad = (-size) % chunk
-        x = jnp.pad(x, [(0, pad)] + [(0, 0)] * (x.ndim - 1))
-        y = jnp.pad(y, (0, pad))
-        w = jnp.pad(w, (0, pad))
-        k = x.shape[0] // chunk
-        return (
-            x.reshape((k, chunk) + x.shape[1:]),
-            y.reshape(k, chunk),
-            w.reshape(k, chunk),
-        )
-
     def _evaluate_impl(self, x: jax.Array, data=None) -> dict[str, jax.Array]:
         x_test, y_test, x_train, y_train = self._eval_data if data is None else data
-        xs, ys, ws = self._chunked(x_test, y_test, jnp.ones(y_test.shape, jnp.float32))
-        test_loss, test_acc = jax.lax.map(lambda f: self._node_eval(f, xs, ys, ws), x)
-
-        nd = self.node_data
-        valid = (jnp.arange(nd.index.shape[1])[None, :] < nd.size[:, None]).astype(
-            jnp.float32
+        test_loss, test_acc = evaluation.shared_metrics(
+            self.model, self.task, x, x_test, y_test
         )
-
-        def train_eval(args):
-            flat, idx, wv = args
-            txs, tys, tws = self._chunked(x_train[idx], y_train[idx], wv)
-            return self._node_eval(flat, txs, tys, tws)
-
-        train_loss, train_acc = jax.lax.map(train_eval, (x, nd.index, valid))
+        nd = self.node_data
+        train_loss, train_acc = evaluation.per_node_metrics(
+            self.model, self.task, x, x_train, y_train, nd.index, nd.size
+        )
         return {
-            "test_acc": 100.0 * test_acc,
+            "test_acc": test_acc,
             "test_loss": test_loss,
             "train_loss": train_loss,
-            "train_acc": 100.0 * train_acc,
+            "train_acc": train_acc,
             "consensus": gossip.consensus_distance(x),
             "finite": jnp.all(jnp.isfinite(x), axis=1),
         }
@@ -319,13 +234,6 @@ class Simulation:
         nodes of ``||x_i - mean x||^2``). Losses are sample means.
         """
         return self._evaluate(state.x, self._eval_data)
-
-
-def chunk_size(n: int, train_chunk: int) -> int:
-    """The largest divisor of ``n`` that is at most ``train_chunk`` (0: ``n``)."""
-    if train_chunk <= 0 or train_chunk >= n:
-        return n
-    return max(d for d in range(1, train_chunk + 1) if n % d == 0)
 
 
 def block_lengths(rounds: int, eval_every: int) -> list[int]:

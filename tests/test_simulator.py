@@ -103,7 +103,7 @@ def test_training_in_node_groups_equals_all_at_once(tiny_config):
     """train_chunk only changes how the work is scheduled, not the result."""
     from jwins_jax.simulator import chunk_size
 
-    assert chunk_size(96, 8) == 8 and chunk_size(96, 10) == 8 and chunk_size(7, 3) == 1
+    assert chunk_size(96, 8) == 8 and chunk_size(96, 10) == 10 and chunk_size(7, 3) == 3
     assert chunk_size(8, 0) == 8 and chunk_size(8, 50) == 8
     sims = [Simulation(tiny_config.replace(train_chunk=c)) for c in (0, 3)]
     state = sims[0].init(jax.random.PRNGKey(0))
