@@ -6,9 +6,9 @@ measures, in one process:
 
 * local training: ``sim.train_all`` (vmapped ``local_train`` in groups of
   ``train_chunk`` nodes), jitted;
-* sharing step: ``sim.sharing.step`` jitted alone, on the trained models;
-* evaluation: ``Simulation.evaluate``;
-* the whole round: ``Simulation.advance`` over R rounds (one compiled scan, donated
+* sharing step: the strategy's ``step`` jitted alone, on the trained models;
+* evaluation: ``Experiment.evaluate``;
+* the whole round: ``Experiment.advance`` over R rounds (one compiled loop, donated
   state), divided by R; the trace counter shows that repeats do not recompile;
 * the per-node way (:mod:`pernode`): the same rounds node by node, split into
   training and sharing.
@@ -36,8 +36,9 @@ from pernode import (
 
 from jwins_jax import accounting, compiler, gossip, sparsify, wavelets
 from jwins_jax.config import Config
+from jwins_jax.sharing import strategy_defaults
 from jwins_jax.data.batches import sample_batches
-from jwins_jax.simulator import Simulation
+from simulation import BenchSim as Simulation
 from jwins_jax.sparsify import k_from_alpha
 
 # model -> (dataset, learning rate): the paper's CIFAR lr for GN-LeNet (SPEC 3).
@@ -114,13 +115,14 @@ def _pernode_rounds(
     """Runs 1 + repeats per-node rounds; times each phase; checks the first round."""
     c = sim.config
     state = sim.init(jax.random.PRNGKey(0))
+    jw = strategy_defaults("jwins")  # full sharing leaves the JWINS options unset
     net = PerNodeNetwork(
         sim,
         state,
-        c.alpha_list,
-        0.5 if c.metadata_cap is None else c.metadata_cap,
-        c.wavelet,
-        c.level,
+        c.alpha_list or jw["alpha_list"],
+        jw["metadata_cap"] if c.metadata_cap is None else c.metadata_cap,
+        c.wavelet or jw["wavelet"],
+        c.level or jw["level"],
     )
     rows: dict[str, list[float]] = {
         "round": [],
@@ -176,11 +178,10 @@ def _check_against_vectorized(
     """The vectorized step on the per-node round's input must give its output."""
     if sharing == "jwins":
         share_state = sim.sharing.init(x0)
-        x_new, _, _ = compiler.jit(sim.sharing.step)(
+        x_new, _, _ = compiler.jit(sim.share_step)(
             share_state,
             jnp.asarray(before),
             jax.random.PRNGKey(0),
-            sim.table,
             alphas=jnp.asarray(alphas, jnp.float32),
         )
     else:
@@ -340,8 +341,8 @@ def run_model(model: str, opts: Any, matmul: dict[str, Any]) -> dict[str, Any]:
         s = sims[name]
         share_state = s.init(jax.random.PRNGKey(0)).share
         share, _ = harness.time_compiled(
-            s.sharing.step,
-            (share_state, x_trained, jax.random.PRNGKey(2), s.table),
+            s.share_step,
+            (share_state, x_trained, jax.random.PRNGKey(2)),
             opts.repeats,
         )
         harness.free()

@@ -5,7 +5,7 @@ resident set belongs to that point alone: ``VmHWM`` of the point's process (on
 Linux ``getrusage`` ``ru_maxrss`` of a fork + exec child starts at the parent's size,
 see ``harness.max_rss_bytes``; it is recorded too). Two kinds of points:
 
-* ``round``: a whole round of a real model (``Simulation.advance``; GN-LeNet on
+* ``round``: a whole round of a real model (``Experiment.advance``; GN-LeNet on
   synthetic CIFAR-shaped data, batch 8, tau = 3, IID partition; the paper graph at
   n = 96, a random 4-regular graph otherwise), for n = 16 ... 1024;
 * ``share``: the sharing step alone on random ``(n, N)`` models (the local-training
@@ -65,7 +65,7 @@ def run_point(spec: dict[str, Any]) -> dict[str, Any]:
     if spec["kind"] == "round":
         from bench_e2e import base_config
 
-        from jwins_jax.simulator import Simulation
+        from simulation import BenchSim as Simulation
 
         cfg = base_config(spec["model"], spec["nodes"], test_subset=64).replace(
             sharing=spec["sharing"], partition="iid"
@@ -101,7 +101,7 @@ def run_point(spec: dict[str, Any]) -> dict[str, Any]:
         step = compiler.jit(sharing.step)
         x = x0 + 0.001 * jax.random.normal(k1, (n, n_params), jnp.float32)
         t0 = time.perf_counter()
-        x_new, share_state, stats = step(share_state, x, jax.random.PRNGKey(1), table)
+        x_new, share_state, stats = step(share_state, x, jax.random.PRNGKey(1), table, sharing.hp)
         harness.block((x_new, share_state, stats))
         first = time.perf_counter() - t0
         times = []
@@ -109,7 +109,7 @@ def run_point(spec: dict[str, Any]) -> dict[str, Any]:
             x = x_new
             t0 = time.perf_counter()
             key = jax.random.PRNGKey(2 + r)
-            x_new, share_state, stats = step(share_state, x, key, table)
+            x_new, share_state, stats = step(share_state, x, key, table, sharing.hp)
             harness.block((x_new, share_state, stats))
             times.append(time.perf_counter() - t0)
     stats = harness.summarize(times)

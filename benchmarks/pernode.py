@@ -27,7 +27,8 @@ import numpy as np
 import pywt
 
 from jwins_jax import compiler
-from jwins_jax.simulator import SimState, Simulation
+from jwins_jax.experiment import SimState
+from simulation import BenchSim as Simulation
 from jwins_jax.sparsify import k_from_alpha
 from jwins_jax.topology import mh_matrix
 

@@ -94,10 +94,10 @@ def e2e_lines(e2e: dict[str, Any]) -> list[str]:
     lines = [
         f"### End to end (n = {st['nodes']}, batch 8, tau = 3)",
         "",
-        "Vectorized: local training = `Simulation.train_all` (vmapped `local_train`, "
+        "Vectorized: local training = `training.train_all` (vmapped `local_train`, "
         "nodes in groups of `train_chunk` = 8) jitted; sharing = "
         "`sharing.step` jitted alone on the trained models; round = "
-        f"`Simulation.advance` over {st['advance_rounds']} rounds per call (one "
+        f"`Experiment.advance` over {st['advance_rounds']} rounds per call (one "
         "compiled scan, donated state) divided by the rounds. Per-node: the same "
         "model's jitted `local_train` called node by node, PyWavelets + NumPy "
         "sharing node by node (benchmarks/pernode.py). Both ways are compiled with "

@@ -6,7 +6,7 @@ Sections (all by default, or some with ``--only``):
   invocation, so each section's ratios use a reference from the same run);
 * ``e2e``: seconds per round of ``full`` and ``jwins`` at n = 96 on the paper graph,
   digits CNN and GN-LeNet, split into training / sharing / evaluation, the round via
-  ``Simulation.advance``, and the per-node way in the same run (bench_e2e.py);
+  ``Experiment.advance``, and the per-node way in the same run (bench_e2e.py);
 * ``kernels``: wavelet, selection and gossip kernels over (n, N) (bench_kernels.py);
 * ``scaling``: round time and peak RSS against n and N, one subprocess per point,
   and a PNG plot (bench_scaling.py).

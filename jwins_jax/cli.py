@@ -5,10 +5,13 @@
 * ``jwins compare [--strategies full,jwins] [...]``: several strategies on the same
   config, seed and data, with a table of accuracy and bytes and a PNG of accuracy
   against bytes (``make run`` runs this with its defaults);
-* ``jwins show RUN_DIR``: prints a finished run's summary.
+* ``jwins sweep SPEC [--dry-run] [--batch N]``: many configs, side by side in one
+  compiled program per group (:mod:`jwins_jax.sweep`);
+* ``jwins show RUN_DIR``: prints a run's summary (or what its metrics hold).
 
 Bad input prints one line on stderr and exits with status 2; a diverged run exits
-with status 1 and keeps its metrics.
+with status 1 and keeps its metrics; an interrupted run (Ctrl-C, SIGTERM) keeps what
+it computed, says so in its summary.json and exits with status 130.
 """
 
 from __future__ import annotations
@@ -17,49 +20,12 @@ import argparse
 import dataclasses
 import json
 import pathlib
+import signal
 import sys
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
-from jwins_jax.config import Config
-from jwins_jax.errors import ConfigError, DivergenceError
-
-HELP = {
-    "nodes": "number of nodes n",
-    "topology": "graph: edges, regular, ring, torus, complete, star, small_world",
-    "edges_file": "edges file for topology=edges (default: the paper's 96-node graph)",
-    "degree": "degree of regular / dynamic graphs; small_world uses degree/2 per side",
-    "dynamic": "draw a fresh random d-regular graph every round (SPEC 6.4)",
-    "beta": "rewiring probability of small_world",
-    "dataset": "digits (embedded), synthetic_cifar, cifar10 (tfds data_source)",
-    "model": "digits_cnn or gn_lenet (default: follows the dataset)",
-    "partition": "iid, dirichlet or kshard (SPEC 7.1)",
-    "dirichlet_alpha": "Dirichlet concentration for partition=dirichlet (> 0)",
-    "shards": "shards per node for partition=kshard",
-    "data_dir": "tfds data directory for cifar10",
-    "rounds": "communication rounds T",
-    "local_steps": "local SGD steps per round (tau)",
-    "batch_size": "minibatch size b",
-    "lr": "learning rate",
-    "momentum": "SGD momentum (paper: 0)",
-    "weight_decay": "weight decay (paper: 0)",
-    "train_chunk": "train nodes in groups of at most this many (0: all at once); bounds memory",
-    "seed": "seed of the run (model init, batches, masks, partition)",
-    "eval_every": "rounds between evaluations",
-    "test_subset": "evaluate on the first K test samples (0: all)",
-    "sharing": "full, random, topk, wavelet, jwins, choco",
-    "alpha": "fraction shared by random / topk / wavelet / choco, in (0, 1]",
-    "alpha_list": "JWINS alpha list, comma separated (default: the paper's)",
-    "metadata_cap": "alpha >= cap sends everything (default 0.5 for jwins, else 1.0)",
-    "wavelet": "PyWavelets discrete wavelet name (wavelet, jwins)",
-    "level": "wavelet decomposition level",
-    "accumulation": "none, accumulate or legacy (default legacy for jwins, else none)",
-    "selection": "change (rank the accumulated change) or magnitude",
-    "gamma": "CHOCO-SGD consensus step size",
-    "wavelet_backend": "auto, polyphase or jaxwt",
-    "topk_method": "per-node top-k kernel: auto, bisect, sort, top_k",
-    "out_dir": "directory for results",
-    "name": "run name (default: <sharing>-<dataset>-n<nodes>-s<seed>)",
-}
+from jwins_jax.errors import ConfigError, DivergenceError, Terminated
 
 
 class _Parser(argparse.ArgumentParser):
@@ -70,36 +36,45 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _alpha_list(text: str) -> tuple[float, ...]:
+    from jwins_jax.options import parse_float_list
+
     try:
-        return tuple(float(v) for v in text.replace("[", "").replace("]", "").split(",") if v.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"invalid alpha list {text!r}: give comma-separated numbers in (0, 1]"
-        ) from None
+        return parse_float_list(text)
+    except ConfigError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _default_text(name: str, default: Any) -> str:
+    from jwins_jax.sharing import OPTIONS, REGISTRY
+
+    if name not in OPTIONS:
+        return f"default: {default}"
+    by_value: dict[str, list[str]] = {}
+    for s in REGISTRY.values():
+        if name in s.params:
+            value = s.defaults[name]
+            text = ",".join(f"{v:g}" for v in value) if isinstance(value, tuple) else str(value)
+            by_value.setdefault(text, []).append(s.name)
+    return "default: " + "; ".join(f"{', '.join(v)}: {k}" for k, v in by_value.items())
 
 
 def _add_config_flags(p: argparse.ArgumentParser) -> None:
+    from jwins_jax.config import Config
+
     p.add_argument("--config", metavar="FILE", help="JSON or TOML file of config fields")
-    defaults = Config()
     for f in dataclasses.fields(Config):
+        option = f.metadata["option"]
         flag = "--" + f.name.replace("_", "-")
-        default = getattr(defaults, f.name)
-        help_text = f"{HELP.get(f.name, f.name)} (default: {default})"
-        if f.name == "dynamic":
-            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        help_text = f"{option.help} ({_default_text(f.name, f.default)})"
+        if option.choices:
+            help_text += f"; one of {', '.join(option.choices)}"
+        if option.kind is bool:
+            p.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
+                           default=None, help=help_text)
             continue
-        if f.name == "alpha_list":
-            kind: Any = _alpha_list
-        elif isinstance(default, bool):
-            kind = bool
-        elif isinstance(default, int):
-            kind = int
-        elif isinstance(default, float) or f.name == "metadata_cap":
-            kind = float
-        else:
-            kind = str
-        p.add_argument(flag, dest=f.name, type=kind, default=None, metavar=f.name.upper(),
-                       help=help_text)
+        kind: Any = {int: int, float: float, str: str, tuple: _alpha_list}[option.kind]
+        p.add_argument(flag, dest=f.name, type=kind, default=None,
+                       metavar=f.name.upper(), help=help_text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -110,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
     run = sub.add_parser("run", help="run one experiment")
     _add_config_flags(run)
-    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument("--quiet", action="store_true", help="no progress output")
     comp = sub.add_parser(
         "compare", help="run several strategies on the same config (make run)"
     )
@@ -119,20 +94,42 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated strategies to compare (default: full,jwins)",
     )
     _add_config_flags(comp)
-    comp.add_argument("--quiet", action="store_true", help="no progress bar")
-    show = sub.add_parser("show", help="print the summary of a finished run")
+    comp.add_argument("--quiet", action="store_true", help="no progress output")
+    sweep = sub.add_parser(
+        "sweep", help="run many configs side by side, one compiled program per group"
+    )
+    sweep.add_argument("spec", help="sweep spec, TOML or JSON (see jwins_jax/sweep.py)")
+    sweep.add_argument("--dry-run", action="store_true",
+                       help="print the configs and their grouping and batching, run nothing")
+    sweep.add_argument("--batch", type=int, default=None,
+                       help="configs per compiled batch (default: the spec's, else from "
+                            "the device's free memory)")
+    _add_config_flags(sweep)
+    sweep.add_argument("--quiet", action="store_true", help="no progress output")
+    show = sub.add_parser("show", help="print the summary of a run")
     show.add_argument("run_dir", help="a results directory written by jwins run")
     return parser
 
 
-def config_from_args(args: argparse.Namespace) -> Config:
-    """The config file (if any) with the flags given on the command line on top."""
-    config = Config.from_file(args.config) if args.config else Config()
-    changes = {
-        f.name: getattr(args, f.name)
-        for f in dataclasses.fields(Config)
-        if getattr(args, f.name, None) is not None
+def config_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The config fields given as flags."""
+    from jwins_jax.config import Config
+
+    return {
+        name: getattr(args, name)
+        for name in Config.fields()
+        if getattr(args, name, None) is not None
     }
+
+
+def config_from_args(args: argparse.Namespace):
+    """The config file (if any) with the flags given on the command line on top."""
+    from jwins_jax.config import Config
+
+    config = Config.from_file(args.config) if args.config else Config()
+    changes = config_overrides(args)
+    for name, value in changes.items():
+        Config.option(name).validate(name, value)
     return config.replace(**changes)
 
 
@@ -145,23 +142,32 @@ def _fmt_bytes(b: float) -> str:
 
 
 def print_table(rows: list[dict[str, Any]], out=None) -> None:
-    """A plain-text table of final accuracy and bytes per node."""
+    """A plain-text table of final accuracy and bytes per node, one row per run."""
     out = sys.stdout if out is None else out
-    base = next((r for r in rows if r["sharing"] == "full"), rows[0])
-    header = ("strategy", "test acc (mean ± std)", "bytes/node", "vs " + base["sharing"], "rounds")
+    done = [r for r in rows if r.get("final")]
+    base = next((r for r in done if r.get("sharing") == "full"), done[0] if done else None)
+    header = ("run", "status", "test acc (mean ± std)", "bytes/node",
+              "vs " + (base["sharing"] if base else "-"), "rounds")
     lines = [header]
     for r in rows:
-        f = r["final"]
-        ratio = f["bytes_per_node"] / max(base["final"]["bytes_per_node"], 1.0)
-        lines.append(
-            (
-                r["sharing"],
-                f"{f['test_acc']['mean']:.2f} ± {f['test_acc']['std']:.2f} %",
-                _fmt_bytes(f["bytes_per_node"]),
-                f"{ratio:.3f}x",
-                str(f["round"]),
-            )
-        )
+        f = r.get("final") or {}
+        acc = f.get("test_acc") or {}
+        if acc.get("mean") is None:
+            acc_text = "-"
+        else:
+            acc_text = f"{acc['mean']:.2f} ± {acc.get('std') or 0.0:.2f} %"
+        b = f.get("bytes_per_node")
+        ratio = "-"
+        if b is not None and base is not None and base["final"].get("bytes_per_node"):
+            ratio = f"{b / base['final']['bytes_per_node']:.3f}x"
+        lines.append((
+            str(r.get("label") or r.get("sharing") or r.get("name") or "?"),
+            str(r.get("status", "?")),
+            acc_text,
+            _fmt_bytes(b) if b is not None else "-",
+            ratio,
+            str(r.get("rounds_done", f.get("round", 0))),
+        ))
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     for i, line in enumerate(lines):
         out.write("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() + "\n")
@@ -170,61 +176,145 @@ def print_table(rows: list[dict[str, Any]], out=None) -> None:
     out.flush()
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    from jwins_jax.results import run_experiment
+def _progress(args: argparse.Namespace, label: str):
+    from jwins_jax.runner import Progress
 
-    config = config_from_args(args)
-    summary = run_experiment(config, progress=not args.quiet)
+    return Progress(label, enabled=not args.quiet)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from jwins_jax.runner import run_config
+
+    config = config_from_args(args).validate()
+    summary = run_config(config, progress=_progress(args, config.name))
     print_table([summary])
     print(f"results: {summary['run_dir']}")
     return 0
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    from jwins_jax import experiment as ex
     from jwins_jax.results import (
+        check_out_dir,
         plot_accuracy_vs_bytes,
         read_metrics,
-        run_experiment,
         unique_dir,
         write_json,
     )
+    from jwins_jax.runner import run_config
     from jwins_jax.sharing import STRATEGIES
 
+    if args.sharing is not None:
+        raise ConfigError("compare takes --strategies, not --sharing "
+                          f"(e.g. --strategies full,{args.sharing})")
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
     if not strategies:
         raise ConfigError("--strategies is empty; allowed: " + ", ".join(STRATEGIES))
     for s in strategies:
         if s not in STRATEGIES:
             raise ConfigError(f"strategy {s!r} is unknown; allowed: {', '.join(STRATEGIES)}")
+    dupes = sorted({s for s in strategies if strategies.count(s) > 1})
+    if dupes:
+        raise ConfigError(f"--strategies names {', '.join(dupes)} more than once")
     base = config_from_args(args)
-    # Validate every variant before running anything.
+    progress = _progress(args, "compare")
+    # Build every strategy before running anything: bad settings fail first.
     configs = [base.replace(sharing=s, name=s).validate() for s in strategies]
-    out = unique_dir(base.out_dir, base.name or f"compare-{base.dataset}-n{base.nodes}-s{base.seed}")
-    configs = [c.replace(out_dir=str(out)) for c in configs]
-    summaries = []
+    check_out_dir(base.out_dir)
+    dataset = ex.load_data(configs[0], progress.stage)
+    built, shared = [], None
     for c in configs:
-        summaries.append(run_experiment(c, progress=not args.quiet))
+        exp = ex.build_experiment(c, dataset)
+        inputs = ex.build_inputs(c, dataset, progress.stage, data=shared)
+        shared = inputs
+        built.append((exp, inputs, ex.hparams(exp, c)))
+    v = configs[0].validate()
+    out = unique_dir(base.out_dir, base.name or f"compare-{v.dataset}-n{v.nodes}-s{v.seed}")
+    summaries = []
+    for c, triple in zip(configs, built):
+        try:
+            summary = run_config(
+                c.replace(out_dir=str(out)), progress=progress, experiment=triple
+            )
+        except DivergenceError as err:
+            progress.stage(f"{c.sharing} diverged: {err}; going on with the others")
+            summary = json.loads((out / c.name / "summary.json").read_text())
+        summaries.append(summary)
     runs = {s["sharing"]: read_metrics(s["run_dir"]) for s in summaries}
-    plot_accuracy_vs_bytes(
-        runs, out / "accuracy_vs_bytes.png", f"{base.dataset}, {base.nodes} nodes"
-    )
+    plot_accuracy_vs_bytes(runs, out / "accuracy_vs_bytes.png", f"{v.dataset}, {v.nodes} nodes")
     write_json(out / "comparison.json", {s["sharing"]: s for s in summaries})
     print_table(summaries)
     print(f"results: {out}")
+    return 1 if any(s["status"] == "diverged" for s in summaries) else 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from jwins_jax import sweep as sw
+
+    overrides = config_overrides(args)
+    if args.config:
+        from jwins_jax.config import read_table
+
+        overrides = {**read_table(args.config), **overrides}
+    spec = sw.load_spec(args.spec, overrides=overrides)
+    if args.batch is not None and args.batch < 1:
+        raise ConfigError(f"--batch={args.batch} is not allowed: give a positive integer")
+    if args.dry_run:
+        print(sw.describe(spec, args.batch))
+        return 0
+    progress = _progress(args, f"sweep {spec.name}")
+    summaries = sw.run_sweep(spec, batch=args.batch, progress=progress)
+    rows = [dict(s, label=s.get("name")) for s in summaries]
+    print_table(rows)
+    print(f"results: {spec.directory}")
     return 0
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    path = pathlib.Path(args.run_dir) / "summary.json"
-    if not path.is_file():
-        raise ConfigError(f"{args.run_dir!r} is not a results directory (no summary.json)")
-    summary = json.loads(path.read_text())
-    if not summary.get("final"):
-        print(f"{summary['name']}: {summary['status']}, no evaluation recorded")
-        return 0
-    print_table([summary])
-    print(f"status: {summary['status']}, wall time {summary['wall_s']:.1f} s")
+    from jwins_jax.results import read_metrics
+
+    run_dir = pathlib.Path(args.run_dir)
+    if not run_dir.is_dir():
+        raise ConfigError(f"{args.run_dir!r} is not a directory")
+    path = run_dir / "summary.json"
+    summary = None
+    if path.is_file():
+        try:
+            summary = json.loads(path.read_bytes().decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            summary = None
+        if not isinstance(summary, dict):
+            summary = None
+    records = read_metrics(run_dir)
+    if summary is None:
+        if not records and not path.is_file():
+            raise ConfigError(
+                f"{args.run_dir!r} is not a results directory (no summary.json or "
+                "metrics.jsonl)"
+            )
+        status = "unknown (summary.json missing or unreadable: the run was stopped)"
+        summary = {"name": run_dir.name, "status": status}
+    final = summary.get("final") if isinstance(summary.get("final"), dict) else None
+    if not final and records:
+        final = records[-1]
+    row = {
+        "label": str(summary.get("name", run_dir.name)),
+        "sharing": summary.get("sharing"),
+        "status": summary.get("status", "unknown"),
+        "final": final,
+        "rounds_done": (final or {}).get("round", 0),
+    }
+    print_table([row])
+    wall = summary.get("wall_s")
+    extra = f", wall time {wall:.1f} s" if isinstance(wall, (int, float)) else ""
+    print(f"status: {row['status']}{extra}")
+    if summary.get("error"):
+        print(f"error: {summary['error']}")
     return 0
+
+
+def _on_sigterm(signum, frame):  # noqa: ARG001
+    raise Terminated("terminated by a signal (SIGTERM)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -236,11 +326,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         if args.command == "run":
             return cmd_run(args)
         if args.command == "compare":
             return cmd_compare(args)
+        if args.command == "sweep":
+            return cmd_sweep(args)
         return cmd_show(args)
     except ConfigError as err:
         sys.stderr.write(f"jwins: error: {err}\n")
@@ -248,9 +341,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DivergenceError as err:
         sys.stderr.write(f"jwins: diverged: {err}\n")
         return 1
-    except KeyboardInterrupt:
-        sys.stderr.write("jwins: interrupted; results so far are kept\n")
+    except (KeyboardInterrupt, Terminated):
+        sys.stderr.write("\njwins: interrupted; results so far are kept\n")
         return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -1,78 +1,154 @@
 """Experiment configuration: one flat dataclass, validated before anything runs.
 
-Every field can be set from a JSON/TOML file (``jwins run --config FILE``) and from a
-command-line flag of the same name (``--local-steps 3`` sets ``local_steps``). Fields
-that default to ``None`` take a value that depends on other fields (for example the
-model follows the dataset, and ``metadata_cap`` is 0.5 for JWINS and 1.0 otherwise);
-:meth:`Config.resolved` fills them in.
+Every field can be set from a JSON/TOML file (``jwins run --config FILE``), from a
+command-line flag of the same name (``--local-steps 3`` sets ``local_steps``) and as
+an axis of a sweep. Each field's help text, type and allowed range is written once, as
+an :class:`~jwins_jax.options.Option` in the field's metadata; the options of the
+sharing strategies belong to the strategies (:mod:`jwins_jax.sharing`) and the
+matching fields here only refer to them.
 
-Validation raises :class:`~jwins_jax.errors.ConfigError` with one line naming the
-field, the value and what is allowed.
+Fields that default to ``None`` take a value that depends on other fields (the model
+follows the dataset; a strategy's parameters follow the strategy, e.g. metadata_cap
+is 0.5 for JWINS and 1.0 otherwise); :meth:`Config.resolved` fills them in.
+
+Fields are *static* (they shape the compiled program: model, nodes, rounds, ...) or
+*traced* (hyperparameters that change no shape: lr, seed, alpha, ...);
+:meth:`Config.static_key` groups the configs of a sweep that can share one program.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import pathlib
-import tomllib
+import sys
 from typing import Any
 
+from jwins_jax import options as opt
+from jwins_jax.data.datasets import DATASETS
+from jwins_jax.data.partition import PARTITIONS
 from jwins_jax.errors import ConfigError
+from jwins_jax.models import MODELS
+from jwins_jax.options import Option
+from jwins_jax.sharing import OPTIONS as SHARING_OPTIONS
+from jwins_jax.sharing import REGISTRY, STRATEGIES
+from jwins_jax.topology import GRAPHS
 
-# JWINS's alpha list of the shipped configs (SPEC 4.5).
-PAPER_ALPHA_LIST = (0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 1.0)
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
 DEFAULT_MODEL = {"digits": "digits_cnn", "synthetic_cifar": "gn_lenet", "cifar10": "gn_lenet"}
-ACCUMULATION_MODES = ("none", "accumulate", "legacy")
-SELECTIONS = ("change", "magnitude")
+MAX_ROUNDS = 10_000_000
+MAX_SEED = 2**32 - 1
+
+
+def _field(default: Any, option: Option) -> Any:
+    return dataclasses.field(default=default, metadata={"option": option})
+
+
+def _sharing_field(name: str) -> Any:
+    return dataclasses.field(default=None, metadata={"option": SHARING_OPTIONS[name]})
 
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    """A complete experiment. See the README's option table for every field."""
+    """A complete experiment; ``jwins run --help`` lists every field with its help."""
 
     # network
-    nodes: int = 96
-    topology: str = "edges"
-    edges_file: str | None = None  # None: the paper's 96-node graph
-    degree: int = 4
-    dynamic: bool = False
-    beta: float = 0.1
+    nodes: int = _field(96, Option("number of nodes n", int, opt.int_range(2, 100_000)))
+    topology: str = _field("edges", Option("communication graph", str, choices=GRAPHS))
+    edges_file: str | None = _field(
+        None,
+        Option("edges file for topology=edges (default: the paper's 96-node graph)",
+               str, opt.path_text),
+    )
+    degree: int = _field(
+        4,
+        Option("degree of regular and dynamic graphs; small_world links degree/2 per side",
+               int, opt.int_range(1, 10_000)),
+    )
+    dynamic: bool = _field(
+        False, Option("draw a fresh random d-regular graph every round (SPEC 6.4)", bool)
+    )
+    beta: float = _field(
+        0.1, Option("rewiring probability of small_world", float, opt.interval(0.0, 1.0))
+    )
     # data and model
-    dataset: str = "digits"
-    model: str | None = None  # None: the dataset's default model
-    partition: str = "dirichlet"
-    dirichlet_alpha: float = 1.0
-    shards: int = 2
-    data_dir: str | None = None
+    dataset: str = _field("digits", Option("training and test data", str, choices=DATASETS))
+    model: str | None = _field(
+        None, Option("model (default: the dataset's model)", str, choices=MODELS)
+    )
+    partition: str = _field(
+        "dirichlet",
+        Option("how the training data is split over nodes (SPEC 7.1)", str,
+               choices=PARTITIONS),
+    )
+    dirichlet_alpha: float = _field(
+        1.0, Option("Dirichlet concentration of partition=dirichlet, > 0", float,
+                    opt.positive),
+    )
+    shards: int = _field(
+        2, Option("shards per node of partition=kshard", int, opt.int_range(1, 100_000))
+    )
+    data_dir: str | None = _field(
+        None, Option("directory of prepared datasets (cifar10: the tfds data_dir)", str,
+                     opt.path_text),
+    )
     # local training
-    rounds: int = 150
-    local_steps: int = 3
-    batch_size: int = 8
-    lr: float = 0.05
-    momentum: float = 0.0
-    weight_decay: float = 0.0
-    seed: int = 90
-    train_chunk: int = 8  # train nodes in groups of <= 8 (0: all at once)
+    rounds: int = _field(
+        150, Option("communication rounds T", int, opt.int_range(1, MAX_ROUNDS))
+    )
+    local_steps: int = _field(
+        3, Option("local SGD steps per round (tau)", int, opt.int_range(1, 10_000))
+    )
+    batch_size: int = _field(
+        8, Option("minibatch size b", int, opt.int_range(1, 1_000_000))
+    )
+    lr: float = _field(0.05, Option("learning rate, > 0", float, opt.positive, traced=True))
+    momentum: float = _field(
+        0.0, Option("SGD momentum (paper: 0), in [0, 1)", float,
+                    opt.interval(0.0, 1.0, right_open=True), traced=True),
+    )
+    weight_decay: float = _field(
+        0.0, Option("weight decay (paper: 0), >= 0", float,
+                    opt.interval(0.0, float("inf")), traced=True),
+    )
+    seed: int = _field(
+        90, Option("seed of the run: model init, batches, masks, partition, graph", int,
+                   opt.int_range(0, MAX_SEED), traced=True),
+    )
+    train_chunk: int = _field(
+        8, Option("train nodes in groups of this many (0: all at once); bounds memory",
+                  int, opt.int_range(0, 100_000)),
+    )
     # evaluation
-    eval_every: int = 10
-    test_subset: int = 0  # 0: the whole test split
-    # sharing
-    sharing: str = "full"
-    alpha: float = 0.1
-    alpha_list: tuple[float, ...] = PAPER_ALPHA_LIST
-    metadata_cap: float | None = None  # None: 0.5 for jwins, 1.0 otherwise
-    wavelet: str = "sym2"
-    level: int = 4
-    accumulation: str | None = None  # None: "legacy" for jwins, "none" otherwise
-    selection: str = "change"
-    gamma: float = 0.5
-    wavelet_backend: str = "auto"
-    topk_method: str = "auto"
+    eval_every: int = _field(
+        10, Option("rounds between evaluations", int, opt.int_range(1, MAX_ROUNDS))
+    )
+    test_subset: int = _field(
+        0, Option("evaluate on the first K test samples (0: all)", int,
+                  opt.int_range(0, 10**9)),
+    )
+    # sharing (the options belong to the strategies, see jwins_jax.sharing)
+    sharing: str = _field("full", Option("sharing strategy", str, choices=STRATEGIES))
+    alpha: float | None = _sharing_field("alpha")
+    alpha_list: tuple[float, ...] | None = _sharing_field("alpha_list")
+    metadata_cap: float | None = _sharing_field("metadata_cap")
+    gamma: float | None = _sharing_field("gamma")
+    wavelet: str | None = _sharing_field("wavelet")
+    level: int | None = _sharing_field("level")
+    accumulation: str | None = _sharing_field("accumulation")
+    selection: str | None = _sharing_field("selection")
+    wavelet_backend: str | None = _sharing_field("wavelet_backend")
+    topk_method: str | None = _sharing_field("topk_method")
     # output
-    out_dir: str = "runs"
-    name: str | None = None  # None: "<sharing>-<dataset>-n<nodes>-s<seed>"
+    out_dir: str = _field("runs", Option("directory for results", str, opt.path_text))
+    name: str | None = _field(
+        None, Option("run name (default: <sharing>-<dataset>-n<nodes>-s<seed>)", str,
+                     opt.file_name),
+    )
 
     # ------------------------------------------------------------------ helpers
     @classmethod
@@ -80,59 +156,54 @@ class Config:
         return {f.name: f for f in dataclasses.fields(cls)}
 
     @classmethod
+    def option(cls, name: str) -> Option:
+        """The option of a field."""
+        return cls.fields()[name].metadata["option"]
+
+    @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "config") -> Config:
-        """Builds a config from a mapping, rejecting unknown keys and coercing types."""
+        """Builds a config from a mapping, rejecting unknown keys and wrong types."""
         known = cls.fields()
         kwargs = {}
         for key, value in data.items():
-            name = key.replace("-", "_")
+            name = str(key).replace("-", "_")
             if name not in known:
                 raise ConfigError(
-                    f"{source}: unknown field {key!r}; allowed: {', '.join(sorted(known))}"
+                    f"{source}: unknown field {str(key)!r}; allowed: "
+                    + ", ".join(sorted(known))
                 )
-            kwargs[name] = _coerce(name, value, known[name])
+            if name == "alpha_list" and isinstance(value, str):
+                value = opt.parse_float_list(value)
+            kwargs[name] = None if value is None else cls.option(name).validate(name, value)
         return cls(**kwargs)
 
     @classmethod
     def from_file(cls, path: str | pathlib.Path) -> Config:
         """Reads a ``.json`` or ``.toml`` config file."""
-        p = pathlib.Path(path)
-        if not p.is_file():
-            raise ConfigError(f"config file {str(p)!r} does not exist")
-        text = p.read_text()
-        try:
-            if p.suffix == ".toml":
-                data = tomllib.loads(text)
-            elif p.suffix == ".json":
-                data = json.loads(text)
-            else:
-                raise ConfigError(
-                    f"config file {str(p)!r}: unknown format; allowed suffixes: .json, .toml"
-                )
-        except (json.JSONDecodeError, tomllib.TOMLDecodeError) as err:
-            msg = str(err).splitlines()[0]
-            raise ConfigError(f"config file {str(p)!r} is not valid: {msg}") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"config file {str(p)!r} must hold a table/object of fields")
-        return cls.from_dict(data, source=str(p))
+        return cls.from_dict(read_table(path), source=str(path))
 
     def replace(self, **changes: Any) -> Config:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
-        d["alpha_list"] = list(self.alpha_list)
+        if self.alpha_list is not None:
+            d["alpha_list"] = list(self.alpha_list)
         return d
+
+    def sharing_params(self) -> dict[str, Any]:
+        """The chosen strategy's parameters (resolved config)."""
+        return {p: getattr(self, p) for p in REGISTRY[self.sharing].params}
 
     def resolved(self) -> Config:
         """Fills in the fields whose default depends on other fields."""
         changes: dict[str, Any] = {}
         if self.model is None:
             changes["model"] = DEFAULT_MODEL.get(self.dataset, "digits_cnn")
-        if self.metadata_cap is None:
-            changes["metadata_cap"] = 0.5 if self.sharing == "jwins" else 1.0
-        if self.accumulation is None:
-            changes["accumulation"] = "legacy" if self.sharing == "jwins" else "none"
+        if self.sharing in REGISTRY:
+            for p, default in REGISTRY[self.sharing].defaults.items():
+                if getattr(self, p) is None:
+                    changes[p] = default
         if self.name is None:
             changes["name"] = f"{self.sharing}-{self.dataset}-n{self.nodes}-s{self.seed}"
         return dataclasses.replace(self, **changes)
@@ -140,47 +211,15 @@ class Config:
     # --------------------------------------------------------------- validation
     def validate(self) -> Config:
         """Checks every field; returns the resolved config or raises ConfigError."""
-        from jwins_jax.data.datasets import DATASETS
-        from jwins_jax.data.partition import PARTITIONS
-        from jwins_jax.models import MODELS
-        from jwins_jax.sharing import STRATEGIES
-        from jwins_jax.sparsify import METHODS
-        from jwins_jax.topology import GRAPHS
-        from jwins_jax.wavelets import BACKENDS
-
-        c = self.resolved()
-        _choice("topology", c.topology, GRAPHS)
-        _choice("dataset", c.dataset, DATASETS)
-        _choice("model", c.model, MODELS)
-        _choice("partition", c.partition, PARTITIONS)
-        _choice("sharing", c.sharing, STRATEGIES)
-        _choice("accumulation", c.accumulation, ACCUMULATION_MODES)
-        _choice("selection", c.selection, SELECTIONS)
-        _choice("wavelet_backend", c.wavelet_backend, BACKENDS)
-        _choice("topk_method", c.topk_method, METHODS)
-        _int_at_least("nodes", c.nodes, 2)
-        _int_at_least("degree", c.degree, 1)
-        _int_at_least("rounds", c.rounds, 1)
-        _int_at_least("local_steps", c.local_steps, 1)
-        _int_at_least("batch_size", c.batch_size, 1)
-        _int_at_least("eval_every", c.eval_every, 1)
-        _int_at_least("shards", c.shards, 1)
-        _int_at_least("test_subset", c.test_subset, 0)
-        _int_at_least("train_chunk", c.train_chunk, 0)
-        _int_at_least("level", c.level, 1)
-        _int_at_least("seed", c.seed, 0)
-        _positive("lr", c.lr)
-        _positive("dirichlet_alpha", c.dirichlet_alpha)
-        _positive("gamma", c.gamma)
-        _in_range("momentum", c.momentum, 0.0, 1.0, right_open=True)
-        _in_range("weight_decay", c.weight_decay, 0.0, math.inf)
-        _in_range("beta", c.beta, 0.0, 1.0)
-        _unit_interval("alpha", c.alpha)
-        _unit_interval("metadata_cap", c.metadata_cap)
-        if not c.alpha_list:
-            raise ConfigError("alpha_list is empty: give at least one value in (0, 1]")
-        for a in c.alpha_list:
-            _unit_interval("alpha_list entry", a)
+        values = {}
+        for name, field in self.fields().items():
+            value = getattr(self, name)
+            if value is not None:
+                if name == "alpha_list" and isinstance(value, str):
+                    value = opt.parse_float_list(value)
+                value = field.metadata["option"].validate(name, value)
+            values[name] = value
+        c = Config(**values).resolved()
         if c.edges_file is not None and c.topology != "edges":
             raise ConfigError(
                 f"edges_file={c.edges_file!r} is only used with topology='edges', "
@@ -191,66 +230,67 @@ class Config:
                 f"dynamic=True draws a fresh random d-regular graph each round; "
                 f"it is not allowed with topology={c.topology!r} (use 'regular')"
             )
+        if c.dynamic and c.degree >= c.nodes:
+            raise ConfigError(
+                f"degree={c.degree} is not allowed with nodes={c.nodes} on a dynamic "
+                "graph: a d-regular graph needs degree < nodes"
+            )
+        if c.eval_every > c.rounds:
+            c = c.replace(eval_every=c.rounds)
         return c
 
-
-# ---------------------------------------------------------------------- checks
-def _choice(field: str, value: Any, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ConfigError(f"{field}={value!r} is unknown; allowed: {', '.join(allowed)}")
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _int_at_least(field: str, value: Any, low: int) -> None:
-    if not _is_int(value) or value < low:
-        kind = "a positive integer" if low == 1 else f"an integer >= {low}"
-        raise ConfigError(f"{field}={value!r} is not allowed: {field} must be {kind}")
-
-
-def _number(field: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
-        raise ConfigError(f"{field}={value!r} is not a number")
-    return float(value)
-
-
-def _positive(field: str, value: Any) -> None:
-    v = _number(field, value)
-    if not v > 0 or math.isinf(v):
-        raise ConfigError(f"{field}={value!r} is not allowed: {field} must be > 0")
-
-
-def _in_range(
-    field: str, value: Any, low: float, high: float, right_open: bool = False
-) -> None:
-    v = _number(field, value)
-    ok = low <= v < high if right_open else low <= v <= high
-    if not ok:
-        right = ")" if right_open else "]"
-        raise ConfigError(
-            f"{field}={value!r} is not allowed: {field} must be in [{low}, {high}{right}"
+    # ------------------------------------------------------------ static / traced
+    @staticmethod
+    def traced_fields(sharing: str) -> tuple[str, ...]:
+        """The traced hyperparameters of a config with this strategy."""
+        general = tuple(
+            n for n, f in Config.fields().items()
+            if n not in SHARING_OPTIONS and f.metadata["option"].traced
         )
+        return general + REGISTRY[sharing].traced
+
+    def static_key(self) -> tuple:
+        """What two resolved configs must share to run in one compiled program.
+
+        Everything but the traced hyperparameters and the output names, with the
+        strategy's unused options left out, plus the two shape facts the traced values
+        carry: the length of the alpha list and whether momentum is used.
+        """
+        traced = set(self.traced_fields(self.sharing))
+        used = set(REGISTRY[self.sharing].params)
+        key = []
+        for name in self.fields():
+            if name in traced or name in ("name", "out_dir"):
+                continue
+            if name in SHARING_OPTIONS and name not in used:
+                continue
+            key.append((name, getattr(self, name)))
+        if "alpha_list" in used:
+            key.append(("alpha_list_length", len(self.alpha_list)))
+        key.append(("uses_momentum", self.momentum > 0))
+        return tuple(key)
 
 
-def _unit_interval(field: str, value: Any) -> None:
-    v = _number(field, value)
-    if not 0.0 < v <= 1.0:
-        raise ConfigError(f"{field}={value!r} is not allowed: {field} must be in (0, 1]")
-
-
-def _coerce(name: str, value: Any, field: dataclasses.Field) -> Any:
-    """Light type coercion for values read from files (lists become tuples)."""
-    if name == "alpha_list":
-        if isinstance(value, str):
-            value = [v for v in value.replace("[", "").replace("]", "").split(",") if v.strip()]
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"alpha_list={value!r} must be a list of numbers in (0, 1]")
-        try:
-            return tuple(float(v) for v in value)
-        except (TypeError, ValueError):
-            raise ConfigError(
-                f"alpha_list={value!r} must be a list of numbers in (0, 1]"
-            ) from None
-    return value
+def read_table(path: str | pathlib.Path) -> dict[str, Any]:
+    """A ``.json`` or ``.toml`` file's top-level table (ConfigError if unreadable)."""
+    p = pathlib.Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {str(p)!r} does not exist")
+    if p.suffix not in (".toml", ".json"):
+        raise ConfigError(
+            f"config file {str(p)!r}: unknown format; allowed suffixes: .json, .toml"
+        )
+    try:
+        text = p.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {str(p)!r} is not UTF-8 text") from None
+    except OSError as err:
+        raise ConfigError(f"config file {str(p)!r} cannot be read: {err.strerror}") from None
+    try:
+        data = tomllib.loads(text) if p.suffix == ".toml" else json.loads(text)
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as err:
+        msg = str(err).splitlines()[0]
+        raise ConfigError(f"config file {str(p)!r} is not valid: {msg}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {str(p)!r} must hold a table/object of fields")
+    return data

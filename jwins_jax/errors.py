@@ -1,8 +1,8 @@
-"""Errors the command line turns into one-line messages with exit status 2."""
+"""Errors the command line turns into one-line messages and exit statuses."""
 
 
 class ConfigError(ValueError):
-    """Bad user input: a config field, flag or file.
+    """Bad user input: a config field, flag or file (exit status 2).
 
     The message is one line naming what is wrong and what is allowed, e.g.
     ``"rounds=0 is not allowed: rounds must be a positive integer"``.
@@ -10,4 +10,8 @@ class ConfigError(ValueError):
 
 
 class DivergenceError(RuntimeError):
-    """A node's model became NaN or infinite during a run."""
+    """A node's model became NaN or infinite during a run (exit status 1)."""
+
+
+class Terminated(Exception):
+    """The process was asked to stop (SIGTERM); the run ends as ``interrupted``."""

@@ -1,17 +1,20 @@
-"""Running an experiment on the host and writing its results directory.
+"""Results directories: what a run writes, and how it is written safely.
 
 A run directory holds:
 
 * ``config.json``: the resolved configuration;
-* ``metrics.jsonl``: one JSON object per evaluation, flushed as soon as it is written,
-  so an interrupted or diverged run keeps everything up to that point;
-* ``summary.json``: the final record, totals and timings (also written, with
-  ``status`` set, when a run diverges or is interrupted);
+* ``metrics.jsonl``: one JSON object per evaluation, written line by line as the run
+  goes (a line is written whole or not at all), so an interrupted or diverged run
+  keeps everything up to that point;
+* ``summary.json``: how the run ended (``status``: ``finished``, ``diverged``,
+  ``interrupted`` or ``failed``, with the error), the final record, totals and
+  timings;
 * ``accuracy.png``: test accuracy against rounds, mean over nodes with a min-max band.
 
 Bytes are counted per node (SPEC 5 with the decisions table): ``bytes_per_node`` is the
 mean over nodes of the cumulative bytes each node sent (values plus metadata, one copy
-per receiver), the paper's "bytes" axis.
+per receiver), the paper's "bytes" axis. Counters are 64-bit integers on the host.
+JSON files hold no NaN or infinity: such values are written as ``null``.
 """
 
 from __future__ import annotations
@@ -20,260 +23,343 @@ import json
 import math
 import os
 import pathlib
-import sys
 import time
-from typing import IO, Any
+from typing import Any
 
-import jax
 import numpy as np
 
 from jwins_jax.config import Config
-from jwins_jax.errors import DivergenceError
-from jwins_jax.simulator import Simulation, block_lengths, summarize_nodes
+from jwins_jax.errors import ConfigError
+
+STATUSES = ("running", "finished", "diverged", "interrupted", "failed")
 
 
-def unique_dir(root: str | os.PathLike, name: str) -> pathlib.Path:
-    """``root/name``, or ``root/name-2``, ``-3``... so earlier results are never overwritten."""
-    base = pathlib.Path(root) / name
-    path, i = base, 1
-    while path.exists():
-        i += 1
-        path = base.with_name(f"{base.name}-{i}")
-    path.mkdir(parents=True)
-    return path
-
-
-class ProgressBar:
-    """A one-line progress bar on a terminal stream (plain lines elsewhere)."""
-
-    def __init__(self, total: int, label: str, stream: IO[str] | None = None):
-        self.total, self.label = total, label
-        self.stream = stream if stream is not None else sys.stderr
-        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
-
-    def update(self, done: int, text: str) -> None:
-        width = 24
-        filled = int(width * done / max(self.total, 1))
-        bar = "#" * filled + "-" * (width - filled)
-        line = f"{self.label} [{bar}] {done}/{self.total} {text}"
-        if self.tty:
-            self.stream.write("\r" + line + " " * 4)
-            if done >= self.total:
-                self.stream.write("\n")
-        else:
-            self.stream.write(line + "\n")
-        self.stream.flush()
-
-
-def _json_default(obj: Any) -> Any:
+# ------------------------------------------------------------------------ JSON
+def clean(obj: Any) -> Any:
+    """``obj`` with numpy values as Python ones and non-finite floats as None."""
+    if isinstance(obj, dict):
+        return {str(k): clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [clean(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return clean(obj.tolist())
     if isinstance(obj, (np.integer,)):
         return int(obj)
-    if isinstance(obj, (np.floating,)):
-        return float(obj)
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    raise TypeError(f"not JSON serialisable: {type(obj)}")
+    if isinstance(obj, (float, np.floating)):
+        v = float(obj)
+        return v if math.isfinite(v) else None
+    if isinstance(obj, (np.bool_,)):
+        return bool(obj)
+    return obj
+
+
+def dumps(obj: Any, indent: int | None = None) -> str:
+    return json.dumps(clean(obj), indent=indent, allow_nan=False)
 
 
 def write_json(path: pathlib.Path, obj: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=_json_default) + "\n")
-    tmp.replace(path)
+    """Writes a JSON file atomically (a temporary file renamed over the target)."""
+    path = pathlib.Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_text(dumps(obj, indent=2) + "\n")
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
-def run_experiment(
-    config: Config,
-    *,
-    progress: bool = True,
-    stream: IO[str] | None = None,
-    simulation: Simulation | None = None,
-) -> dict[str, Any]:
-    """Runs ``config`` and writes its results directory.
-
-    Returns:
-        The summary dict (also written to ``summary.json``); ``summary["run_dir"]`` is
-        the results directory.
-
-    Raises:
-        ConfigError: bad configuration (before anything is written).
-        DivergenceError: a model became NaN/inf; metrics up to that point are kept.
-    """
-    t_start = time.perf_counter()
-    sim = simulation if simulation is not None else Simulation(config)
-    c = sim.config
-    run_dir = unique_dir(c.out_dir, c.name)
-    write_json(run_dir / "config.json", c.to_dict())
-    n = c.nodes
-    value_cum = np.zeros(n, np.int64)
-    meta_cum = np.zeros(n, np.int64)
-    full_count = np.zeros(n, np.int64)
-    records: list[dict[str, Any]] = []
-    bar = ProgressBar(c.rounds, c.name, stream) if progress else None
-    compile_s = 0.0
-    status = "finished"
-    state = sim.init(jax.random.PRNGKey(c.seed))
-    done = 0
-    with open(run_dir / "metrics.jsonl", "w") as log:
+def append_line(path: pathlib.Path, obj: Any) -> None:
+    """Appends one JSON line whole: on failure the file is cut back to where it was."""
+    line = (dumps(obj) + "\n").encode()
+    with open(path, "ab") as f:
+        start = f.tell()
         try:
-            for length in block_lengths(c.rounds, c.eval_every):
-                first = not sim.is_compiled(length)
-                t0 = time.perf_counter()
-                state, per_round = sim.advance(state, length)
-                ev = jax.device_get(sim.evaluate(state))
-                per_round = jax.device_get(per_round)
-                dt = time.perf_counter() - t0
-                if first:
-                    compile_s += dt
-                done += length
-                vb = per_round["value_bytes"].astype(np.int64)  # (length, n)
-                mb = per_round["meta_bytes"].astype(np.int64)
-                value_cum += vb.sum(axis=0)
-                meta_cum += mb.sum(axis=0)
-                full_count += per_round["full"].sum(axis=0)
-                record = make_record(done, ev, per_round, value_cum, meta_cum, full_count)
-                record["elapsed_s"] = time.perf_counter() - t_start
-                records.append(record)
-                log.write(json.dumps(record, default=_json_default) + "\n")
-                log.flush()
-                if bar is not None:
-                    bar.update(
-                        done,
-                        f"acc {record['test_acc']['mean']:.1f}% "
-                        f"loss {record['test_loss']['mean']:.3f}",
-                    )
-                if not np.all(ev["finite"]):
-                    bad = int(np.sum(~np.asarray(ev["finite"])))
-                    status = "diverged"
-                    raise DivergenceError(
-                        f"{bad} of {n} node models became NaN or infinite by round {done}; "
-                        f"metrics up to round {done} are in {run_dir / 'metrics.jsonl'} "
-                        f"(try a smaller lr, now {c.lr})"
-                    )
-        except KeyboardInterrupt:
-            status = "interrupted"
+            f.write(line)
+            f.flush()
+            os.fsync(f.fileno())
+        except BaseException:
+            f.truncate(start)
             raise
-        finally:
-            summary = make_summary(c, sim, records, status, compile_s, t_start, run_dir)
-            write_json(run_dir / "summary.json", summary)
-            if records:
-                plot_accuracy(records, run_dir / "accuracy.png", c.name)
-    return summary
 
 
-def make_record(
-    done: int,
-    ev: dict[str, Any],
-    per_round: dict[str, Any],
-    value_cum: np.ndarray,
-    meta_cum: np.ndarray,
-    full_count: np.ndarray,
-) -> dict[str, Any]:
-    """One metrics.jsonl line: node statistics and byte counters after ``done`` rounds."""
-    length = per_round["value_bytes"].shape[0]
-    round_bytes = (per_round["value_bytes"] + per_round["meta_bytes"]).astype(np.int64)
+def read_metrics(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
+    """The records of a run's metrics.jsonl (complete lines only)."""
+    path = pathlib.Path(run_dir) / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    records = []
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(rec, dict):
+            records.append(rec)
+    return records
+
+
+# ------------------------------------------------------------------ directories
+def check_out_dir(out_dir: str | os.PathLike) -> pathlib.Path:
+    """The output root, checked before anything is written (ConfigError if unusable)."""
+    root = pathlib.Path(out_dir)
+    probe = root
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise ConfigError(f"out_dir={str(out_dir)!r} is not allowed: {str(probe)!r} is a file")
+    if probe.exists() and not os.access(probe, os.W_OK | os.X_OK):
+        raise ConfigError(f"out_dir={str(out_dir)!r} is not writable ({str(probe)!r})")
+    return root
+
+
+def unique_dir(root: str | os.PathLike, name: str) -> pathlib.Path:
+    """Creates ``root/name``, or ``root/name-2``, ``-3``... never reusing a directory."""
+    base = pathlib.Path(root) / name
+    path, i = base, 1
+    while True:
+        try:
+            path.mkdir(parents=True)
+            return path
+        except FileExistsError:
+            i += 1
+            path = base.with_name(f"{base.name}-{i}")
+        except OSError as err:
+            raise ConfigError(
+                f"cannot create the results directory {str(path)!r}: {err.strerror}"
+            ) from None
+
+
+# ---------------------------------------------------------------------- records
+def summarize_nodes(values: np.ndarray) -> dict[str, float]:
+    """Mean, std, min and max over nodes of a ``(n,)`` metric."""
+    v = np.asarray(values, dtype=np.float64)
     return {
-        "round": done,
-        "test_acc": summarize_nodes(ev["test_acc"]),
-        "test_loss": summarize_nodes(ev["test_loss"]),
-        "train_loss": summarize_nodes(ev["train_loss"]),
-        "train_acc": summarize_nodes(ev["train_acc"]),
-        "minibatch_loss": float(np.mean(per_round["train_loss"])),
-        "consensus_distance": float(ev["consensus"]),
-        "bytes_per_node": float((value_cum + meta_cum).mean()),
-        "value_bytes_per_node": float(value_cum.mean()),
-        "meta_bytes_per_node": float(meta_cum.mean()),
-        "bytes_per_node_per_round": float(round_bytes.sum(axis=0).mean() / length),
-        "full_share_fraction": float(full_count.sum() / (done * len(full_count))),
+        "mean": float(v.mean()),
+        "std": float(v.std()),
+        "min": float(v.min()),
+        "max": float(v.max()),
     }
 
 
-def make_summary(
-    c: Config,
-    sim: Simulation,
-    records: list[dict[str, Any]],
-    status: str,
-    compile_s: float,
-    t_start: float,
-    run_dir: pathlib.Path,
-) -> dict[str, Any]:
-    last = records[-1] if records else {}
-    wall = time.perf_counter() - t_start
-    return {
-        "name": c.name,
-        "status": status,
-        "run_dir": str(run_dir),
-        "sharing": c.sharing,
-        "sharing_params": sim.sharing.params,
-        "nodes": c.nodes,
-        "rounds_done": last.get("round", 0),
-        "rounds": c.rounds,
-        "n_params": sim.n_params,
-        "final": last,
-        "best_test_acc_mean": max((r["test_acc"]["mean"] for r in records), default=math.nan),
-        "wall_s": wall,
-        "first_block_s": compile_s,
-        "jax_version": jax.__version__,
-        "device": str(jax.devices()[0].device_kind),
-    }
+class RunLog:
+    """The host side of one run: byte counters, records and its results directory.
+
+    Args:
+        config: the resolved config.
+        run_dir: an existing directory to write into.
+        info: extra facts for summary.json (parameter count, strategy parameters).
+        counters: when continuing a stopped run, its byte counters and rounds done.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        run_dir: pathlib.Path,
+        info: dict[str, Any],
+        counters: dict[str, Any] | None = None,
+    ):
+        self.config = config
+        self.run_dir = pathlib.Path(run_dir)
+        self.info = dict(info)
+        n = config.nodes
+        self.value_cum = np.zeros(n, np.int64)
+        self.meta_cum = np.zeros(n, np.int64)
+        self.full_count = np.zeros(n, np.int64)
+        self.done = 0
+        self.records: list[dict[str, Any]] = []
+        self.status = "running"
+        self.error: str | None = None
+        self.t_start = time.perf_counter()
+        self.first_block_s = 0.0
+        self.resumed = False
+        if counters is not None:
+            self.load_counters(counters)
+
+    @classmethod
+    def create(
+        cls, config: Config, run_dir: pathlib.Path, info: dict[str, Any]
+    ) -> RunLog:
+        """A log for a new run: writes config.json and an empty metrics.jsonl."""
+        write_json(run_dir / "config.json", config.to_dict())
+        (run_dir / "metrics.jsonl").write_text("")
+        return cls(config, run_dir, info)
+
+    # ---------------------------------------------------------------- counters
+    def counters(self) -> dict[str, Any]:
+        """The host state a checkpoint must keep (byte counters, rounds done)."""
+        return {
+            "value_cum": self.value_cum.copy(),
+            "meta_cum": self.meta_cum.copy(),
+            "full_count": self.full_count.copy(),
+            "done": self.done,
+        }
+
+    def load_counters(self, counters: dict[str, Any]) -> None:
+        self.value_cum = np.asarray(counters["value_cum"], np.int64).copy()
+        self.meta_cum = np.asarray(counters["meta_cum"], np.int64).copy()
+        self.full_count = np.asarray(counters["full_count"], np.int64).copy()
+        self.done = int(counters["done"])
+
+    @property
+    def active(self) -> bool:
+        return self.status == "running"
+
+    # ----------------------------------------------------------------- records
+    def add_rounds(self, per_round: dict[str, np.ndarray]) -> None:
+        """Counts the bytes of some rounds (``(length, n)`` statistics)."""
+        from jwins_jax.sharing import message_bytes
+
+        values, meta = message_bytes(per_round)
+        self.value_cum += values.sum(axis=0)
+        self.meta_cum += meta.sum(axis=0)
+        self.full_count += np.asarray(per_round["full"]).sum(axis=0)
+        self.done += int(values.shape[0])
+
+    def record(
+        self, per_round: dict[str, np.ndarray], ev: dict[str, np.ndarray]
+    ) -> dict[str, Any]:
+        """Adds a block's rounds and its evaluation; writes the metrics line.
+
+        Returns:
+            The record. When a model is NaN or infinite the status becomes
+            ``diverged`` (the record is still written).
+        """
+        self.add_rounds(per_round)
+        values, meta = _per_round_bytes(per_round)
+        done, n = self.done, self.config.nodes
+        record = {
+            "round": done,
+            "test_acc": summarize_nodes(ev["test_acc"]),
+            "test_loss": summarize_nodes(ev["test_loss"]),
+            "train_loss": summarize_nodes(ev["train_loss"]),
+            "train_acc": summarize_nodes(ev["train_acc"]),
+            "minibatch_loss": float(np.mean(per_round["train_loss"])),
+            "consensus_distance": float(ev["consensus"]),
+            "bytes_per_node": float((self.value_cum + self.meta_cum).mean()),
+            "value_bytes_per_node": float(self.value_cum.mean()),
+            "meta_bytes_per_node": float(self.meta_cum.mean()),
+            "bytes_per_node_per_round": float((values + meta).sum(axis=0).mean()
+                                              / max(values.shape[0], 1)),
+            "full_share_fraction": float(self.full_count.sum() / max(done * n, 1)),
+            "elapsed_s": time.perf_counter() - self.t_start,
+        }
+        append_line(self.run_dir / "metrics.jsonl", record)
+        self.records.append(record)
+        finite = np.asarray(ev["finite"])
+        if not finite.all():
+            bad = int(np.sum(~finite))
+            self.status = "diverged"
+            self.error = (
+                f"{bad} of {n} node models became NaN or infinite by round {done}; "
+                f"metrics up to round {done} are in {self.run_dir / 'metrics.jsonl'} "
+                f"(try a smaller lr, now {self.config.lr})"
+            )
+        return record
+
+    # ----------------------------------------------------------------- closing
+    def summary(self) -> dict[str, Any]:
+        c = self.config
+        last = self.records[-1] if self.records else {}
+        best = [r["test_acc"]["mean"] for r in self.records
+                if r["test_acc"]["mean"] is not None]
+        return {
+            "name": c.name,
+            "status": self.status,
+            "error": self.error,
+            "resumed": self.resumed,
+            "run_dir": str(self.run_dir),
+            "sharing": c.sharing,
+            "nodes": c.nodes,
+            "rounds_done": self.done,
+            "rounds": c.rounds,
+            "final": last,
+            "best_test_acc_mean": max(best) if best else None,
+            "wall_s": time.perf_counter() - self.t_start,
+            "first_block_s": self.first_block_s,
+            **self.info,
+        }
+
+    def close(self, status: str | None = None, error: str | None = None) -> dict[str, Any]:
+        """Ends the run: writes summary.json (and the plot) with how it ended."""
+        if status is not None and self.status in ("running", "finished"):
+            self.status = status
+            self.error = error
+        summary = self.summary()
+        write_json(self.run_dir / "summary.json", summary)
+        if self.records:
+            try:
+                plot_accuracy(self.records, self.run_dir / "accuracy.png", self.config.name)
+            except Exception:  # noqa: BLE001 - a plot never hides how the run ended
+                pass
+        return summary
 
 
-def plot_accuracy(records: list[dict[str, Any]], path: pathlib.Path, title: str) -> None:
-    """Test accuracy (mean over nodes, min-max band) against rounds."""
+def _per_round_bytes(per_round: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    from jwins_jax.sharing import message_bytes
+
+    return message_bytes(per_round)
+
+
+# ------------------------------------------------------------------------ plots
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def plot_accuracy(records: list[dict[str, Any]], path: pathlib.Path, title: str) -> None:
+    """Test accuracy (mean over nodes, min-max band) against rounds."""
+    plt = _pyplot()
     r = [rec["round"] for rec in records]
-    mean = [rec["test_acc"]["mean"] for rec in records]
-    lo = [rec["test_acc"]["min"] for rec in records]
-    hi = [rec["test_acc"]["max"] for rec in records]
+    mean = [_num(rec["test_acc"]["mean"]) for rec in records]
+    lo = [_num(rec["test_acc"]["min"]) for rec in records]
+    hi = [_num(rec["test_acc"]["max"]) for rec in records]
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(r, mean, label="mean over nodes")
     ax.fill_between(r, lo, hi, alpha=0.25, label="min-max over nodes")
-    _finish(fig, ax, path, "round", "test accuracy (%)", title)
+    finish_plot(fig, ax, path, "round", "test accuracy (%)", title)
 
 
 def plot_accuracy_vs_bytes(
     runs: dict[str, list[dict[str, Any]]], path: pathlib.Path, title: str
 ) -> None:
     """Test accuracy against cumulative bytes sent per node, one line per run."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     for label, records in runs.items():
         mb = [rec["bytes_per_node"] / 2**20 for rec in records]
-        mean = np.array([rec["test_acc"]["mean"] for rec in records])
-        std = np.array([rec["test_acc"]["std"] for rec in records])
+        mean = np.array([_num(rec["test_acc"]["mean"]) for rec in records])
+        std = np.array([_num(rec["test_acc"]["std"]) for rec in records])
         ax.plot(mb, mean, marker=".", label=label)
         ax.fill_between(mb, mean - std, mean + std, alpha=0.2)
-    _finish(
-        fig,
-        ax,
-        path,
-        "cumulative bytes sent per node (MiB)",
-        "test accuracy (%), mean ± std over nodes",
-        title,
+    finish_plot(
+        fig, ax, path, "cumulative bytes sent per node (MiB)",
+        "test accuracy (%), mean ± std over nodes", title,
     )
 
 
-def _finish(fig, ax, path: pathlib.Path, xlabel: str, ylabel: str, title: str) -> None:
-    import matplotlib.pyplot as plt
+def _num(v: Any) -> float:
+    return float("nan") if v is None else float(v)
 
+
+def finish_plot(
+    fig, ax, path: pathlib.Path, xlabel: str, ylabel: str, title: str,
+    legend: bool = True,
+) -> None:
+    """Labels, grid, legend; saves and closes the figure."""
+    plt = _pyplot()
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend()
+    if legend and ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize="small")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
-
-
-def read_metrics(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
-    """The records of a run's metrics.jsonl."""
-    with open(pathlib.Path(run_dir) / "metrics.jsonl") as f:
-        return [json.loads(line) for line in f if line.strip()]

@@ -4,7 +4,8 @@ import pathlib
 
 import pytest
 
-from jwins_jax.config import PAPER_ALPHA_LIST, Config
+from jwins_jax.config import Config
+from jwins_jax.sharing.partial import PAPER_ALPHA_LIST
 from jwins_jax.errors import ConfigError
 
 EXPERIMENTS = pathlib.Path(__file__).resolve().parents[1] / "experiments"

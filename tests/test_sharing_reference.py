@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jwins_jax.sharing import STRATEGIES, make_sharing
+from jwins_jax.sharing import STRATEGIES, make_sharing, message_bytes
 from jwins_jax.topology import neighbor_table
 from tests.reference import sharing_ref as ref
 
@@ -370,10 +370,14 @@ def compare_runs(
         x_pre_pkg = (x_pkg + deltas[t]).astype(np.float32)
         x_pre_ref = (x_ref + deltas[t]).astype(np.float32)
         out, state, stats = sh.step(
-            state, jnp.asarray(x_pre_pkg), jax.random.fold_in(key, t), table, **override
+            state, jnp.asarray(x_pre_pkg), jax.random.fold_in(key, t), table, sh.hp,
+            **override,
         )
         x_pkg = np.asarray(out)
         stats = {k: np.asarray(v) for k, v in stats.items()}
+        for field in ("sent", "meta_bytes", "receivers"):
+            assert stats[field].dtype == np.int32, (field, stats[field].dtype)
+        stats["value_bytes"], stats["meta_bytes"] = message_bytes(stats)
         pkg_stats.append(stats)
         x_ref, st = net.step(x_pre_ref, nb, ref_inputs)
         gaps = [getattr(nd, "last_gap", math.inf) for nd in net.nodes]
@@ -388,8 +392,6 @@ def compare_runs(
                 x_pkg, x_full, rtol=1e-5, atol=atol, err_msg=f"vs full: {where}"
             )
         assert stats["full"].dtype == np.bool_
-        for field in ("sent", "value_bytes", "meta_bytes"):
-            assert stats[field].dtype == np.int32, (field, stats[field].dtype)
         for field in ("full", "sent", "value_bytes", "meta_bytes"):
             np.testing.assert_array_equal(
                 stats[field], getattr(st, field), err_msg=f"{field}: {where}"

@@ -7,8 +7,8 @@ entries, unless ``drop_last`` (FEMNIST), which skips it. When a round needs more
 steps than one pass holds, the node continues with a new permutation.
 
 Nodes hold different numbers of samples, so their id lists are padded to a common
-length ``L`` and a permutation of the valid positions is the argsort of uniform keys
-with the padded positions keyed ``+inf``. Shapes stay static: the number of passes
+length ``L`` and a permutation of the valid positions is the argsort of hashed keys
+with the padded positions keyed highest. Shapes stay static: the number of passes
 drawn up front is bounded by the smallest node, ``ceil(steps / batches_per_pass(
 min_size))``, which is static information carried by ``NodeData``.
 """
@@ -106,6 +106,32 @@ def _check_static(steps: int, batch_size: int) -> None:
             raise ConfigError(f"{field}={value} is not allowed: it must be >= 1")
 
 
+def _fmix32(h: jax.Array) -> jax.Array:
+    """MurmurHash3's 32-bit finaliser: a bijective, well-mixing uint32 hash."""
+    h = h ^ (h >> 16)
+    h = h * jnp.uint32(0x85EBCA6B)
+    h = h ^ (h >> 13)
+    h = h * jnp.uint32(0xC2B2AE35)
+    return h ^ (h >> 16)
+
+
+def _position_keys(key: jax.Array, passes: int, length: int) -> jax.Array:
+    """``(passes, length)`` uint32 sort keys; entry ``(p, j)`` depends only on
+    ``key``, ``p`` and ``j``.
+
+    So the permutation a node draws does not depend on how far its id list is padded
+    or how many passes are drawn: configs stacked in a sweep (padded to the longest
+    node list) draw exactly what they draw alone. Two ``jax.random`` words seed a
+    MurmurHash3 finaliser over the positions (cheap to compile and run, unlike one
+    threefry call per position).
+    """
+    k0, k1 = jax.random.bits(key, (2,), jnp.uint32)
+    p = jnp.arange(passes, dtype=jnp.uint32)[:, None]
+    j = jnp.arange(length, dtype=jnp.uint32)[None, :]
+    inner = _fmix32(j * jnp.uint32(0x9E3779B9) + p * jnp.uint32(0x85EBCA77) + k1)
+    return _fmix32(inner ^ k0)
+
+
 @functools.partial(
     jax.jit, static_argnames=("steps", "passes", "batch_size", "drop_last")
 )
@@ -130,8 +156,8 @@ def _batches(
     def one_node(
         node_key: jax.Array, index: jax.Array, size: jax.Array
     ) -> tuple[jax.Array, jax.Array, jax.Array]:
-        keys = jax.random.uniform(node_key, (passes, length))
-        keys = jnp.where(jnp.arange(length) < size, keys, jnp.inf)
+        keys = _position_keys(node_key, passes, length)
+        keys = jnp.where(jnp.arange(length) < size, keys, jnp.uint32(0xFFFFFFFF))
         perm = jnp.argsort(keys, axis=-1).astype(jnp.int32)  # (passes, L) valid first
         per_pass = batches_per_pass(size, batch_size, drop_last)  # traced, >= 1
         step = jnp.arange(steps, dtype=jnp.int32)  # (steps,)

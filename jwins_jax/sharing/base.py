@@ -1,54 +1,112 @@
 """The strategy interface shared by every sharing algorithm (DESIGN.md "House style").
 
-A strategy is a factory returning a :class:`Sharing`: two pure functions over the
-stacked node axis, in the spirit of optax's ``GradientTransformation``:
+A strategy is a factory returning a :class:`Sharing`: pure functions over the stacked
+node axis, in the spirit of optax's ``GradientTransformation``:
 
 * ``init(x0) -> state`` with ``x0`` the ``(n, N)`` float32 initial models;
-* ``step(state, x, key, table, **override) -> (x_new, state, stats)`` runs one
-  communication round (SPEC 1.3 steps 5-8) on the models after local training.
+* ``step(state, x, key, table, hp, **override) -> (x_new, state, stats)`` runs one
+  communication round (SPEC 1.3 steps 5-8) on the models after local training;
+* ``hparams(**values) -> hp`` turns the strategy's traced hyperparameters (the
+  options marked ``traced``) into the pytree of arrays ``step`` takes. It runs on the
+  host (e.g. ``k = round(alpha * L)`` with Python rounding), so a sweep builds one
+  ``hp`` per config, stacks them and ``vmap``s ``step`` over them.
 
 ``stats`` is a dict of ``(n,)`` arrays, the same keys for every strategy:
 
-* ``value_bytes`` (int32): payload bytes node i sent this round, over all receivers;
-* ``meta_bytes`` (int32): index / seed bytes node i sent this round, over all receivers;
-* ``sent`` (int32): number of values in node i's message;
+* ``sent`` (int32): number of float32 values in node i's message;
+* ``meta_bytes`` (int32): index / seed bytes of one message of node i;
+* ``receivers`` (int32): how many neighbours received node i's message;
 * ``full`` (bool): whether node i shared its whole model (or all coefficients).
 
-Hyperparameters that do not change shapes live in the state as arrays (``state.hp``),
-so a sweep can build several states and ``vmap`` over them.
+Bytes are multiplied out on the host in 64-bit integers (:func:`message_bytes`), so
+the counters cannot overflow however large the model and the graph.
+
+The options of all strategies are declared here once; each strategy module lists the
+ones it takes (``PARAMS``) and its factory's signature holds its defaults.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jwins_jax import accounting
+from jwins_jax.options import Option, interval, int_range, positive, unit_interval, unit_list
 from jwins_jax.topology import NeighborTable
 
 Stats = dict[str, jax.Array]
 
+ACCUMULATION_MODES = ("none", "accumulate", "legacy")
+SELECTIONS = ("change", "magnitude")
+WAVELET_BACKENDS = ("auto", "polyphase", "jaxwt")
+TOPK_METHODS = ("auto", "bisect", "sort", "top_k")
+
+# Every option of every strategy (SPEC 4). Strategies refer to these objects.
+OPTIONS: dict[str, Option] = {
+    "alpha": Option(
+        "fraction of the model sent per round (random, topk, wavelet, choco), in (0, 1]",
+        float, unit_interval, traced=True,
+    ),
+    "alpha_list": Option(
+        "JWINS: fractions drawn per node and round, comma separated, each in (0, 1]",
+        tuple, unit_list, traced=True,
+    ),
+    "metadata_cap": Option(
+        "alpha >= cap sends the whole model, without indices (random: alpha > cap)",
+        float, unit_interval, traced=True,
+    ),
+    "gamma": Option("CHOCO-SGD consensus step size, > 0", float, positive, traced=True),
+    "wavelet": Option("PyWavelets discrete wavelet (wavelet, jwins)", str),
+    "level": Option("wavelet decomposition level (wavelet, jwins)", int, int_range(1, 64)),
+    "accumulation": Option(
+        "ranked change: none, accumulate (since the last send) or legacy (SPEC 4.2)",
+        str, choices=ACCUMULATION_MODES,
+    ),
+    "selection": Option(
+        "rank by the accumulated change or by the coefficients' magnitude",
+        str, choices=SELECTIONS,
+    ),
+    "wavelet_backend": Option(
+        "wavelet kernel: auto, polyphase or jaxwt", str, choices=WAVELET_BACKENDS
+    ),
+    "topk_method": Option(
+        "per-node top-k kernel: auto, bisect, sort or top_k", str, choices=TOPK_METHODS
+    ),
+}
+
 
 @dataclasses.dataclass(frozen=True)
 class Sharing:
-    """A sharing strategy as a pair of pure functions.
+    """A sharing strategy as pure functions.
 
     Attributes:
         name: registry name of the strategy.
         n_params: N, the flat model length it was built for.
         init: ``x0 (n, N) -> state``.
-        step: ``(state, x (n, N), key, table, **override) -> (x_new, state, stats)``.
+        step: ``(state, x (n, N), key, table, hp, **override) -> (x_new, state,
+            stats)``.
+        hparams: ``(**traced values) -> hp`` on the host.
         params: the resolved constructor parameters (for logs and results).
+        traced: names of the parameters ``hparams`` takes.
     """
 
     name: str
     n_params: int
     init: Callable[[jax.Array], Any]
     step: Callable[..., tuple[jax.Array, Any, Stats]]
+    hparams: Callable[..., Any]
     params: dict[str, Any] = dataclasses.field(default_factory=dict)
+    traced: tuple[str, ...] = ()
+
+    @property
+    def hp(self) -> Any:
+        """The hyperparameters this strategy was built with, as ``step`` takes them."""
+        return self.hparams(**{k: self.params[k] for k in self.traced})
 
 
 def make_stats(
@@ -57,7 +115,7 @@ def make_stats(
     meta_per_message: jax.Array,
     full: jax.Array,
 ) -> Stats:
-    """Per-node byte statistics for one round.
+    """Per-node message statistics of one round.
 
     Args:
         table: this round's neighbour table; ``table.degree`` is the number of
@@ -66,14 +124,27 @@ def make_stats(
         meta_per_message: ``(n,)`` metadata bytes of one message.
         full: ``(n,)`` bool, whether the node shared everything.
     """
-    receivers = table.degree.astype(jnp.int32)
-    sent = sent.astype(jnp.int32)
     return {
-        "value_bytes": accounting.FLOAT_BYTES * sent * receivers,
-        "meta_bytes": meta_per_message.astype(jnp.int32) * receivers,
-        "sent": sent,
+        "sent": sent.astype(jnp.int32),
+        "meta_bytes": meta_per_message.astype(jnp.int32),
+        "receivers": table.degree.astype(jnp.int32),
         "full": jnp.asarray(full, dtype=bool),
     }
+
+
+def message_bytes(stats: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """Value and metadata bytes each node sent, over all its receivers, in int64.
+
+    Args:
+        stats: ``sent``, ``meta_bytes`` and ``receivers`` arrays of any shape
+            (e.g. ``(rounds, n)``), on the host or device.
+
+    Returns:
+        ``(value_bytes, meta_bytes)`` int64 numpy arrays of that shape.
+    """
+    receivers = np.asarray(stats["receivers"], np.int64)
+    values = accounting.FLOAT_BYTES * np.asarray(stats["sent"], np.int64) * receivers
+    return values, np.asarray(stats["meta_bytes"], np.int64) * receivers
 
 
 def as_stack(x: jax.Array) -> jax.Array:
@@ -82,3 +153,16 @@ def as_stack(x: jax.Array) -> jax.Array:
     if x.ndim != 2:
         raise ValueError(f"expected stacked flat models of shape (n, N), got {x.shape}")
     return x
+
+
+__all__ = [
+    "ACCUMULATION_MODES",
+    "OPTIONS",
+    "SELECTIONS",
+    "Sharing",
+    "Stats",
+    "as_stack",
+    "interval",
+    "make_stats",
+    "message_bytes",
+]

@@ -19,10 +19,10 @@ import jax.numpy as jnp
 from flax import struct
 
 from jwins_jax import accounting, gossip, sparsify
-from jwins_jax.errors import ConfigError
 from jwins_jax.sharing.base import Sharing, as_stack, make_stats
-from jwins_jax.sharing.subsampling import check_unit
 from jwins_jax.topology import NeighborTable
+
+PARAMS: tuple[str, ...] = ("alpha", "gamma")
 
 
 @struct.dataclass
@@ -35,33 +35,32 @@ class ChocoHyper:
 class ChocoState:
     xhat: jax.Array  # (n, N) public copies
     s: jax.Array  # (n, N) weighted sums of neighbours' public copies
-    hp: ChocoHyper
     round: jax.Array  # () int32
 
 
 def choco(n_params: int, alpha: float = 0.1, gamma: float = 0.5) -> Sharing:
     """Builds CHOCO-SGD with top-``alpha`` compression and step size ``gamma``."""
-    check_unit("alpha", alpha)
-    if isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or not gamma > 0:
-        raise ConfigError(f"gamma={gamma!r} is not allowed: gamma must be > 0")
-    k = sparsify.k_from_alpha(alpha, n_params)
+
+    def hparams(alpha: float, gamma: float) -> ChocoHyper:
+        k = sparsify.k_from_alpha(alpha, n_params)
+        return ChocoHyper(k=jnp.int32(k), gamma=jnp.float32(gamma))
 
     def init(x0: jax.Array) -> ChocoState:
-        x0 = as_stack(x0)
-        hp = ChocoHyper(k=jnp.int32(k), gamma=jnp.float32(gamma))
-        zeros = jnp.zeros_like(x0)
-        return ChocoState(xhat=zeros, s=zeros, hp=hp, round=jnp.zeros((), jnp.int32))
+        zeros = jnp.zeros_like(as_stack(x0))
+        return ChocoState(xhat=zeros, s=zeros, round=jnp.zeros((), jnp.int32))
 
-    def step(state: ChocoState, x: jax.Array, key: jax.Array, table: NeighborTable):
+    def step(
+        state: ChocoState, x: jax.Array, key: jax.Array, table: NeighborTable, hp
+    ):
         del key
         x = as_stack(x)
         n = x.shape[0]
         diff = x - state.xhat
-        keep = sparsify.threshold_mask(jnp.abs(diff), jnp.full((n,), state.hp.k))
+        keep = sparsify.threshold_mask(jnp.abs(diff), jnp.full((n,), hp.k))
         q = jnp.where(keep, diff, 0.0)
         xhat = state.xhat + q
         s = state.s + gossip.mix(table, q)
-        x_new = x + state.hp.gamma * (s - xhat)
+        x_new = x + hp.gamma * (s - xhat)
         nnz = jnp.sum(q != 0, axis=1, dtype=jnp.int32)
         stats = make_stats(
             table, nnz, accounting.CHOCO_INDEX_BYTES * nnz, jnp.zeros((n,), bool)
@@ -69,4 +68,6 @@ def choco(n_params: int, alpha: float = 0.1, gamma: float = 0.5) -> Sharing:
         new_state = state.replace(xhat=xhat, s=s, round=state.round + 1)
         return x_new, new_state, stats
 
-    return Sharing("choco", n_params, init, step, {"alpha": alpha, "gamma": gamma})
+    return Sharing(
+        "choco", n_params, init, step, hparams, {"alpha": alpha, "gamma": gamma}, PARAMS
+    )

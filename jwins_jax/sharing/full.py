@@ -14,6 +14,8 @@ from jwins_jax import gossip
 from jwins_jax.sharing.base import Sharing, as_stack, make_stats
 from jwins_jax.topology import NeighborTable
 
+PARAMS: tuple[str, ...] = ()
+
 
 @struct.dataclass
 class FullState:
@@ -27,8 +29,8 @@ def full(n_params: int) -> Sharing:
         as_stack(x0)
         return FullState(round=jnp.zeros((), jnp.int32))
 
-    def step(state: FullState, x: jax.Array, key: jax.Array, table: NeighborTable):
-        del key
+    def step(state: FullState, x: jax.Array, key: jax.Array, table: NeighborTable, hp):
+        del key, hp
         x = as_stack(x)
         n = x.shape[0]
         x_new = gossip.mix(table, x)
@@ -40,4 +42,4 @@ def full(n_params: int) -> Sharing:
         )
         return x_new, state.replace(round=state.round + 1), stats
 
-    return Sharing("full", n_params, init, step, {})
+    return Sharing("full", n_params, init, step, lambda: {}, {})

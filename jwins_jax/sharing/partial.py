@@ -56,11 +56,17 @@ import numpy as np
 from flax import struct
 
 from jwins_jax import accounting, gossip, sparsify, wavelets
-from jwins_jax.config import ACCUMULATION_MODES, PAPER_ALPHA_LIST, SELECTIONS
-from jwins_jax.errors import ConfigError
 from jwins_jax.sharing.base import Sharing, as_stack, make_stats
-from jwins_jax.sharing.subsampling import check_unit
 from jwins_jax.topology import NeighborTable
+
+# JWINS's alpha list of the shipped configs (SPEC 4.5).
+PAPER_ALPHA_LIST = (0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 1.0)
+TOPK_PARAMS = ("alpha", "metadata_cap", "accumulation", "topk_method")
+WAVELET_PARAMS = (
+    "alpha", "metadata_cap", "wavelet", "level", "accumulation", "selection",
+    "wavelet_backend", "topk_method",
+)
+JWINS_PARAMS = ("alpha_list",) + WAVELET_PARAMS[1:]
 
 
 @struct.dataclass
@@ -74,7 +80,6 @@ class PartialHyper:
 class PartialState:
     ref: jax.Array  # (n, N) model after the previous averaging (r_i = p_i)
     acc: jax.Array  # (n, L) accumulated change; (n, 0) without accumulation
-    hp: PartialHyper
     round: jax.Array  # () int32
 
 
@@ -89,38 +94,26 @@ class _Pipeline:
     topk_method: str
 
 
-def _check_common(accumulation: str, selection: str, metadata_cap: float) -> None:
-    if accumulation not in ACCUMULATION_MODES:
-        raise ConfigError(
-            f"accumulation={accumulation!r} is unknown; allowed: "
-            + ", ".join(ACCUMULATION_MODES)
-        )
-    if selection not in SELECTIONS:
-        raise ConfigError(
-            f"selection={selection!r} is unknown; allowed: {', '.join(SELECTIONS)}"
-        )
-    check_unit("metadata_cap", metadata_cap)
-
-
-def _build(
-    pipe: _Pipeline, n_params: int, alpha_list: Sequence[float], metadata_cap: float
-) -> Sharing:
+def _build(pipe: _Pipeline, n_params: int, traced: tuple[str, ...]) -> Sharing:
     tr = pipe.transform
     length = tr.m
-    ks_host = [sparsify.k_from_alpha(a, length) for a in alpha_list]
-    alphas_host = np.asarray(alpha_list, np.float32)
     accumulate = pipe.accumulation != "none"
+
+    def hparams(
+        alpha_list: Sequence[float] = (), metadata_cap: float = 1.0, alpha=None
+    ) -> PartialHyper:
+        alphas = tuple(alpha_list) if alpha is None else (alpha,)
+        return PartialHyper(
+            alphas=jnp.asarray(np.asarray(alphas, np.float32)),
+            ks=jnp.asarray([sparsify.k_from_alpha(a, length) for a in alphas], jnp.int32),
+            cap=jnp.float32(metadata_cap),
+        )
 
     def init(x0: jax.Array) -> PartialState:
         x0 = as_stack(x0)
         n = x0.shape[0]
-        hp = PartialHyper(
-            alphas=jnp.asarray(alphas_host),
-            ks=jnp.asarray(ks_host, jnp.int32),
-            cap=jnp.float32(metadata_cap),
-        )
         acc = jnp.zeros((n, length if accumulate else 0), jnp.float32)
-        return PartialState(ref=x0, acc=acc, hp=hp, round=jnp.zeros((), jnp.int32))
+        return PartialState(ref=x0, acc=acc, round=jnp.zeros((), jnp.int32))
 
     def cutoff(hp: PartialHyper, key, n: int, alphas):
         if alphas is not None:
@@ -139,6 +132,7 @@ def _build(
         x: jax.Array,
         key: jax.Array,
         table: NeighborTable,
+        hp: PartialHyper,
         alphas: jax.Array | None = None,
     ):
         x = as_stack(x)
@@ -156,8 +150,8 @@ def _build(
                 score = change
         if pipe.selection == "magnitude":
             score = coef
-        alpha, k = cutoff(state.hp, key, n, alphas)
-        full = alpha >= state.hp.cap
+        alpha, k = cutoff(hp, key, n, alphas)
+        full = alpha >= hp.cap
         k = jnp.where(full, length, k)
         mask = sparsify.topk_mask(
             jnp.abs(score), k, method=pipe.topk_method, k_max=length
@@ -185,7 +179,7 @@ def _build(
         new_state = state.replace(ref=x_new, acc=acc, round=state.round + 1)
         return x_new, new_state, stats
 
-    return Sharing(pipe.name, n_params, init, step, {})
+    return Sharing(pipe.name, n_params, init, step, hparams, {}, traced)
 
 
 def topk(
@@ -196,8 +190,6 @@ def topk(
     topk_method: str = "auto",
 ) -> Sharing:
     """PartialModel: top-k of the model change in parameter space (SPEC 4.2)."""
-    check_unit("alpha", alpha)
-    _check_common(accumulation, "change", metadata_cap)
     pipe = _Pipeline(
         "topk",
         wavelets.identity_transform(n_params),
@@ -207,45 +199,26 @@ def topk(
         draw=False,
         topk_method=topk_method,
     )
-    sh = _build(pipe, n_params, [alpha], metadata_cap)
-    return dataclasses.replace(
-        sh,
-        params={"alpha": alpha, "metadata_cap": metadata_cap, "accumulation": accumulation},
-    )
+    sh = _build(pipe, n_params, ("alpha", "metadata_cap"))
+    params = {"alpha": alpha, "metadata_cap": metadata_cap, "accumulation": accumulation,
+              "topk_method": topk_method}
+    return dataclasses.replace(sh, params=params)
 
 
 def _wavelet_pipeline(
-    name: str,
-    n_params: int,
-    alpha_list: Sequence[float],
-    draw: bool,
-    metadata_cap: float,
-    wavelet: str,
-    level: int,
-    accumulation: str,
-    selection: str,
-    wavelet_backend: str,
-    topk_method: str,
-    params: dict,
+    name: str, n_params: int, draw: bool, traced: tuple[str, ...], params: dict
 ) -> Sharing:
-    """Validates and builds the wavelet-domain pipeline shared by wavelet and jwins."""
-    _check_common(accumulation, selection, metadata_cap)
-    wavelets.validate_wavelet(wavelet, level, n_params)
-    tr = wavelets.make_wavelet_transform(n_params, wavelet, level, backend=wavelet_backend)
+    """Builds the wavelet-domain pipeline shared by wavelet and jwins."""
+    wavelets.validate_wavelet(params["wavelet"], params["level"], n_params)
+    tr = wavelets.make_wavelet_transform(
+        n_params, params["wavelet"], params["level"], backend=params["wavelet_backend"]
+    )
     pipe = _Pipeline(
-        name, tr, accumulation, selection, "elias", draw=draw, topk_method=topk_method
+        name, tr, params["accumulation"], params["selection"], "elias", draw=draw,
+        topk_method=params["topk_method"],
     )
-    sh = _build(pipe, n_params, alpha_list, metadata_cap)
-    params = dict(
-        params,
-        metadata_cap=metadata_cap,
-        wavelet=wavelet,
-        level=level,
-        accumulation=accumulation,
-        selection=selection,
-        coefficients=tr.m,
-    )
-    return dataclasses.replace(sh, params=params)
+    sh = _build(pipe, n_params, traced)
+    return dataclasses.replace(sh, params=dict(params, coefficients=tr.m))
 
 
 def wavelet(
@@ -260,11 +233,9 @@ def wavelet(
     topk_method: str = "auto",
 ) -> Sharing:
     """Wavelet top-k with a fixed alpha (SPEC 4.4)."""
-    check_unit("alpha", alpha)
-    return _wavelet_pipeline(
-        "wavelet", n_params, [alpha], False, metadata_cap, wavelet, level,
-        accumulation, selection, wavelet_backend, topk_method, {"alpha": alpha},
-    )
+    params = dict(locals())
+    del params["n_params"]
+    return _wavelet_pipeline("wavelet", n_params, False, ("alpha", "metadata_cap"), params)
 
 
 def jwins(
@@ -287,13 +258,9 @@ def jwins(
     ``step(..., alphas=(n,) array)`` uses the given per-node alphas for the round
     instead of drawing them.
     """
-    alpha_list = tuple(alpha_list)
-    if not alpha_list:
-        raise ConfigError("alpha_list is empty: give at least one value in (0, 1]")
-    for a in alpha_list:
-        check_unit("alpha_list entry", a)
+    params = dict(locals())
+    del params["n_params"]
+    params["alpha_list"] = tuple(alpha_list)
     return _wavelet_pipeline(
-        "jwins", n_params, alpha_list, True, metadata_cap, wavelet, level,
-        accumulation, selection, wavelet_backend, topk_method,
-        {"alpha_list": list(alpha_list)},
+        "jwins", n_params, True, ("alpha_list", "metadata_cap"), params
     )

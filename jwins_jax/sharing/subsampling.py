@@ -17,9 +17,10 @@ import jax.numpy as jnp
 from flax import struct
 
 from jwins_jax import accounting, gossip, sparsify
-from jwins_jax.errors import ConfigError
 from jwins_jax.sharing.base import Sharing, as_stack, make_stats
 from jwins_jax.topology import NeighborTable
+
+PARAMS: tuple[str, ...] = ("alpha", "metadata_cap")
 
 
 @struct.dataclass
@@ -30,32 +31,32 @@ class RandomHyper:
 
 @struct.dataclass
 class RandomState:
-    hp: RandomHyper
     round: jax.Array  # () int32
 
 
 def random_sampling(n_params: int, alpha: float = 0.1, metadata_cap: float = 1.0) -> Sharing:
     """Builds random sampling with fraction ``alpha``."""
-    check_unit("alpha", alpha)
-    check_unit("metadata_cap", metadata_cap)
+
+    def hparams(alpha: float, metadata_cap: float) -> RandomHyper:
+        return RandomHyper(alpha=jnp.float32(alpha), cap=jnp.float32(metadata_cap))
 
     def init(x0: jax.Array) -> RandomState:
         as_stack(x0)
-        hp = RandomHyper(alpha=jnp.float32(alpha), cap=jnp.float32(metadata_cap))
-        return RandomState(hp=hp, round=jnp.zeros((), jnp.int32))
+        return RandomState(round=jnp.zeros((), jnp.int32))
 
     def step(
         state: RandomState,
         x: jax.Array,
         key: jax.Array,
         table: NeighborTable,
+        hp: RandomHyper,
         mask: jax.Array | None = None,
     ):
         x = as_stack(x)
         n = x.shape[0]
-        full = jnp.broadcast_to(state.hp.alpha > state.hp.cap, (n,))
+        full = jnp.broadcast_to(hp.alpha > hp.cap, (n,))
         if mask is None:
-            mask = sparsify.bernoulli_mask(key, x.shape, state.hp.alpha)
+            mask = sparsify.bernoulli_mask(key, x.shape, hp.alpha)
         mask = jnp.asarray(mask, bool) | full[:, None]
         x_new = gossip.mix_masked(table, x, mask)
         sent = jnp.sum(mask, axis=1, dtype=jnp.int32)
@@ -64,11 +65,6 @@ def random_sampling(n_params: int, alpha: float = 0.1, metadata_cap: float = 1.0
         return x_new, state.replace(round=state.round + 1), stats
 
     return Sharing(
-        "random", n_params, init, step, {"alpha": alpha, "metadata_cap": metadata_cap}
+        "random", n_params, init, step, hparams,
+        {"alpha": alpha, "metadata_cap": metadata_cap}, PARAMS,
     )
-
-
-def check_unit(field: str, value: float) -> None:
-    """ConfigError unless ``0 < value <= 1``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
-        raise ConfigError(f"{field}={value!r} is not allowed: {field} must be in (0, 1]")

@@ -1,0 +1,93 @@
+"""The benchmarks' view of one experiment, built on the simulator's pure pipeline.
+
+:class:`BenchSim` builds an experiment with :func:`jwins_jax.experiment.build` and
+exposes the pieces the benchmark sections time, each calling the same functions the
+simulator runs (``Experiment.advance``, ``evaluate``, ``training.train_all``, the
+strategy's ``step``) with the data, graph and hyperparameters as arguments.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jwins_jax import compiler, experiment, training
+from jwins_jax.config import Config
+from jwins_jax.topology import make_graph
+
+
+class BenchSim:
+    """One built experiment with jitted entry points for timing.
+
+    Attributes:
+        config, exp, inputs, hp: the resolved config and the pipeline's pieces.
+        trace_count: how often the round loop was traced (a retrace check).
+    """
+
+    def __init__(self, config: Config, dataset=None):
+        self.dataset = dataset if dataset is not None else experiment.load_data(config)
+        self.exp, self.inputs, self.hp = experiment.build(config, self.dataset)
+        self.config = self.exp.config
+        self.sharing = self.exp.sharing
+        self.n_params = self.exp.n_params
+        self.node_data = self.inputs.nodes
+        self.table = self.inputs.graph
+        self.y_test = self.inputs.test_y
+        c = self.config
+        self.adjacency = make_graph(
+            c.topology, c.nodes, degree=c.degree, edges_file=c.edges_file, seed=c.seed,
+            beta=c.beta,
+        )
+        self.trace_count = 0
+        self._init = compiler.jit(self.exp.init)
+        self._advance: dict[int, Any] = {}
+        self._evaluate = compiler.jit(self.exp.evaluate)
+
+    def init(self, key: jax.Array):
+        return self._init(key, self.hp)
+
+    def advance(self, state, rounds: int):
+        """``rounds`` rounds in one compiled loop (state donated); ``(rounds, n)`` metrics."""
+        fn = self._advance.get(rounds)
+        if fn is None:
+            exp = self.exp.__class__(**{
+                **self.exp.__dict__, "config": self.config.replace(eval_every=rounds)
+            })
+
+            def run(s, hp, inputs):
+                self.trace_count += 1
+                return exp.advance(s, hp, inputs, rounds)
+
+            fn = self._advance[rounds] = compiler.jit(run, donate_argnums=0)
+        return fn(state, self.hp, self.inputs)
+
+    def evaluate(self, state):
+        return self._evaluate(state, self.inputs)
+
+    def _tx(self):
+        return self.exp.optimizer(self.hp)
+
+    def local_train(self, x, opt, ids, w):
+        """``tau`` SGD steps of one node (for the per-node baseline)."""
+        return training.local_train(
+            self.exp.model, self.exp.task, self._tx(), x, opt, self.inputs.train_x,
+            self.inputs.train_y, ids, w,
+        )
+
+    def train_all(self, x, opt, ids, w):
+        return training.train_all(
+            self.exp.model, self.exp.task, self._tx(), x, opt, self.inputs.train_x,
+            self.inputs.train_y, ids, w, self.config.train_chunk,
+        )
+
+    def share_step(self, share_state, x, key, **override):
+        return self.sharing.step(share_state, x, key, self.table, self.hp.sharing, **override)
+
+    def mean_train_size(self) -> float:
+        return float(np.mean(np.asarray(self.node_data.size)))
+
+
+__all__ = ["BenchSim", "jnp"]
