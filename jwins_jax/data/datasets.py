@@ -55,6 +55,10 @@ DATASETS = (
     "synthetic_movielens",
 )
 
+# Where the file-based workloads (femnist, celeba, shakespeare, movielens) look when
+# no data_dir is given.
+DEFAULT_DATA_DIR = "data"
+
 # The digits split uses this seed whatever the run seed is: the test set is fixed.
 DIGITS_SPLIT_SEED = 0
 

@@ -63,10 +63,9 @@ from typing import Any
 
 import numpy as np
 
-from jwins_jax.data.datasets import Dataset
+from jwins_jax.data.datasets import DEFAULT_DATA_DIR, Dataset
 from jwins_jax.errors import ConfigError
 
-DEFAULT_DATA_DIR = "data"
 LEAF_URL = "https://github.com/TalwalkarLab/leaf"
 
 # The original Shakespeare vocabulary (decentralizepy datasets/Shakespeare.py): 92
@@ -242,7 +241,9 @@ def _load_leaf(
     )
 
 
-def _int_labels(y: list[Any], num_classes: int, where: pathlib.Path, name: str):
+def _int_labels(
+    y: list[Any], num_classes: int, where: pathlib.Path, name: str
+) -> np.ndarray:
     try:
         labels = np.asarray(y, dtype=np.float64)
     except (TypeError, ValueError):
@@ -276,7 +277,9 @@ def load_femnist(data_dir: str | None = None) -> Dataset:
         ConfigError: missing or malformed files (one line: what and how to fix).
     """
 
-    def convert(x: list[Any], y: list[Any], where: pathlib.Path):
+    def convert(
+        x: list[Any], y: list[Any], where: pathlib.Path
+    ) -> tuple[np.ndarray, np.ndarray]:
         try:
             images = np.asarray(x, dtype=np.float32)
         except (TypeError, ValueError):
@@ -352,7 +355,9 @@ def load_celeba(data_dir: str | None = None) -> Dataset:
     """
     images_dir = _root("celeba", data_dir) / "img_align_celeba"
 
-    def convert(x: list[Any], y: list[Any], where: pathlib.Path):
+    def convert(
+        x: list[Any], y: list[Any], where: pathlib.Path
+    ) -> tuple[np.ndarray, np.ndarray]:
         if not all(isinstance(v, str) for v in x):
             raise ConfigError(
                 f"dataset=celeba: every input in {where} must be an image file name: "
@@ -419,7 +424,9 @@ def load_shakespeare(data_dir: str | None = None) -> Dataset:
         ConfigError: missing or malformed files (one line).
     """
 
-    def convert(x: list[Any], y: list[Any], where: pathlib.Path):
+    def convert(
+        x: list[Any], y: list[Any], where: pathlib.Path
+    ) -> tuple[np.ndarray, np.ndarray]:
         ids = encode_text(x, SHAKESPEARE_SEQ_LENGTH, where)
         return ids, encode_text(y, 1, where)[:, 0]
 

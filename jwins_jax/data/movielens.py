@@ -38,7 +38,7 @@ import pathlib
 
 import numpy as np
 
-from jwins_jax.data.datasets import Dataset
+from jwins_jax.data.datasets import DEFAULT_DATA_DIR, Dataset
 from jwins_jax.errors import ConfigError
 
 MOVIELENS_URL = "https://files.grouplens.org/datasets/movielens/ml-latest-small.zip"
@@ -49,9 +49,8 @@ RATINGS = tuple(0.5 * k for k in range(1, 11))
 
 
 def _root(data_dir: str | None) -> pathlib.Path:
-    return pathlib.Path("data" if data_dir is None else data_dir).expanduser() / (
-        "movielens"
-    )
+    base = pathlib.Path(DEFAULT_DATA_DIR if data_dir is None else data_dir)
+    return base.expanduser() / "movielens"
 
 
 def _how(root: pathlib.Path) -> str:
