@@ -11,6 +11,7 @@ import pytest
 
 from jwins_jax.data import (
     DATASETS,
+    LABEL_PARTITIONS,
     PARTITIONS,
     batches_per_pass,
     equal_sizes,
@@ -134,7 +135,7 @@ def test_dataset_errors():
 
 
 @pytest.mark.parametrize("n", [10, 96])
-@pytest.mark.parametrize("method", PARTITIONS)
+@pytest.mark.parametrize("method", LABEL_PARTITIONS)
 def test_partition_owns_every_sample_exactly_once(digits, method, n):
     labels = digits.y_train
     parts = partition(labels, n, method, seed=3)
@@ -200,8 +201,10 @@ def test_partition_errors(digits):
         excinfo
     )
     with pytest.raises(ConfigError) as excinfo:
-        partition(labels, 4, "natural")
+        partition(labels, 4, "pathological")
     assert all(name in _one_line_config_error(excinfo) for name in PARTITIONS)
+    with pytest.raises(ConfigError, match="needs a dataset with users"):
+        partition(labels, 4, "natural")
     with pytest.raises(ConfigError, match="alpha=0"):
         partition(labels, 4, "dirichlet", alpha=0.0)
     with pytest.raises(ConfigError, match="alpha=-1"):

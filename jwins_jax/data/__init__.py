@@ -14,14 +14,20 @@ from jwins_jax.data.batches import (
 )
 from jwins_jax.data.datasets import DATASETS, Dataset, load_dataset, records_to_arrays
 from jwins_jax.data.partition import (
+    LABEL_PARTITIONS,
+    NATURAL_RULES,
     PARTITIONS,
     dirichlet_min_samples,
     equal_sizes,
+    local_test_parts,
     partition,
+    user_nodes,
 )
 
 __all__ = [
     "DATASETS",
+    "LABEL_PARTITIONS",
+    "NATURAL_RULES",
     "PARTITIONS",
     "Dataset",
     "NodeData",
@@ -29,9 +35,11 @@ __all__ = [
     "dirichlet_min_samples",
     "equal_sizes",
     "load_dataset",
+    "local_test_parts",
     "node_data",
     "partition",
     "records_to_arrays",
     "sample_batches",
     "sample_pass",
+    "user_nodes",
 ]

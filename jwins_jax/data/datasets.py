@@ -17,6 +17,18 @@ Three image datasets are offered:
   (random access, no TensorFlow needed), normalised as SPEC 7.2: ToTensor then
   Normalize(0.5, 0.5), i.e. ``(v / 255 - 0.5) / 0.5``. It must have been prepared in
   ``data_dir`` beforehand.
+
+The paper's other workloads, each with users for the natural partition (SPEC 7.2):
+
+* ``"femnist"``, ``"celeba"``, ``"shakespeare"``: LEAF JSON files prepared once under
+  ``data_dir`` (default ``./data``); layout and preparation in
+  :mod:`jwins_jax.data.leaf`.
+* ``"movielens"``: ml-latest-small's ratings.csv under ``data_dir``, split 70/30 per
+  user with ``seed``; see :mod:`jwins_jax.data.movielens`.
+* ``"synthetic_femnist"``, ``"synthetic_celeba"``, ``"synthetic_shakespeare"``,
+  ``"synthetic_movielens"``: stand-ins with the same shapes, classes, task, users
+  and partition rule, generated from a fixed seed; see
+  :mod:`jwins_jax.data.synthetic`.
 """
 
 from __future__ import annotations
@@ -29,7 +41,23 @@ import numpy as np
 
 from jwins_jax.errors import ConfigError
 
-DATASETS = ("digits", "synthetic_cifar", "cifar10")
+DATASETS = (
+    "digits",
+    "synthetic_cifar",
+    "cifar10",
+    "femnist",
+    "celeba",
+    "shakespeare",
+    "movielens",
+    "synthetic_femnist",
+    "synthetic_celeba",
+    "synthetic_shakespeare",
+    "synthetic_movielens",
+)
+
+# Where the file-based workloads (femnist, celeba, shakespeare, movielens) look when
+# no data_dir is given.
+DEFAULT_DATA_DIR = "data"
 
 # The digits split uses this seed whatever the run seed is: the test set is fixed.
 DIGITS_SPLIT_SEED = 0
@@ -93,25 +121,31 @@ def load_dataset(
     synthetic_size: int = 2048,
     data_dir: str | None = None,
 ) -> Dataset:
-    """Loads a dataset as NHWC float32 arrays in [-1, 1].
+    """Loads a dataset onto the host.
 
     Args:
         name: One of ``DATASETS``.
-        seed: Generates ``"synthetic_cifar"``; the other datasets ignore it (the
-            digits split is fixed, CIFAR-10 has its own test set).
+        seed: Generates ``"synthetic_cifar"`` and draws ``"movielens"``'s per-user
+            70/30 split; the other datasets ignore it (the digits split is fixed,
+            CIFAR-10 and the LEAF datasets have their own test sets, the other
+            synthetic stand-ins use a fixed seed).
         test_fraction: Fraction of all samples put in the test split, for
             ``"digits"`` (stratified) and ``"synthetic_cifar"`` (whose test set has
             ``round(synthetic_size * test_fraction / (1 - test_fraction))`` samples).
             Ignored by ``"cifar10"``.
         synthetic_size: Number of ``"synthetic_cifar"`` training samples.
         data_dir: ``tensorflow_datasets`` data directory for ``"cifar10"``
-            (``None``: the tfds default, ``~/tensorflow_datasets``).
+            (``None``: the tfds default, ``~/tensorflow_datasets``); the folder
+            holding ``femnist/``, ``celeba/``, ``shakespeare/`` and ``movielens/``
+            for those datasets (``None``: ``./data``).
 
     Returns:
         The dataset.
 
     Raises:
-        ConfigError: Unknown name, bad sizes or fractions, or CIFAR-10 not prepared.
+        ConfigError: Unknown name, bad sizes or fractions, or a dataset whose files
+            are missing or malformed (one line naming the path and how to prepare
+            it).
     """
     if name not in DATASETS:
         raise ConfigError(
@@ -125,7 +159,28 @@ def load_dataset(
         return _load_digits(test_fraction)
     if name == "synthetic_cifar":
         return _make_synthetic_cifar(seed, test_fraction, synthetic_size)
-    return _load_cifar10(data_dir)
+    if name == "cifar10":
+        return _load_cifar10(data_dir)
+    # Workload modules import Dataset from here, so they are imported on use.
+    if name == "femnist":
+        from jwins_jax.data.leaf import load_femnist
+
+        return load_femnist(data_dir)
+    if name == "celeba":
+        from jwins_jax.data.leaf import load_celeba
+
+        return load_celeba(data_dir)
+    if name == "shakespeare":
+        from jwins_jax.data.leaf import load_shakespeare
+
+        return load_shakespeare(data_dir)
+    if name == "movielens":
+        from jwins_jax.data.movielens import load_movielens
+
+        return load_movielens(data_dir, seed=seed)
+    from jwins_jax.data.synthetic import make_synthetic
+
+    return make_synthetic(name)
 
 
 def _load_digits(test_fraction: float) -> Dataset:

@@ -2,8 +2,9 @@
 
 Every node's model is one float32 vector of length N: the tensors of the PyTorch
 ``state_dict`` in registration order, each flattened row-major in its PyTorch layout
-(conv weight [out, in, kh, kw], linear weight [out, in]). The wavelet transform mixes
-neighbouring flat positions, so this layout is part of the algorithm. A
+(conv weight [out, in, kh, kw], linear weight [out, in], embedding [num, dim], LSTM
+weights [4 * hidden, in] with the gate row blocks i, f, g, o). The wavelet transform
+mixes neighbouring flat positions, so this layout is part of the algorithm. A
 :class:`ModelSpec` pairs a flax module with its :class:`ParamEntry` table and converts
 between the flax params pytree and the flat vector; the conversions are reshapes and
 axis permutations only, so the round trip is bit-exact.
@@ -42,9 +43,13 @@ class ParamEntry:
         offset: start of the tensor in the flat vector.
         flax_path: path in the flax params dict, e.g. ("conv1", "kernel").
         perm: axes such that ``torch_tensor = flax_tensor.transpose(perm)``.
-        init: PyTorch default initialisation, ``"uniform"`` (U(+-1/sqrt(fan_in))),
-            ``"ones"`` or ``"zeros"``.
-        fan_in: fan-in of the layer owning the tensor (used by ``"uniform"``).
+        init: initial distribution (SPEC 7.2): ``"uniform"`` (U(-bound, bound), see
+            :attr:`bound`), ``"normal"`` (N(0, std^2), see :attr:`std`), ``"ones"``
+            or ``"zeros"``.
+        fan_in: fan-in of the layer owning the tensor; a ``"uniform"`` tensor
+            without ``scale`` uses PyTorch's default bound 1/sqrt(fan_in).
+        scale: explicit bound of ``"uniform"`` or standard deviation of
+            ``"normal"``; 0 means the default (1/sqrt(fan_in), resp. 1).
     """
 
     torch_name: str
@@ -54,6 +59,7 @@ class ParamEntry:
     perm: tuple[int, ...]
     init: str
     fan_in: int = 0
+    scale: float = 0.0
 
     @property
     def size(self) -> int:
@@ -83,8 +89,15 @@ class ParamEntry:
 
     @property
     def bound(self) -> float:
-        """Half-width 1/sqrt(fan_in) of the uniform initialisation."""
+        """Half-width of the uniform initialisation: ``scale``, else 1/sqrt(fan_in)."""
+        if self.scale:
+            return self.scale
         return 1.0 / math.sqrt(self.fan_in) if self.fan_in else 0.0
+
+    @property
+    def std(self) -> float:
+        """Standard deviation of the normal initialisation: ``scale``, else 1."""
+        return self.scale if self.scale else 1.0
 
 
 def conv_entries(
@@ -148,6 +161,68 @@ def group_norm_entries(name: str, channels: int) -> list[ParamEntry]:
     ]
 
 
+def embedding_entries(
+    name: str,
+    num_embeddings: int,
+    dim: int,
+    init: str = "normal",
+    scale: float = 0.0,
+) -> list[ParamEntry]:
+    """Entries of an embedding table (``name.weight`` [num_embeddings, dim]).
+
+    Args:
+        name: state_dict prefix, e.g. ``"embedding"``.
+        num_embeddings: number of rows (vocabulary, users or items).
+        dim: embedding width.
+        init: ``"normal"`` (PyTorch's default N(0, 1)) or ``"uniform"``.
+        scale: standard deviation or bound (0: N(0, 1)); MovieLens MF uses
+            ``init="uniform", scale=0.05``.
+    """
+    return [
+        ParamEntry(
+            f"{name}.weight",
+            (num_embeddings, dim),
+            0,
+            (name, "weight"),
+            LINEAR_PERM,
+            init,
+            0,
+            scale,
+        )
+    ]
+
+
+def lstm_entries(
+    name: str, layer: int, in_features: int, hidden: int
+) -> list[ParamEntry]:
+    """Entries of one layer of a PyTorch ``nn.LSTM`` (SPEC 7.2, Appendix C).
+
+    ``{name}.weight_ih_l{layer}`` (4H, in), ``weight_hh_l{layer}`` (4H, H),
+    ``bias_ih_l{layer}`` (4H,) and ``bias_hh_l{layer}`` (4H,), all
+    U(+-1/sqrt(H)); rows are the gate blocks i, f, g, o. The flax params live in
+    the submodule ``f"{name}_l{layer}"``.
+    """
+    four_h = 4 * hidden
+    shapes = {
+        "weight_ih": (four_h, in_features),
+        "weight_hh": (four_h, hidden),
+        "bias_ih": (four_h,),
+        "bias_hh": (four_h,),
+    }
+    return [
+        ParamEntry(
+            f"{name}.{key}_l{layer}",
+            shape,
+            0,
+            (f"{name}_l{layer}", key),
+            LINEAR_PERM if len(shape) == 2 else VECTOR_PERM,
+            "uniform",
+            hidden,
+        )
+        for key, shape in shapes.items()
+    ]
+
+
 def assign_offsets(entries: list[ParamEntry]) -> tuple[ParamEntry, ...]:
     """Lays the entries out back to back in the given (registration) order."""
     out = []
@@ -171,20 +246,26 @@ class ModelSpec:
 
     Attributes:
         name: registry name.
-        module: the flax module; ``module.apply(variables, x)`` maps (B, H, W, C)
-            inputs to (B, num_classes) logits.
-        input_shape: (H, W, C) of one input, NHWC.
-        num_classes: number of logits.
+        module: the flax module; ``module.apply(variables, x)`` maps (B,
+            *input_shape) inputs to (B, num_classes) logits, or to (B,) predictions
+            for a model with ``num_classes == 0`` (a rating model).
+        input_shape: shape of one input: (H, W, C) for images (NHWC), (T,) for a
+            token sequence, (2,) for a (user, item) pair.
+        num_classes: number of logits; 0 for a model that outputs one value per
+            sample (MovieLens MF).
         layout: the tensors in state_dict order with their offsets.
         num_params: N, the length of the flat vector.
+        input_dtype: dtype of the inputs, ``"float32"`` (images) or ``"int32"``
+            (token or id sequences).
     """
 
     name: str
     module: nn.Module
-    input_shape: tuple[int, int, int]
+    input_shape: tuple[int, ...]
     num_classes: int
     layout: tuple[ParamEntry, ...]
     num_params: int
+    input_dtype: str = "float32"
 
     def __post_init__(self) -> None:
         end = 0
@@ -269,7 +350,9 @@ class ModelSpec:
         """PyTorch-default initial model (SPEC 7.2) as one flat vector.
 
         Conv and linear weights and biases are U(-1/sqrt(fan_in), 1/sqrt(fan_in)) with
-        fan_in = in * kh * kw; GroupNorm weights are 1 and biases 0.
+        fan_in = in * kh * kw; GroupNorm weights are 1 and biases 0; embeddings are
+        N(0, 1) (MovieLens MF: U(-0.05, 0.05)); LSTM weights and biases are
+        U(-1/sqrt(hidden), 1/sqrt(hidden)).
 
         Args:
             key: PRNG key; the same key gives the same vector.
@@ -284,10 +367,10 @@ class ModelSpec:
 
         Args:
             flat: (N,) one node's flat vector (vmap for several nodes).
-            x: (B, H, W, C) inputs.
+            x: (B, *input_shape) inputs of dtype ``input_dtype``.
 
         Returns:
-            (B, num_classes) logits.
+            (B, num_classes) logits, or (B,) predictions when ``num_classes == 0``.
         """
         return self.module.apply(self.unflatten(flat), x)
 
@@ -302,6 +385,8 @@ def _init_flat(spec: ModelSpec, key: jax.Array) -> jax.Array:
             parts.append(
                 jax.random.uniform(k, (e.size,), jnp.float32, -e.bound, e.bound)
             )
+        elif e.init == "normal":
+            parts.append(e.std * jax.random.normal(k, (e.size,), jnp.float32))
         elif e.init == "ones":
             parts.append(jnp.ones((e.size,), jnp.float32))
         else:
@@ -312,18 +397,20 @@ def _init_flat(spec: ModelSpec, key: jax.Array) -> jax.Array:
 def make_spec(
     name: str,
     module: nn.Module,
-    input_shape: tuple[int, int, int],
+    input_shape: tuple[int, ...],
     num_classes: int,
     entries: list[ParamEntry],
+    input_dtype: str = "float32",
 ) -> ModelSpec:
     """Builds a :class:`ModelSpec`, checking the layout against the module's params.
 
     Args:
         name: registry name.
         module: flax module taking (B, *input_shape) inputs.
-        input_shape: (H, W, C).
-        num_classes: number of logits.
+        input_shape: shape of one input, e.g. (H, W, C) or (T,).
+        num_classes: number of logits (0 for a one-value-per-sample model).
         entries: the tensors in state_dict (registration) order, offsets ignored.
+        input_dtype: ``"float32"`` or ``"int32"``.
 
     Returns:
         The spec with offsets assigned back to back.
@@ -333,7 +420,9 @@ def make_spec(
     """
     layout = assign_offsets(entries)
     num_params = sum(e.size for e in layout)
-    x = jax.ShapeDtypeStruct((1, *input_shape), jnp.float32)
+    if input_dtype not in ("float32", "int32"):
+        raise ValueError(f"{name}: input_dtype {input_dtype!r} is not float32/int32")
+    x = jax.ShapeDtypeStruct((1, *input_shape), jnp.dtype(input_dtype))
     shapes = jax.eval_shape(module.init, jax.random.key(0), x)["params"]
     flat_shapes = {
         tuple(k.key for k in path): leaf.shape
@@ -342,4 +431,6 @@ def make_spec(
     expected = {e.flax_path: e.flax_shape for e in layout}
     if flat_shapes != expected:
         raise ValueError(f"{name}: module params {flat_shapes} != layout {expected}")
-    return ModelSpec(name, module, input_shape, num_classes, layout, num_params)
+    return ModelSpec(
+        name, module, tuple(input_shape), num_classes, layout, num_params, input_dtype
+    )
