@@ -28,7 +28,7 @@ from jwins_jax import options as opt
 from jwins_jax.data.datasets import DATASETS
 from jwins_jax.data.partition import PARTITIONS
 from jwins_jax.errors import ConfigError
-from jwins_jax.models import MODELS
+from jwins_jax.models import DEFAULT_MODEL, MODELS
 from jwins_jax.options import Option
 from jwins_jax.sharing import OPTIONS as SHARING_OPTIONS
 from jwins_jax.sharing import REGISTRY, STRATEGIES
@@ -39,7 +39,6 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-DEFAULT_MODEL = {"digits": "digits_cnn", "synthetic_cifar": "gn_lenet", "cifar10": "gn_lenet"}
 MAX_ROUNDS = 10_000_000
 MAX_SEED = 2**32 - 1
 
@@ -82,8 +81,8 @@ class Config:
     )
     partition: str = _field(
         "dirichlet",
-        Option("how the training data is split over nodes (SPEC 7.1)", str,
-               choices=PARTITIONS),
+        Option("how the training data is split over nodes (SPEC 7.1; natural: by user)",
+               str, choices=PARTITIONS),
     )
     dirichlet_alpha: float = _field(
         1.0, Option("Dirichlet concentration of partition=dirichlet, > 0", float,

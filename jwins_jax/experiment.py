@@ -41,7 +41,7 @@ from jwins_jax import evaluation, gossip, tasks, training
 from jwins_jax.config import Config
 from jwins_jax.data.batches import NodeData, node_data, sample_batches
 from jwins_jax.data.datasets import Dataset, load_dataset
-from jwins_jax.data.partition import partition
+from jwins_jax.data.partition import local_test_parts, partition, user_nodes
 from jwins_jax.errors import ConfigError
 from jwins_jax.models import ModelSpec, get_model
 from jwins_jax.sharing import Sharing, make_sharing
@@ -255,11 +255,16 @@ def _say(say: Callable[[str], None] | None, text: str) -> None:
         say(text)
 
 
+# The data themselves never depend on the run seed (synthetic data, MovieLens's
+# per-user 70/30 split): configs of a sweep that differ in their seed share them.
+DATA_SEED = 0
+
+
 def load_data(config: Config, say: Callable[[str], None] | None = None) -> Dataset:
     """The config's dataset (independent of the run seed, so sweeps share it)."""
     c = config
     _say(say, f"loading {c.dataset}")
-    return load_dataset(c.dataset, data_dir=c.data_dir)
+    return load_dataset(c.dataset, seed=DATA_SEED, data_dir=c.data_dir)
 
 
 def build_experiment(config: Config, dataset: Dataset) -> Experiment:
@@ -310,7 +315,7 @@ def partition_nodes(config: Config, dataset: Dataset) -> list[np.ndarray]:
         )
     parts = partition(
         dataset.y_train, c.nodes, c.partition, alpha=c.dirichlet_alpha,
-        shards=c.shards, seed=c.seed,
+        shards=c.shards, seed=c.seed, users=dataset.users_train, natural=dataset.natural,
     )
     largest = max(len(p) for p in parts)
     if c.batch_size > largest:
@@ -371,7 +376,27 @@ def build_inputs(
             tests=None,
             graph=None,
         )
-    return data.replace(nodes=node_data(parts), tests=None, graph=graph)
+    tests = None
+    if dataset.users_test is not None:  # every node tests on its own users (SPEC 7.3)
+        if c.partition != "natural":
+            raise ConfigError(
+                f"dataset={dataset.name!r} tests every node on its own users' samples, "
+                f"which needs partition='natural', not {c.partition!r}"
+            )
+        owner = user_nodes(dataset.users_train, c.nodes, natural=dataset.natural,
+                           seed=c.seed)
+        tests = _node_ids(local_test_parts(dataset.users_test, owner, c.nodes))
+    return data.replace(nodes=node_data(parts), tests=tests, graph=graph)
+
+
+def _node_ids(parts: list[np.ndarray]) -> NodeData:
+    """Per-node id lists as NodeData; unlike training data a list may be empty."""
+    sizes = np.asarray([len(p) for p in parts], np.int32)
+    index = np.zeros((len(parts), max(1, int(sizes.max()))), np.int32)
+    for i, part in enumerate(parts):
+        index[i, : len(part)] = np.asarray(part, np.int32)
+    return NodeData(index=jnp.asarray(index), size=jnp.asarray(sizes),
+                    min_size=int(sizes.min()))
 
 
 def build(
