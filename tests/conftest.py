@@ -1,8 +1,21 @@
-"""Shared fixtures: small configurations that compile and run in seconds."""
+"""Shared fixtures: small configurations that compile and run in seconds.
 
+The tests compile many programs that are identical (the same config run through
+different entry points); a persistent compilation cache for the session lets XLA
+compile each distinct program once.
+"""
+
+import tempfile
+
+import jax
 import pytest
 
 from jwins_jax.config import Config
+
+_CACHE = tempfile.mkdtemp(prefix="jwins-test-xla-cache-")
+jax.config.update("jax_compilation_cache_dir", _CACHE)
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
 @pytest.fixture
