@@ -14,7 +14,7 @@ import pathlib
 import re
 from typing import Any
 
-SECTIONS = ("machine", "e2e", "kernels", "scaling")
+SECTIONS = ("machine", "e2e", "kernels", "scaling", "sweep")
 GIB = 2**30
 
 RESULTS_INTRO = """# Benchmark results
@@ -579,7 +579,38 @@ def render(data: dict[str, Any], image: str | None, title: str) -> str:
         lines += kernels_lines(data["kernels"])
     if "scaling" in data:
         lines += scaling_lines(data["scaling"], image)
+    if "sweep" in data:
+        lines += sweep_lines(data["sweep"])
     return "\n".join(lines) + "\n"
+
+
+def sweep_lines(sw: dict[str, Any]) -> list[str]:
+    """The sweep section: configs per hour of the three ways, ratios."""
+    rows = []
+    for r in sw["rows"]:
+        proc = r["processes"]
+        note = " (extrapolated from %d)" % proc["measured_processes"] if proc["extrapolated"] else ""
+        rows.append([
+            str(r["k"]),
+            f"{r['vmapped']['wall_s']:.1f} s ({r['vmapped']['configs_per_hour']:.0f}/h)",
+            f"{r['sequential']['wall_s']:.1f} s ({r['sequential']['configs_per_hour']:.0f}/h)",
+            f"{proc['wall_s']:.1f} s ({proc['configs_per_hour']:.0f}/h){note}",
+            _x(r["ratio_vs_sequential"]),
+            _x(r["ratio_vs_processes"]),
+        ])
+    return [
+        "### Sweeps",
+        "",
+        f"K digits configs (learning rates x seeds), {sw['nodes']} nodes, "
+        f"{sw['rounds']} rounds, evaluation every {sw['eval_every']}: one vmapped "
+        "sweep (`jwins sweep`, batch from free memory), the same sweep with batch 1 "
+        "(one program, configs one after another), and K `jwins run` processes. "
+        "Wall time (configs per hour); ratios = other way / vmapped.",
+        "",
+        *_table(["K", "vmapped sweep", "sequential (batch 1)", "K processes",
+                 "vs sequential", "vs processes"], rows),
+        "",
+    ]
 
 
 def append(results: pathlib.Path, text: str) -> None:

@@ -9,7 +9,9 @@ Sections (all by default, or some with ``--only``):
   ``Experiment.advance``, and the per-node way in the same run (bench_e2e.py);
 * ``kernels``: wavelet, selection and gossip kernels over (n, N) (bench_kernels.py);
 * ``scaling``: round time and peak RSS against n and N, one subprocess per point,
-  and a PNG plot (bench_scaling.py).
+  and a PNG plot (bench_scaling.py);
+* ``sweep``: K digits configs as one vmapped sweep, one after another in one process,
+  and as K ``jwins run`` processes (bench_sweep.py).
 
 Each section writes ``<out>/<section>.json``; then the report of every section file
 in ``<out>`` is appended to ``benchmarks/RESULTS.md`` as one dated section (not in
@@ -180,10 +182,16 @@ def run_sections(opts: argparse.Namespace, out: pathlib.Path) -> None:
 
         return bench_scaling.run(o, out)
 
+    def sweep(o):
+        import bench_sweep
+
+        return bench_sweep.run(o)
+
     sections = {
         "e2e": lambda o: bench_e2e.run(o, matmul),
         "kernels": kernels,
         "scaling": scaling,
+        "sweep": sweep,
     }
     for name, section in sections.items():
         if name not in opts.only:

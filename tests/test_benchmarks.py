@@ -54,7 +54,7 @@ def _load(run, name):
 
 
 def test_every_section_writes_its_json(quick_run):
-    for name in ("machine", "e2e", "kernels", "scaling", "summary"):
+    for name in ("machine", "e2e", "kernels", "scaling", "sweep", "summary"):
         assert (quick_run["out"] / f"{name}.json").is_file(), name
     machine = _load(quick_run, "machine")
     assert machine["quick"] is True
@@ -116,6 +116,17 @@ def test_scaling_points_run_in_subprocesses_and_plot(quick_run):
         assert p["max_rss_bytes"] > p["rss_after_imports_bytes"] > 0
         assert p["time"]["median_s"] > 0
     assert (quick_run["out"] / "scaling.png").stat().st_size > 1000
+
+
+def test_sweep_section_times_the_three_ways(quick_run):
+    sweep = _load(quick_run, "sweep")
+    (row,) = sweep["rows"]
+    assert row["k"] == 2
+    for way in ("vmapped", "sequential", "processes"):
+        assert row[way]["wall_s"] > 0 and row[way]["configs_per_hour"] > 0
+    assert row["processes"]["extrapolated"] is True  # one process timed, two scaled
+    assert row["ratio_vs_processes"] > 0
+    assert "### Sweeps" in quick_run["results"].read_text()
 
 
 def test_report_and_targets(quick_run):
