@@ -344,6 +344,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (KeyboardInterrupt, Terminated):
         sys.stderr.write("\njwins: interrupted; results so far are kept\n")
         return 130
+    except BrokenPipeError:  # output piped into a program that stopped reading
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     finally:
         signal.signal(signal.SIGTERM, previous)
 

@@ -260,3 +260,12 @@ def test_sweep_command_dry_run_and_run(tmp_path, capsys):
                         .read_text())
     assert config["lr"] == 0.1 and config["seed"] == 1
     assert np.isfinite(float(_csv(tmp_path / "out" / "sweep-cli")[0]["final_test_acc"]))
+
+
+@pytest.mark.parametrize(
+    "path", sorted((pathlib.Path(__file__).resolve().parents[1] / "experiments" / "sweeps")
+                   .glob("*.toml")), ids=lambda p: p.name)
+def test_shipped_sweep_specs_parse(path):
+    spec = sw.load_spec(path)
+    assert len(spec.configs) >= 2
+    assert "group 0" in sw.describe(spec)
