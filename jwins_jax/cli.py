@@ -85,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
     run = sub.add_parser("run", help="run one experiment")
     _add_config_flags(run)
+    run.add_argument("--resume", metavar="RUN_DIR", default=None,
+                     help="continue a stopped run from its newest checkpoint (the run's "
+                          "own config is used; only --quiet may be given besides)")
     run.add_argument("--quiet", action="store_true", help="no progress output")
     comp = sub.add_parser(
         "compare", help="run several strategies on the same config (make run)"
@@ -183,10 +186,20 @@ def _progress(args: argparse.Namespace, label: str):
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from jwins_jax.runner import run_config
+    from jwins_jax.runner import resumable, run_config
 
-    config = config_from_args(args).validate()
-    summary = run_config(config, progress=_progress(args, config.name))
+    if args.resume is not None:
+        given = sorted(config_overrides(args)) + (["config"] if args.config else [])
+        if given:
+            raise ConfigError(
+                "--resume continues a run with its own config; these flags are not "
+                "allowed with it: " + ", ".join("--" + g.replace("_", "-") for g in given)
+            )
+        config, run_dir = resumable(args.resume)
+        summary = run_config(config, progress=_progress(args, config.name), resume=run_dir)
+    else:
+        config = config_from_args(args).validate()
+        summary = run_config(config, progress=_progress(args, config.name))
     print_table([summary])
     print(f"results: {summary['run_dir']}")
     return 0

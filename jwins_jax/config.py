@@ -40,6 +40,8 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 MAX_ROUNDS = 10_000_000
+# Fields that say where and how results are written, not what is computed.
+RUN_CONTROL = ("name", "out_dir", "checkpoint_every")
 MAX_SEED = 2**32 - 1
 
 
@@ -144,6 +146,11 @@ class Config:
     topk_method: str | None = _sharing_field("topk_method")
     # output
     out_dir: str = _field("runs", Option("directory for results", str, opt.path_text))
+    checkpoint_every: int = _field(
+        0, Option("save a checkpoint every K rounds (0: only when stopped by Ctrl-C or "
+                  "SIGTERM); jwins run --resume RUN_DIR continues", int,
+                  opt.int_range(0, MAX_ROUNDS)),
+    )
     name: str | None = _field(
         None, Option("run name (default: <sharing>-<dataset>-n<nodes>-s<seed>)", str,
                      opt.file_name),
@@ -259,7 +266,7 @@ class Config:
         used = set(REGISTRY[self.sharing].params)
         key = []
         for name in self.fields():
-            if name in traced or name in ("name", "out_dir"):
+            if name in traced or name in RUN_CONTROL:
                 continue
             if name in SHARING_OPTIONS and name not in used:
                 continue

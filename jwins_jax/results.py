@@ -99,6 +99,16 @@ def read_metrics(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
     return records
 
 
+def read_summary(run_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """A run's summary.json, or None when it is missing or unreadable."""
+    path = pathlib.Path(run_dir) / "summary.json"
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
 # ------------------------------------------------------------------ directories
 def check_out_dir(out_dir: str | os.PathLike) -> pathlib.Path:
     """The output root, checked before anything is written (ConfigError if unusable)."""
@@ -175,6 +185,8 @@ class RunLog:
         self.t_start = time.perf_counter()
         self.first_block_s = 0.0
         self.resumed = False
+        self.pending: list[dict[str, np.ndarray]] = []
+        self.elapsed_before = 0.0
         if counters is not None:
             self.load_counters(counters)
 
@@ -189,12 +201,14 @@ class RunLog:
 
     # ---------------------------------------------------------------- counters
     def counters(self) -> dict[str, Any]:
-        """The host state a checkpoint must keep (byte counters, rounds done)."""
+        """The host state a checkpoint must keep (byte counters, rounds done, the
+        per-round statistics of rounds not evaluated yet)."""
         return {
             "value_cum": self.value_cum.copy(),
             "meta_cum": self.meta_cum.copy(),
             "full_count": self.full_count.copy(),
             "done": self.done,
+            "pending": [dict(seg) for seg in self.pending],
         }
 
     def load_counters(self, counters: dict[str, Any]) -> None:
@@ -202,33 +216,58 @@ class RunLog:
         self.meta_cum = np.asarray(counters["meta_cum"], np.int64).copy()
         self.full_count = np.asarray(counters["full_count"], np.int64).copy()
         self.done = int(counters["done"])
+        self.pending = [dict(seg) for seg in counters.get("pending", [])]
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        """What a checkpoint saves of this log: counters and the records so far."""
+        return {"done": self.done, "counters": self.counters(), "records": self.records}
+
+    def resume(self, meta: dict[str, Any]) -> None:
+        """Continues from a checkpoint: counters, records, and metrics.jsonl rewritten
+        with exactly the records the checkpoint saw."""
+        self.load_counters(meta["counters"])
+        self.records = list(meta["records"])
+        self.resumed = True
+        if self.records:
+            self.elapsed_before = float(self.records[-1].get("elapsed_s") or 0.0)
+        path = self.run_dir / "metrics.jsonl"
+        tmp = path.with_name(path.name + ".tmp")
+        try:
+            tmp.write_text("".join(dumps(r) + "\n" for r in self.records))
+            tmp.replace(path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
     @property
     def active(self) -> bool:
         return self.status == "running"
 
     # ----------------------------------------------------------------- records
-    def add_rounds(self, per_round: dict[str, np.ndarray]) -> None:
-        """Counts the bytes of some rounds (``(length, n)`` statistics)."""
-        from jwins_jax.sharing import message_bytes
-
-        values, meta = message_bytes(per_round)
-        self.value_cum += values.sum(axis=0)
-        self.meta_cum += meta.sum(axis=0)
-        self.full_count += np.asarray(per_round["full"]).sum(axis=0)
-        self.done += int(values.shape[0])
+    def add_segment(self, per_round: dict[str, np.ndarray]) -> None:
+        """Rounds run without an evaluation yet (``(length, n)`` statistics)."""
+        self.pending.append({k: np.asarray(v) for k, v in per_round.items()})
+        self.done += int(np.asarray(per_round["sent"]).shape[0])
 
     def record(
         self, per_round: dict[str, np.ndarray], ev: dict[str, np.ndarray]
     ) -> dict[str, Any]:
-        """Adds a block's rounds and its evaluation; writes the metrics line.
+        """Adds the last rounds and their evaluation; writes the metrics line.
 
         Returns:
             The record. When a model is NaN or infinite the status becomes
             ``diverged`` (the record is still written).
         """
-        self.add_rounds(per_round)
-        values, meta = _per_round_bytes(per_round)
+        self.add_segment(per_round)
+        rounds = {
+            k: np.concatenate([np.asarray(seg[k]) for seg in self.pending])
+            for k in self.pending[0]
+        }
+        self.pending = []
+        values, meta = _per_round_bytes(rounds)
+        self.value_cum += values.sum(axis=0)
+        self.meta_cum += meta.sum(axis=0)
+        self.full_count += np.asarray(rounds["full"]).sum(axis=0)
         done, n = self.done, self.config.nodes
         record = {
             "round": done,
@@ -236,7 +275,7 @@ class RunLog:
             "test_loss": summarize_nodes(ev["test_loss"]),
             "train_loss": summarize_nodes(ev["train_loss"]),
             "train_acc": summarize_nodes(ev["train_acc"]),
-            "minibatch_loss": float(np.mean(per_round["train_loss"])),
+            "minibatch_loss": float(np.mean(rounds["train_loss"])),
             "consensus_distance": float(ev["consensus"]),
             "bytes_per_node": float((self.value_cum + self.meta_cum).mean()),
             "value_bytes_per_node": float(self.value_cum.mean()),
@@ -244,8 +283,9 @@ class RunLog:
             "bytes_per_node_per_round": float((values + meta).sum(axis=0).mean()
                                               / max(values.shape[0], 1)),
             "full_share_fraction": float(self.full_count.sum() / max(done * n, 1)),
-            "elapsed_s": time.perf_counter() - self.t_start,
+            "elapsed_s": time.perf_counter() - self.t_start + self.elapsed_before,
         }
+        record = clean(record)
         append_line(self.run_dir / "metrics.jsonl", record)
         self.records.append(record)
         finite = np.asarray(ev["finite"])

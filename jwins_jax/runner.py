@@ -11,7 +11,10 @@ single run calls it unbatched. The host wakes up once per block.
 from __future__ import annotations
 
 import dataclasses
+import pathlib
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import IO, Any
@@ -22,7 +25,7 @@ import numpy as np
 
 from jwins_jax import compiler
 from jwins_jax.config import Config
-from jwins_jax.errors import DivergenceError, Terminated
+from jwins_jax.errors import ConfigError, DivergenceError, Terminated
 from jwins_jax.experiment import Experiment, Hparams, Inputs, SimState, build, inputs_axes
 from jwins_jax.results import RunLog, check_out_dir, unique_dir
 
@@ -113,6 +116,7 @@ class Programs:
 
     init: Callable[..., SimState]
     block: Callable[..., tuple[SimState, dict, dict]]
+    advance: Callable[..., tuple[SimState, dict]]
     batched: bool
 
 
@@ -129,19 +133,65 @@ def programs(exp: Experiment, inputs: Inputs | None = None, batched: bool = Fals
         return Programs(
             init=compiler.jit(exp.init),
             block=compiler.jit(exp.block, donate_argnums=0),
+            advance=compiler.jit(exp.advance, donate_argnums=0),
             batched=False,
         )
     axes = inputs_axes(inputs)
     init = jax.vmap(exp.init, in_axes=(0, 0))
     block = jax.vmap(exp.block, in_axes=(0, 0, axes, None))
+    advance = jax.vmap(exp.advance, in_axes=(0, 0, axes, None))
     return Programs(
         init=compiler.jit(init),
         block=compiler.jit(block, donate_argnums=0),
+        advance=compiler.jit(advance, donate_argnums=0),
         batched=True,
     )
 
 
 # ------------------------------------------------------------------------ loop
+class StopRequest:
+    """Turns Ctrl-C and SIGTERM into a request to stop after the current block.
+
+    Inside ``with StopRequest():`` the first SIGINT or SIGTERM only sets
+    :attr:`requested` (the run then saves a checkpoint and ends as ``interrupted``
+    after the block in flight); a second one stops at once. Outside the main thread
+    it does nothing.
+    """
+
+    def __init__(self, progress: Progress | None = None):
+        self.requested: str | None = None
+        self.progress = progress
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum, frame):  # noqa: ARG002
+        name = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
+        if self.requested is not None:
+            if signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            raise Terminated(f"terminated by a second signal ({name})")
+        self.requested = name
+        if self.progress is not None:
+            self.progress.stage(
+                f"{name}: stopping after the rounds in flight and saving a checkpoint "
+                "(press Ctrl-C again to stop now)"
+            )
+
+    def __enter__(self) -> StopRequest:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+
+
+class Stopped(Terminated):
+    """A run stopped on request after saving its state."""
+
+
 def _take(tree: Any, i: int | None, length: int | None = None) -> Any:
     def one(a):
         a = np.asarray(a)
@@ -161,10 +211,16 @@ def execute(
     logs: Sequence[RunLog],
     *,
     progress: Progress | None = None,
-    on_block: Callable[[SimState, int], None] | None = None,
+    checkpoint: Callable[[SimState], None] | None = None,
+    checkpoint_every: int = 0,
+    stop: StopRequest | None = None,
     stop_at: int | None = None,
 ) -> SimState:
     """Runs blocks until the configs' rounds are done (or all of them diverged).
+
+    Rounds run in segments that end at the next evaluation (every ``eval_every``
+    rounds, with :meth:`~Experiment.block`), or earlier at the next checkpoint
+    (every ``checkpoint_every`` rounds, with :meth:`~Experiment.advance`).
 
     Args:
         exp: the experiment; its config fixes rounds and eval_every.
@@ -174,9 +230,11 @@ def execute(
         hp, inputs: the block's other arguments (stacked for a batch).
         logs: one per config of the batch (a batch may carry padding configs past
             ``len(logs)``, whose results are dropped). Their ``done`` must agree.
-        progress: moved by the rounds done, once per block.
-        on_block: called as ``on_block(state, rounds_done)`` after every block (for
-            checkpoints).
+        progress: moved by the rounds done, once per segment.
+        checkpoint: ``checkpoint(state)`` saves the state with the logs' counters.
+        checkpoint_every: rounds between checkpoints (0: only when stopped).
+        stop: a stop request; when set after a segment, the state is checkpointed and
+            :class:`Stopped` is raised.
         stop_at: stop after this many rounds (default: the config's rounds).
 
     Returns:
@@ -186,10 +244,18 @@ def execute(
     end = c.rounds if stop_at is None else min(stop_at, c.rounds)
     done = logs[0].done
     while done < end:
-        length = min(c.eval_every - done % c.eval_every, end - done)
+        seg_end = min(end, (done // c.eval_every + 1) * c.eval_every)
+        if checkpoint_every:
+            seg_end = min(seg_end, (done // checkpoint_every + 1) * checkpoint_every)
+        length = seg_end - done
+        evaluate = seg_end % c.eval_every == 0 or seg_end == c.rounds
         t0 = time.perf_counter()
-        state, per_round, ev = progs.block(state, hp, inputs, jnp.int32(length))
-        per_round, ev = jax.device_get((per_round, ev))
+        if evaluate:
+            state, per_round, ev = progs.block(state, hp, inputs, jnp.int32(length))
+            per_round, ev = jax.device_get((per_round, ev))
+        else:
+            state, per_round = progs.advance(state, hp, inputs, jnp.int32(length))
+            per_round, ev = jax.device_get(per_round), None
         dt = time.perf_counter() - t0
         first = all(log.first_block_s == 0.0 for log in logs)
         for i, log in enumerate(logs):
@@ -198,18 +264,26 @@ def execute(
             if not log.active:
                 continue
             idx = i if progs.batched else None
-            log.record(_take(per_round, idx, length), _take(ev, idx))
-        done += length
+            if evaluate:
+                log.record(_take(per_round, idx, length), _take(ev, idx))
+            else:
+                log.add_segment(_take(per_round, idx, length))
+        done = seg_end
         if progress is not None:
             best = max(
                 (log.records[-1]["test_acc"]["mean"] or 0.0 for log in logs if log.records),
                 default=0.0,
             )
             progress.update(progress.offset + done * len(logs), f"acc {best:.1f}%")
-        if on_block is not None:
-            on_block(state, done)
         if not any(log.active for log in logs):
             break
+        stopping = stop is not None and stop.requested is not None and done < end
+        if checkpoint is not None and (
+            stopping or (checkpoint_every and done % checkpoint_every == 0 and done < end)
+        ):
+            checkpoint(state)
+        if stopping:
+            raise Stopped(f"stopped by {stop.requested} after round {done}")
     return state
 
 
@@ -221,6 +295,10 @@ def close_logs(logs: Sequence[RunLog], error: BaseException | None) -> list[dict
         status, text = "interrupted", "interrupted by the user (Ctrl-C)"
     elif isinstance(error, Terminated):
         status, text = "interrupted", str(error)
+        if isinstance(error, Stopped):
+            text += "; resume with: jwins run --resume " + " ".join(
+                str(log.run_dir) for log in logs
+            )
     else:
         status = "failed"
         text = f"{type(error).__name__}: {error}".strip()
@@ -240,38 +318,90 @@ def run_config(
     *,
     progress: Progress | None = None,
     experiment: tuple[Experiment, Inputs, Hparams] | None = None,
+    resume: pathlib.Path | None = None,
 ) -> dict[str, Any]:
-    """Runs one config and writes its results directory.
+    """Runs one config (or resumes a stopped run) and writes its results directory.
+
+    A run saves a checkpoint every ``config.checkpoint_every`` rounds and whenever it
+    is stopped by Ctrl-C or SIGTERM (see :class:`StopRequest`).
+
+    Args:
+        config: the experiment (ignored when resuming: the run's own config is used).
+        progress: status lines and progress bar.
+        experiment: an already built ``(experiment, inputs, hparams)`` of ``config``.
+        resume: a run directory whose newest checkpoint to continue from.
 
     Returns:
         The summary dict (also written to ``summary.json``); ``summary["run_dir"]`` is
         the results directory.
 
     Raises:
-        ConfigError: bad configuration (before anything is written).
+        ConfigError: bad configuration or checkpoint (before anything is written).
         DivergenceError: a model became NaN/inf; metrics up to that point are kept.
     """
+    from jwins_jax.checkpoint import Checkpointer
+
     progress = progress if progress is not None else Progress(config.name or "run", enabled=False)
+    if resume is not None:
+        config, run_dir = resumable(resume)
     c = config.validate()
-    check_out_dir(c.out_dir)
+    if resume is None:
+        check_out_dir(c.out_dir)
     exp, inputs, hp = experiment if experiment is not None else build(c, say=progress.stage)
-    run_dir = unique_dir(c.out_dir, c.name)
-    log = RunLog.create(exp.config, run_dir, run_info(exp))
+    progs = programs(exp)
+    ckpt = None
+    if resume is not None:
+        ckpt = Checkpointer(run_dir)
+        progress.stage(f"restoring the newest checkpoint of {run_dir}")
+        abstract = jax.eval_shape(progs.init, jax.random.PRNGKey(c.seed), hp)
+        state, meta = ckpt.restore(abstract, exp.config.to_dict())
+        log = RunLog(exp.config, run_dir, run_info(exp))
+        log.resume(meta)
+        progress.stage(f"resuming at round {log.done} of {c.rounds}")
+    else:
+        run_dir = unique_dir(c.out_dir, c.name)
+        log = RunLog.create(exp.config, run_dir, run_info(exp))
+        state = None
     progress.label, progress.total = c.name, c.rounds
+    ckpt = ckpt or Checkpointer(run_dir)
+
+    def save(s: SimState) -> None:
+        ckpt.save(s, exp.config.to_dict(), log.checkpoint_state())
+
     error: BaseException | None = None
     try:
-        progs = programs(exp)
-        state = progs.init(jax.random.PRNGKey(c.seed), hp)
-        progress.stage(f"compiling and running the first {c.eval_every} rounds")
-        execute(exp, progs, state, hp, inputs, [log], progress=progress)
+        with StopRequest(progress) as stop:
+            if state is None:
+                state = progs.init(jax.random.PRNGKey(c.seed), hp)
+            progress.stage(f"compiling and running the first {c.eval_every} rounds")
+            execute(exp, progs, state, hp, inputs, [log], progress=progress,
+                    checkpoint=save, checkpoint_every=c.checkpoint_every, stop=stop)
     except BaseException as err:
         error = err
         raise
     finally:
+        ckpt.close()
         summary = close_logs([log], error)[0]
     if summary["status"] == "diverged":
         raise DivergenceError(summary["error"])
     return summary
+
+
+def resumable(run_dir: str | pathlib.Path) -> tuple[Config, pathlib.Path]:
+    """The config of a stopped run directory (ConfigError if it cannot resume)."""
+    from jwins_jax.results import read_summary
+
+    run_dir = pathlib.Path(run_dir)
+    if not (run_dir / "config.json").is_file():
+        raise ConfigError(f"--resume {str(run_dir)!r}: not a run directory (no config.json)")
+    try:
+        config = Config.from_file(run_dir / "config.json")
+    except ConfigError as err:
+        raise ConfigError(f"--resume {str(run_dir)!r}: {err}") from None
+    summary = read_summary(run_dir)
+    if summary is not None and summary.get("status") == "finished":
+        raise ConfigError(f"--resume {str(run_dir)!r}: the run has already finished")
+    return config.validate(), run_dir
 
 
 def run_info(exp: Experiment) -> dict[str, Any]:

@@ -365,7 +365,14 @@ def run_sweep(
         The summaries of all configs (finished earlier or now), in config order.
     """
     from jwins_jax import experiment as ex
-    from jwins_jax.runner import Progress, close_logs, execute, programs, run_info
+    from jwins_jax.runner import (
+        Progress,
+        StopRequest,
+        close_logs,
+        execute,
+        programs,
+        run_info,
+    )
 
     progress = progress if progress is not None else Progress("sweep", enabled=False)
     # Build everything first: bad data or graphs fail before anything is written.
@@ -433,8 +440,10 @@ def run_sweep(
                 )
             error: BaseException | None = None
             try:
-                state = progs.init(key, hp)
-                execute(exp, progs, state, hp, inputs, logs, progress=progress)
+                with StopRequest(progress) as stop:
+                    state = progs.init(key, hp)
+                    execute(exp, progs, state, hp, inputs, logs, progress=progress,
+                            stop=stop)
             except BaseException as err:
                 error = err
                 raise
