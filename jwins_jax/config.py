@@ -41,7 +41,7 @@ else:  # pragma: no cover - Python 3.10
 
 MAX_ROUNDS = 10_000_000
 # Fields that say where and how results are written, not what is computed.
-RUN_CONTROL = ("name", "out_dir", "checkpoint_every")
+RUN_CONTROL = ("name", "out_dir", "checkpoint_every", "shard_nodes")
 MAX_SEED = 2**32 - 1
 
 
@@ -146,6 +146,10 @@ class Config:
     topk_method: str | None = _sharing_field("topk_method")
     # output
     out_dir: str = _field("runs", Option("directory for results", str, opt.path_text))
+    shard_nodes: bool = _field(
+        True, Option("split the node axis over the local devices when there are several",
+                     bool),
+    )
     checkpoint_every: int = _field(
         0, Option("save a checkpoint every K rounds (0: only when stopped by Ctrl-C or "
                   "SIGTERM); jwins run --resume RUN_DIR continues", int,

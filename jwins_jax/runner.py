@@ -120,31 +120,51 @@ class Programs:
     batched: bool
 
 
-def programs(exp: Experiment, inputs: Inputs | None = None, batched: bool = False) -> Programs:
-    """Jitted init and block of ``exp``; ``batched`` vmaps them over a config axis.
+def programs(
+    exp: Experiment,
+    inputs: Inputs | None = None,
+    batched: bool = False,
+    mesh: Any = None,
+    hp: Hparams | None = None,
+) -> Programs:
+    """Jitted init, block and advance of ``exp``; ``batched`` vmaps them.
 
     Args:
         exp: the experiment.
         inputs: with ``batched``, a stacked :class:`Inputs` (for its vmap axes).
         batched: vmap over a leading config axis of keys, hparams and the per-config
             inputs.
+        mesh: a ``("nodes",)`` mesh (:func:`jwins_jax.devices.node_mesh`) to keep the
+            state's node axis sharded over; ``hp`` is then needed for the state's
+            shapes.
     """
     if not batched:
+        init, block, advance = exp.init, exp.block, exp.advance
+    else:
+        axes = inputs_axes(inputs)
+        init = jax.vmap(exp.init, in_axes=(0, 0))
+        block = jax.vmap(exp.block, in_axes=(0, 0, axes, None))
+        advance = jax.vmap(exp.advance, in_axes=(0, 0, axes, None))
+    if mesh is None:
         return Programs(
-            init=compiler.jit(exp.init),
-            block=compiler.jit(exp.block, donate_argnums=0),
-            advance=compiler.jit(exp.advance, donate_argnums=0),
-            batched=False,
+            init=compiler.jit(init),
+            block=compiler.jit(block, donate_argnums=0),
+            advance=compiler.jit(advance, donate_argnums=0),
+            batched=batched,
         )
-    axes = inputs_axes(inputs)
-    init = jax.vmap(exp.init, in_axes=(0, 0))
-    block = jax.vmap(exp.block, in_axes=(0, 0, axes, None))
-    advance = jax.vmap(exp.advance, in_axes=(0, 0, axes, None))
+    from jwins_jax import devices
+
+    key = jax.random.PRNGKey(0)
+    if batched:
+        key = jnp.stack([key] * jax.tree.leaves(hp)[0].shape[0])
+    abstract = jax.eval_shape(init, key, hp)
+    state_sh = devices.state_shardings(abstract, mesh, exp.nodes, axis=int(batched))
+    rep = devices.replicated(mesh)
     return Programs(
-        init=compiler.jit(init),
-        block=compiler.jit(block, donate_argnums=0),
-        advance=compiler.jit(advance, donate_argnums=0),
-        batched=True,
+        init=compiler.jit(init, out_shardings=state_sh),
+        block=compiler.jit(block, donate_argnums=0, out_shardings=(state_sh, rep, rep)),
+        advance=compiler.jit(advance, donate_argnums=0, out_shardings=(state_sh, rep)),
+        batched=batched,
     )
 
 
@@ -348,7 +368,13 @@ def run_config(
     if resume is None:
         check_out_dir(c.out_dir)
     exp, inputs, hp = experiment if experiment is not None else build(c, say=progress.stage)
-    progs = programs(exp)
+    from jwins_jax import devices
+
+    mesh = devices.node_mesh(c.nodes, c.shard_nodes)
+    if mesh is not None:
+        progress.stage(f"sharding the {c.nodes} nodes over {mesh.size} devices")
+        inputs = devices.place_inputs(inputs, mesh, c.nodes)
+    progs = programs(exp, mesh=mesh, hp=hp)
     ckpt = None
     if resume is not None:
         ckpt = Checkpointer(run_dir)
