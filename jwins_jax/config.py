@@ -76,6 +76,20 @@ class Config:
     beta: float = _field(
         0.1, Option("rewiring probability of small_world", float, opt.interval(0.0, 1.0))
     )
+    # faults (jwins_jax.faults)
+    link_failure: float = _field(
+        0.0, Option("probability that a link is down in a round (no message either "
+                    "way), in [0, 1]", float, opt.interval(0.0, 1.0), traced=True),
+    )
+    churn: float = _field(
+        0.0, Option("probability that a node is offline in a round (no training, "
+                    "sending or receiving), in [0, 1]", float, opt.interval(0.0, 1.0),
+                    traced=True),
+    )
+    churn_schedule: str | None = _field(
+        None, Option("file of offline nodes per round: lines 'ROUND: NODE ...' or "
+                     "'FIRST-LAST: NODE ...'", str, opt.path_text),
+    )
     # data and model
     dataset: str = _field("digits", Option("training and test data", str, choices=DATASETS))
     model: str | None = _field(
@@ -249,6 +263,12 @@ class Config:
             c = c.replace(eval_every=c.rounds)
         return c
 
+    @property
+    def faults_enabled(self) -> bool:
+        """Whether rounds draw faults: link_failure > 0, churn > 0 or a schedule."""
+        scheduled = self.churn_schedule is not None
+        return self.link_failure > 0 or self.churn > 0 or scheduled
+
     # ------------------------------------------------------------ static / traced
     @staticmethod
     def traced_fields(sharing: str) -> tuple[str, ...]:
@@ -263,8 +283,9 @@ class Config:
         """What two resolved configs must share to run in one compiled program.
 
         Everything but the traced hyperparameters and the output names, with the
-        strategy's unused options left out, plus the two shape facts the traced values
-        carry: the length of the alpha list and whether momentum is used.
+        strategy's unused options left out, plus the facts the traced values carry
+        into the program: the length of the alpha list, whether momentum is used and
+        whether faults are drawn at all.
         """
         traced = set(self.traced_fields(self.sharing))
         used = set(REGISTRY[self.sharing].params)
@@ -278,6 +299,7 @@ class Config:
         if "alpha_list" in used:
             key.append(("alpha_list_length", len(self.alpha_list)))
         key.append(("uses_momentum", self.momentum > 0))
+        key.append(("faults", self.faults_enabled))
         return tuple(key)
 
 

@@ -20,6 +20,10 @@ One communication round (SPEC 1.3, 9 "Order within a round")::
     table    = inputs.graph (or its round-t slice on dynamic graphs)
     x, s, st = sharing.step(s, x, key, table, hp.sharing)   # gossip on the node axis
 
+With faults enabled (``link_failure``, ``churn``, ``churn_schedule``) offline nodes keep
+their model, optimizer and strategy state, and the gossip runs on the round's surviving
+graph (:mod:`jwins_jax.faults`).
+
 ``block(state, hp, inputs, length)`` runs ``length`` rounds (a traced count, so every
 block of a run, the last shorter one too, uses one compiled program) and then
 evaluates. Models are kept as one ``(n, N)`` float32 matrix in the PyTorch flat layout
@@ -37,7 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from jwins_jax import evaluation, gossip, tasks, training
+from jwins_jax import evaluation, faults, gossip, tasks, training
 from jwins_jax.config import Config
 from jwins_jax.data.batches import NodeData, node_data, sample_batches
 from jwins_jax.data.datasets import Dataset, load_dataset
@@ -67,6 +71,7 @@ class Hparams:
     momentum: jax.Array  # () float32 SGD momentum
     weight_decay: jax.Array  # () float32
     sharing: Any  # the strategy's hyperparameter pytree (Sharing.hparams)
+    faults: faults.FaultHyper  # () float32 link_failure and churn probabilities
 
 
 @struct.dataclass
@@ -81,6 +86,7 @@ class Inputs:
     nodes: NodeData  # (n, L) training-sample ids of each node
     tests: NodeData | None  # (n, L_test) local test ids per node; None: global test
     graph: NeighborTable  # (n, d) tables, or (T, n, d) per round on dynamic graphs
+    churn_schedule: jax.Array | None = None  # (K, 3) int32 (first, last round, node)
 
 
 # The Inputs fields that differ between the configs of a sweep group.
@@ -129,6 +135,11 @@ class Experiment:
     def dynamic(self) -> bool:
         return self.config.dynamic
 
+    @property
+    def has_faults(self) -> bool:
+        """Whether rounds draw link failures and churn (static)."""
+        return self.config.faults_enabled
+
     def optimizer(self, hp: Hparams):
         """The optimizer with this run's traced hyperparameters."""
         return training.make_optimizer(
@@ -162,8 +173,10 @@ class Experiment:
 
         Returns:
             The new state and the round's ``(n,)`` metrics: the strategy's message
-            statistics (``sent``, ``meta_bytes``, ``receivers``, ``full``) and
-            ``train_loss``, each node's mean minibatch loss.
+            statistics (``sent``, ``meta_bytes``, ``receivers``, ``full``), the
+            fault statistics (``delivered``, ``received``, ``online``; see
+            :mod:`jwins_jax.faults`) and ``train_loss``, each node's mean minibatch
+            loss (NaN for an offline node).
         """
         c = self.config
         key, k_batch, k_share = jax.random.split(state.key, 3)
@@ -175,7 +188,26 @@ class Experiment:
             inputs.train_x, inputs.train_y, ids, w, c.train_chunk,
         )
         table = self.table(inputs, state.round)
-        x, share, stats = self.sharing.step(state.share, x, k_share, table, hp.sharing)
+        if self.has_faults:
+            k_fault = jax.random.fold_in(state.key, faults.FAULT_STREAM)
+            offline = None
+            if inputs.churn_schedule is not None:
+                offline = faults.scheduled_offline(
+                    inputs.churn_schedule, state.round, self.nodes
+                )
+            online, link_up = faults.draw(k_fault, table, hp.faults, offline)
+            x = jnp.where(online[:, None], x, state.x)  # offline nodes do not train
+            opt = faults.keep_offline(online, opt, state.opt)
+            loss = jnp.where(online, loss, jnp.nan)
+            x, share, stats = faults.sharing_step(
+                self.sharing, state.share, x, k_share, table, hp.sharing, online,
+                link_up,
+            )
+        else:
+            x, share, stats = self.sharing.step(
+                state.share, x, k_share, table, hp.sharing
+            )
+            stats = faults.fault_free_stats(stats, table)
         metrics = dict(stats)
         metrics["train_loss"] = loss
         new = state.replace(x=x, opt=opt, share=share, key=key, round=state.round + 1)
@@ -301,6 +333,7 @@ def hparams(experiment: Experiment, config: Config) -> Hparams:
         momentum=jnp.float32(c.momentum),
         weight_decay=jnp.float32(c.weight_decay),
         sharing=share,
+        faults=faults.hparams(c.link_failure, c.churn),
     )
 
 
@@ -355,13 +388,18 @@ def build_inputs(
 
     Raises:
         ConfigError: a partition that leaves a node without data, a batch larger
-            than every node's data, a bad or disconnected graph.
+            than every node's data, a bad or disconnected graph, a bad churn
+            schedule file.
     """
     c = config.validate()
     _say(say, f"partitioning {dataset.name} over {c.nodes} nodes ({c.partition})")
     parts = partition_nodes(c, dataset)
     _say(say, f"building the {c.topology} graph")
     graph = build_graph(c)
+    schedule = None
+    if c.churn_schedule is not None:
+        rows = faults.read_schedule(c.churn_schedule, c.nodes, c.rounds)
+        schedule = jnp.asarray(rows)
     if data is None:
         n_test = len(dataset.y_test)
         if c.test_subset:
@@ -386,7 +424,9 @@ def build_inputs(
         owner = user_nodes(dataset.users_train, c.nodes, natural=dataset.natural,
                            seed=c.seed)
         tests = _node_ids(local_test_parts(dataset.users_test, owner, c.nodes))
-    return data.replace(nodes=node_data(parts), tests=tests, graph=graph)
+    return data.replace(
+        nodes=node_data(parts), tests=tests, graph=graph, churn_schedule=schedule
+    )
 
 
 def _node_ids(parts: list[np.ndarray]) -> NodeData:

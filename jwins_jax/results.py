@@ -13,7 +13,9 @@ A run directory holds:
 
 Bytes are counted per node (SPEC 5 with the decisions table): ``bytes_per_node`` is the
 mean over nodes of the cumulative bytes each node sent (values plus metadata, one copy
-per receiver), the paper's "bytes" axis. Counters are 64-bit integers on the host.
+per receiver), the paper's "bytes" axis; ``received_bytes_per_node`` is the mean over
+nodes of the bytes each node received, which is less when links fail or nodes are
+offline (:mod:`jwins_jax.faults`). Counters are 64-bit integers on the host.
 JSON files hold no NaN or infinity: such values are written as ``null``.
 """
 
@@ -178,6 +180,7 @@ class RunLog:
         self.value_cum = np.zeros(n, np.int64)
         self.meta_cum = np.zeros(n, np.int64)
         self.full_count = np.zeros(n, np.int64)
+        self.delivered_cum = np.zeros(n, np.int64)  # bytes of its copies that arrived
         self.done = 0
         self.records: list[dict[str, Any]] = []
         self.status = "running"
@@ -207,6 +210,7 @@ class RunLog:
             "value_cum": self.value_cum.copy(),
             "meta_cum": self.meta_cum.copy(),
             "full_count": self.full_count.copy(),
+            "delivered_cum": self.delivered_cum.copy(),
             "done": self.done,
             "pending": [dict(seg) for seg in self.pending],
         }
@@ -215,6 +219,9 @@ class RunLog:
         self.value_cum = np.asarray(counters["value_cum"], np.int64).copy()
         self.meta_cum = np.asarray(counters["meta_cum"], np.int64).copy()
         self.full_count = np.asarray(counters["full_count"], np.int64).copy()
+        # counters written before faults existed: every copy arrived
+        delivered = counters.get("delivered_cum", self.value_cum + self.meta_cum)
+        self.delivered_cum = np.asarray(delivered, np.int64).copy()
         self.done = int(counters["done"])
         self.pending = [dict(seg) for seg in counters.get("pending", [])]
 
@@ -268,6 +275,7 @@ class RunLog:
         self.value_cum += values.sum(axis=0)
         self.meta_cum += meta.sum(axis=0)
         self.full_count += np.asarray(rounds["full"]).sum(axis=0)
+        self.delivered_cum += delivered_bytes(rounds).sum(axis=0)
         done, n = self.done, self.config.nodes
         record = {
             "round": done,
@@ -275,11 +283,12 @@ class RunLog:
             "test_loss": summarize_nodes(ev["test_loss"]),
             "train_loss": summarize_nodes(ev["train_loss"]),
             "train_acc": summarize_nodes(ev["train_acc"]),
-            "minibatch_loss": float(np.mean(rounds["train_loss"])),
+            "minibatch_loss": _online_mean(rounds),
             "consensus_distance": float(ev["consensus"]),
             "bytes_per_node": float((self.value_cum + self.meta_cum).mean()),
             "value_bytes_per_node": float(self.value_cum.mean()),
             "meta_bytes_per_node": float(self.meta_cum.mean()),
+            "received_bytes_per_node": float(self.delivered_cum.mean()),
             "bytes_per_node_per_round": float((values + meta).sum(axis=0).mean()
                                               / max(values.shape[0], 1)),
             "full_share_fraction": float(self.full_count.sum() / max(done * n, 1)),
@@ -341,6 +350,33 @@ def _per_round_bytes(per_round: dict[str, np.ndarray]) -> tuple[np.ndarray, np.n
     from jwins_jax.sharing import message_bytes
 
     return message_bytes(per_round)
+
+
+def delivered_bytes(per_round: dict[str, np.ndarray]) -> np.ndarray:
+    """Bytes of each node's message copies that arrived, in int64.
+
+    The mean over nodes of these totals is the mean number of bytes a node received.
+    Uses ``delivered`` (copies that arrived, :mod:`jwins_jax.faults`) where present,
+    else every copy sent arrived.
+
+    Args:
+        per_round: ``sent``, ``meta_bytes``, ``receivers`` and optionally
+            ``delivered`` arrays of any shape, e.g. ``(rounds, n)``.
+    """
+    from jwins_jax.sharing import message_bytes
+
+    copies = per_round.get("delivered", per_round["receivers"])
+    values, meta = message_bytes({**per_round, "receivers": copies})
+    return values + meta
+
+
+def _online_mean(per_round: dict[str, np.ndarray]) -> float | None:
+    """Mean minibatch loss over the node-rounds that trained (None if none did)."""
+    loss = np.asarray(per_round["train_loss"])
+    online = np.asarray(per_round.get("online", True), bool)
+    if online.all():
+        return float(np.mean(loss))
+    return float(np.mean(loss[online])) if online.any() else None
 
 
 # ------------------------------------------------------------------------ plots

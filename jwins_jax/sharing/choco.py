@@ -10,6 +10,20 @@ neighbours' public copies, both starting at 0. Each round::
 
 The message carries the non-zero entries of ``q`` as float32 values with int64
 indices, so each sent value costs 4 + 8 bytes (SPEC decisions table).
+
+With faults (:mod:`jwins_jax.faults`, ``step(..., faults=True)``) a receiver misses the
+increments ``q_j`` sent over a failed link, so adding up what arrived would leave its
+copy of ``xhat_j`` behind for good. Instead ``s`` is recomputed every round from the
+public copies over the round's surviving table::
+
+    s = sum_j w_ij xhat_j + w_ii xhat_i    # W_t of the surviving graph, after xhat += q
+
+which is what each node holds when lost increments are retransmitted reliably (a
+neighbour that comes back gets the sum of the increments it missed). It also keeps
+``s = W_t xhat`` when W changes from round to round. The bytes count each round's
+``q`` once per copy sent; the retransmissions this reading implies (up to a dense
+vector after a long outage) are not counted, so CHOCO's bytes under faults are a lower
+bound.
 """
 
 from __future__ import annotations
@@ -50,8 +64,14 @@ def choco(n_params: int, alpha: float = 0.1, gamma: float = 0.5) -> Sharing:
         return ChocoState(xhat=zeros, s=zeros, round=jnp.zeros((), jnp.int32))
 
     def step(
-        state: ChocoState, x: jax.Array, key: jax.Array, table: NeighborTable, hp
+        state: ChocoState,
+        x: jax.Array,
+        key: jax.Array,
+        table: NeighborTable,
+        hp,
+        faults: bool = False,
     ):
+        """One round; ``faults`` (static) recomputes ``s`` over ``table``."""
         del key
         x = as_stack(x)
         n = x.shape[0]
@@ -59,7 +79,10 @@ def choco(n_params: int, alpha: float = 0.1, gamma: float = 0.5) -> Sharing:
         keep = sparsify.threshold_mask(jnp.abs(diff), jnp.full((n,), hp.k))
         q = jnp.where(keep, diff, 0.0)
         xhat = state.xhat + q
-        s = state.s + gossip.mix(table, q)
+        if faults:
+            s = gossip.mix(table, xhat)  # s_i = sum_j W_t,ij xhat_j
+        else:
+            s = state.s + gossip.mix(table, q)
         x_new = x + hp.gamma * (s - xhat)
         nnz = jnp.sum(q != 0, axis=1, dtype=jnp.int32)
         stats = make_stats(

@@ -16,6 +16,18 @@ code with ``jwins_jax``; tests compare the package's vectorised steps with it.
 
 All model arithmetic is float32 (NumPy keeps float32 when an array is scaled by a
 Python float); weights are Python floats.
+
+Faults (``jwins_jax.faults``; the original has none, SPEC 1.3 blocks on a missing
+neighbour) are driven round by round with given masks: ``Network.step(...,
+online=..., down=...)``. An offline node skips the round entirely (no prepare, no
+average: its model and state stay); an online node sends one copy to each online
+neighbour; a copy over a link in ``down`` is lost (counted as sent, not received);
+a receiver averages what arrived with MH weights from the degrees of the surviving
+graph, i.e. the sender's ``degree`` field carries the number of copies it gets through
+(links fail both ways, so that is also the number of messages it receives). CHOCO
+nodes keep a copy of every neighbour's public ``xhat`` that a message refreshes (the
+message carries the sender's increments including any it could not deliver before,
+i.e. lost increments are retransmitted) and compute ``s`` from those copies.
 """
 
 from __future__ import annotations
@@ -224,6 +236,8 @@ class Message:
         indices: (count,) int32 indices for top-k/wavelet partial shares, else None.
         mask: (N,) bool mask of random sampling (stands in for the 64-bit seed).
         dense: (N,) float32 CHOCO update q, zero where nothing is sent.
+        public: (N,) float32 CHOCO sender's public copy after this round's update
+            (what a receiver holds once all missed increments are retransmitted).
         value_bytes: payload bytes of one copy of the message.
         meta_bytes: metadata bytes of one copy of the message.
     """
@@ -235,6 +249,7 @@ class Message:
     indices: np.ndarray | None = None
     mask: np.ndarray | None = None
     dense: np.ndarray | None = None
+    public: np.ndarray | None = None
     value_bytes: int = 0
     meta_bytes: int = 0
 
@@ -447,6 +462,8 @@ class ChocoNode(Node):
         self.xhat = np.zeros_like(self.model)  # (N,) public copy
         self.s = np.zeros_like(self.model)  # (N,) weighted sum of public copies
         self.q = None  # (N,) this round's compressed update
+        self.copies: dict[int, np.ndarray] = {}  # faults: neighbours' xhat as known
+        self.faults = False  # set by the driver: s from the copies, not increments
 
     def prepare(self, x_pre, degree, **round_inputs):
         self.model = np.array(x_pre, dtype=F32, copy=True)
@@ -467,12 +484,25 @@ class ChocoNode(Node):
             q[nz].copy(),
             indices=nz.astype(np.int64),
             dense=q.copy(),
+            public=(self.xhat + q).astype(F32),
             value_bytes=4 * nz.size,
             meta_bytes=8 * nz.size,
         )
 
     def average(self, inbox):
         self.xhat = self.xhat + self.q
+        if self.faults:
+            n_in = len(inbox)
+            s = np.zeros_like(self.model)
+            weight_total = 0.0
+            for msg in inbox:
+                self.copies[msg.sender] = msg.public  # missed increments included
+                w = mh_weight(n_in, msg.degree)
+                weight_total += w
+                s = s + w * self.copies[msg.sender]
+            self.s = (s + (1.0 - weight_total) * self.xhat).astype(F32)
+            self.model = (self.model + self.gamma * (self.s - self.xhat)).astype(F32)
+            return
         n_in = len(inbox)
         weight_total = 0.0
         s = self.s
@@ -498,12 +528,20 @@ class RoundStats:
         meta_bytes: (n,) int64 metadata bytes sent.
         sent: (n,) int64 values per message.
         full: (n,) bool full share this round.
+        copies: (n,) int64 copies of the node's message sent.
+        delivered: (n,) int64 copies of the node's message that arrived.
+        received: (n,) int64 values the node received.
+        received_bytes: (n,) int64 bytes (values and metadata) the node received.
     """
 
     value_bytes: np.ndarray
     meta_bytes: np.ndarray
     sent: np.ndarray
     full: np.ndarray
+    copies: np.ndarray | None = None
+    delivered: np.ndarray | None = None
+    received: np.ndarray | None = None
+    received_bytes: np.ndarray | None = None
 
 
 @dataclass
@@ -523,14 +561,19 @@ class Network:
         x_pre: np.ndarray,
         neighbors: Sequence[set[int]],
         per_node: dict[str, Sequence] | None = None,
+        online: Sequence[bool] | None = None,
+        down: set[tuple[int, int]] | None = None,
     ) -> tuple[np.ndarray, RoundStats]:
         """Runs one round: prepare, deliver to each neighbour, average, post-step.
 
         Args:
-            x_pre: (n, N) float32 models after local training.
+            x_pre: (n, N) float32 models after local training (an offline node's row
+                is ignored: it does not train).
             neighbors: this round's neighbour sets (symmetric).
             per_node: optional per-node round inputs, e.g. ``{"mask": (n, N) bool}``
                 or ``{"alpha": (n,) floats}``; entry i goes to node i.
+            online: faults: per node, whether it takes part (default: all).
+            down: faults: links ``(u, v)`` with u < v that carry nothing this round.
 
         Returns:
             ``(x_post, stats)``: (n, N) float32 models after averaging and the stats.
@@ -541,23 +584,53 @@ class Network:
             for j in neighbors[i]:
                 assert i in neighbors[j] and j != i
         per_node = per_node or {}
+        faults = online is not None or down is not None
+        online = [True] * n if online is None else [bool(v) for v in online]
+        down = down or set()
+        # who each online node sends to, and which of those copies arrive
+        targets = [
+            sorted(j for j in neighbors[i] if online[j]) if online[i] else []
+            for i in range(n)
+        ]
+        arrive = [
+            [j for j in targets[i] if (min(i, j), max(i, j)) not in down]
+            for i in range(n)
+        ]
         inbox: list[list[Message]] = [[] for _ in range(n)]
         value_bytes = np.zeros(n, np.int64)
         meta_bytes = np.zeros(n, np.int64)
         sent = np.zeros(n, np.int64)
         full = np.zeros(n, bool)
+        copies = np.zeros(n, np.int64)
+        delivered = np.zeros(n, np.int64)
+        received = np.zeros(n, np.int64)
+        received_bytes = np.zeros(n, np.int64)
         for i, node in enumerate(self.nodes):
+            if not online[i]:
+                continue
+            if isinstance(node, ChocoNode):
+                node.faults = faults
             inputs = {key: vals[i] for key, vals in per_node.items()}
-            msg = node.prepare(x_pre[i], len(neighbors[i]), **inputs)
+            # the degree field: copies that get through (= messages i will receive)
+            msg = node.prepare(x_pre[i], len(arrive[i]), **inputs)
             sent[i] = msg.count
             full[i] = msg.full
-            for j in sorted(neighbors[i]):
-                inbox[j].append(msg)
+            for j in targets[i]:
+                copies[i] += 1
                 value_bytes[i] += msg.value_bytes
                 meta_bytes[i] += msg.meta_bytes
+                if j in arrive[i]:
+                    inbox[j].append(msg)
+                    delivered[i] += 1
+                    received[j] += msg.count
+                    received_bytes[j] += msg.value_bytes + msg.meta_bytes
         for i, node in enumerate(self.nodes):
-            node.average(inbox[i])
-        stats = RoundStats(value_bytes, meta_bytes, sent, full)
+            if online[i]:
+                node.average(inbox[i])
+        stats = RoundStats(
+            value_bytes, meta_bytes, sent, full, copies, delivered, received,
+            received_bytes,
+        )
         self.history.append(stats)
         return self.models, stats
 
