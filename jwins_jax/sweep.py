@@ -467,7 +467,7 @@ def _read_summary(run_dir: pathlib.Path) -> dict[str, Any]:
 CSV_COLUMNS = (
     "index", "name", "sharing", "status", "rounds_done", "best_test_acc",
     "final_test_acc", "final_test_acc_std", "bytes_per_node", "value_bytes_per_node",
-    "meta_bytes_per_node", "wall_s",
+    "meta_bytes_per_node", "received_bytes_per_node", "wall_s",
 )
 
 
@@ -491,6 +491,7 @@ def table_rows(sweep: Sweep, summaries: dict[int, dict[str, Any]]) -> list[dict[
             "bytes_per_node": final.get("bytes_per_node"),
             "value_bytes_per_node": final.get("value_bytes_per_node"),
             "meta_bytes_per_node": final.get("meta_bytes_per_node"),
+            "received_bytes_per_node": final.get("received_bytes_per_node"),
             "wall_s": s.get("wall_s") if s else None,
         }
         rows.append(row)
