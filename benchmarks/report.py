@@ -14,7 +14,7 @@ import pathlib
 import re
 from typing import Any
 
-SECTIONS = ("machine", "e2e", "kernels", "scaling", "sweep")
+SECTIONS = ("machine", "e2e", "kernels", "scaling", "sweep", "devices")
 GIB = 2**30
 
 RESULTS_INTRO = """# Benchmark results
@@ -581,6 +581,8 @@ def render(data: dict[str, Any], image: str | None, title: str) -> str:
         lines += scaling_lines(data["scaling"], image)
     if "sweep" in data:
         lines += sweep_lines(data["sweep"])
+    if "devices" in data:
+        lines += devices_lines(data["devices"])
     return "\n".join(lines) + "\n"
 
 
@@ -621,3 +623,25 @@ def append(results: pathlib.Path, text: str) -> None:
         body = RESULTS_INTRO + "\n" + text
     results.parent.mkdir(parents=True, exist_ok=True)
     results.write_text(body)
+
+
+def devices_lines(dv: dict[str, Any]) -> list[str]:
+    """The device-scaling section: rounds per second per device count."""
+    rows = []
+    for p in dv["points"]:
+        if "error" in p:
+            rows.append([str(p["n"]), str(p["devices"]), "-", "-", "error: " + " ".join(p["error"])])
+            continue
+        rows.append([str(p["n"]), f"{p['devices']} ({p['mesh']} used)",
+                     f"{p['rounds_per_s']:.2f}", f"{p['first_call_s']:.1f} s", p["platform"]])
+    kind = ("forced host devices sharing the same CPU cores"
+            if dv.get("forced_host_devices") else "real devices")
+    return [
+        "### Devices",
+        "",
+        f"JWINS on digits, node axis sharded over a mesh of {kind} "
+        "(`jwins_jax.devices`); one process per point.",
+        "",
+        *_table(["n", "devices", "rounds/s", "first call", "platform"], rows),
+        "",
+    ]

@@ -11,7 +11,9 @@ Sections (all by default, or some with ``--only``):
 * ``scaling``: round time and peak RSS against n and N, one subprocess per point,
   and a PNG plot (bench_scaling.py);
 * ``sweep``: K digits configs as one vmapped sweep, one after another in one process,
-  and as K ``jwins run`` processes (bench_sweep.py).
+  and as K ``jwins run`` processes (bench_sweep.py);
+* ``devices``: rounds per second with the node axis sharded over 1, 2, 4 devices
+  (bench_devices.py).
 
 Each section writes ``<out>/<section>.json``; then the report of every section file
 in ``<out>`` is appended to ``benchmarks/RESULTS.md`` as one dated section (not in
@@ -187,11 +189,17 @@ def run_sections(opts: argparse.Namespace, out: pathlib.Path) -> None:
 
         return bench_sweep.run(o)
 
+    def devices(o):
+        import bench_devices
+
+        return bench_devices.run(o)
+
     sections = {
         "e2e": lambda o: bench_e2e.run(o, matmul),
         "kernels": kernels,
         "scaling": scaling,
         "sweep": sweep,
+        "devices": devices,
     }
     for name, section in sections.items():
         if name not in opts.only:

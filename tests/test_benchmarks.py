@@ -54,7 +54,7 @@ def _load(run, name):
 
 
 def test_every_section_writes_its_json(quick_run):
-    for name in ("machine", "e2e", "kernels", "scaling", "sweep", "summary"):
+    for name in ("machine", "e2e", "kernels", "scaling", "sweep", "devices", "summary"):
         assert (quick_run["out"] / f"{name}.json").is_file(), name
     machine = _load(quick_run, "machine")
     assert machine["quick"] is True
@@ -127,6 +127,16 @@ def test_sweep_section_times_the_three_ways(quick_run):
     assert row["processes"]["extrapolated"] is True  # one process timed, two scaled
     assert row["ratio_vs_processes"] > 0
     assert "### Sweeps" in quick_run["results"].read_text()
+
+
+def test_devices_section_runs_one_process_per_device_count(quick_run):
+    points = _load(quick_run, "devices")["points"]
+    assert [p["devices"] for p in points] == [1, 2]
+    for p in points:
+        assert "error" not in p, p
+        assert p["rounds_per_s"] > 0
+    assert points[1]["mesh"] == 2  # 8 nodes split over the 2 forced devices
+    assert "### Devices" in quick_run["results"].read_text()
 
 
 def test_report_and_targets(quick_run):
