@@ -20,7 +20,6 @@ import argparse
 import dataclasses
 import json
 import pathlib
-import signal
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -326,20 +325,33 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def _on_sigterm(signum, frame):  # noqa: ARG001
-    raise Terminated("terminated by a signal (SIGTERM)")
+def _interrupted() -> int:
+    runner = sys.modules.get("jwins_jax.runner")
+    started = list(getattr(runner, "STARTED", [])) if runner is not None else []
+    if started:
+        where = ", ".join(str(d) for d in started[-3:])
+        sys.stderr.write(f"\njwins: interrupted; what was computed is kept in {where}\n")
+    else:
+        sys.stderr.write("\njwins: interrupted before a run started; nothing was written\n")
+    return 130
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    from jwins_jax.stopping import stop_on_signals
+
+    with stop_on_signals() as stop:
+        return _main(argv, stop)
+
+
+def _main(argv: Sequence[str] | None, stop) -> int:
     try:
+        parser = build_parser()
         args = parser.parse_args(argv)
-    except SystemExit as stop:  # --help, or a bad flag (already reported on one line)
-        return stop.code if isinstance(stop.code, int) else 2
-    if args.command is None:
-        parser.print_help()
-        return 2
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+        stop.check(" while starting")
+    except SystemExit as exit_:  # --help, or a bad flag (already reported on one line)
+        return exit_.code if isinstance(exit_.code, int) else 2
+    except (KeyboardInterrupt, Terminated):
+        return _interrupted()
     try:
         if args.command == "run":
             return cmd_run(args)
@@ -355,15 +367,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"jwins: diverged: {err}\n")
         return 1
     except (KeyboardInterrupt, Terminated):
-        sys.stderr.write("\njwins: interrupted; results so far are kept\n")
-        return 130
+        return _interrupted()
     except BrokenPipeError:  # output piped into a program that stopped reading
         import os
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    except Exception as err:  # noqa: BLE001 - an unexpected failure: one line, exit 1
+        import os
+
+        if os.environ.get("JWINS_DEBUG"):
+            raise
+        text = " ".join(str(err).split())[:300]
+        sys.stderr.write(
+            f"jwins: failed: {type(err).__name__}: {text} (a started run records this "
+            "in its summary.json; JWINS_DEBUG=1 shows the traceback)\n"
+        )
+        return 1
 
 
 if __name__ == "__main__":

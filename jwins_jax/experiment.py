@@ -346,6 +346,12 @@ def partition_nodes(config: Config, dataset: Dataset) -> list[np.ndarray]:
             f"nodes={c.nodes} exceeds the {n_train} training samples of "
             f"{dataset.name!r}: every node needs at least one sample"
         )
+    if c.partition == "kshard" and c.shards > n_train // c.nodes:
+        raise ConfigError(
+            f"shards={c.shards} is not allowed: with {c.nodes} nodes each node holds "
+            f"about {n_train // c.nodes} of the {n_train} training samples, so at most "
+            f"{max(1, n_train // c.nodes)} shards per node"
+        )
     parts = partition(
         dataset.y_train, c.nodes, c.partition, alpha=c.dirichlet_alpha,
         shards=c.shards, seed=c.seed, users=dataset.users_train, natural=dataset.natural,

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import pathlib
-import signal
 import sys
-import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import IO, Any
@@ -26,8 +24,13 @@ import numpy as np
 from jwins_jax import compiler
 from jwins_jax.config import Config
 from jwins_jax.errors import ConfigError, DivergenceError, Terminated
+from jwins_jax.stopping import StopRequest, Stopped, stop_on_signals
 from jwins_jax.experiment import Experiment, Hparams, Inputs, SimState, build, inputs_axes
 from jwins_jax.results import RunLog, check_out_dir, unique_dir
+
+
+# Run directories this process has created (for the command line's last words).
+STARTED: list[pathlib.Path] = []
 
 
 # --------------------------------------------------------------------- progress
@@ -169,49 +172,6 @@ def programs(
 
 
 # ------------------------------------------------------------------------ loop
-class StopRequest:
-    """Turns Ctrl-C and SIGTERM into a request to stop after the current block.
-
-    Inside ``with StopRequest():`` the first SIGINT or SIGTERM only sets
-    :attr:`requested` (the run then saves a checkpoint and ends as ``interrupted``
-    after the block in flight); a second one stops at once. Outside the main thread
-    it does nothing.
-    """
-
-    def __init__(self, progress: Progress | None = None):
-        self.requested: str | None = None
-        self.progress = progress
-        self._previous: dict[int, Any] = {}
-
-    def _handle(self, signum, frame):  # noqa: ARG002
-        name = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
-        if self.requested is not None:
-            if signum == signal.SIGINT:
-                raise KeyboardInterrupt
-            raise Terminated(f"terminated by a second signal ({name})")
-        self.requested = name
-        if self.progress is not None:
-            self.progress.stage(
-                f"{name}: stopping after the rounds in flight and saving a checkpoint "
-                "(press Ctrl-C again to stop now)"
-            )
-
-    def __enter__(self) -> StopRequest:
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-        self._previous.clear()
-
-
-class Stopped(Terminated):
-    """A run stopped on request after saving its state."""
-
-
 def _take(tree: Any, i: int | None, length: int | None = None) -> Any:
     def one(a):
         a = np.asarray(a)
@@ -359,17 +319,22 @@ def run_config(
         ConfigError: bad configuration or checkpoint (before anything is written).
         DivergenceError: a model became NaN/inf; metrics up to that point are kept.
     """
+    progress = progress if progress is not None else Progress(config.name or "run", enabled=False)
+    with stop_on_signals(progress) as stop:
+        return _run_config(config, progress, experiment, resume, stop)
+
+
+def _run_config(config, progress, experiment, resume, stop) -> dict[str, Any]:
+    from jwins_jax import devices
     from jwins_jax.checkpoint import Checkpointer
 
-    progress = progress if progress is not None else Progress(config.name or "run", enabled=False)
     if resume is not None:
         config, run_dir = resumable(resume)
     c = config.validate()
     if resume is None:
         check_out_dir(c.out_dir)
     exp, inputs, hp = experiment if experiment is not None else build(c, say=progress.stage)
-    from jwins_jax import devices
-
+    stop.check(" before the run started")
     mesh = devices.node_mesh(c.nodes, c.shard_nodes)
     if mesh is not None:
         progress.stage(f"sharding the {c.nodes} nodes over {mesh.size} devices")
@@ -377,6 +342,7 @@ def run_config(
     progs = programs(exp, mesh=mesh, hp=hp)
     ckpt = None
     if resume is not None:
+        STARTED.append(run_dir)
         ckpt = Checkpointer(run_dir)
         progress.stage(f"restoring the newest checkpoint of {run_dir}")
         abstract = jax.eval_shape(progs.init, jax.random.PRNGKey(c.seed), hp)
@@ -386,6 +352,7 @@ def run_config(
         progress.stage(f"resuming at round {log.done} of {c.rounds}")
     else:
         run_dir = unique_dir(c.out_dir, c.name)
+        STARTED.append(run_dir)
         log = RunLog.create(exp.config, run_dir, run_info(exp))
         state = None
     progress.label, progress.total = c.name, c.rounds
@@ -396,12 +363,11 @@ def run_config(
 
     error: BaseException | None = None
     try:
-        with StopRequest(progress) as stop:
-            if state is None:
-                state = progs.init(jax.random.PRNGKey(c.seed), hp)
-            progress.stage(f"compiling and running the first {c.eval_every} rounds")
-            execute(exp, progs, state, hp, inputs, [log], progress=progress,
-                    checkpoint=save, checkpoint_every=c.checkpoint_every, stop=stop)
+        if state is None:
+            state = progs.init(jax.random.PRNGKey(c.seed), hp)
+        progress.stage(f"compiling and running the first {c.eval_every} rounds")
+        execute(exp, progs, state, hp, inputs, [log], progress=progress,
+                checkpoint=save, checkpoint_every=c.checkpoint_every, stop=stop)
     except BaseException as err:
         error = err
         raise

@@ -365,16 +365,18 @@ def run_sweep(
         The summaries of all configs (finished earlier or now), in config order.
     """
     from jwins_jax import experiment as ex
-    from jwins_jax.runner import (
-        Progress,
-        StopRequest,
-        close_logs,
-        execute,
-        programs,
-        run_info,
-    )
+    from jwins_jax.runner import Progress
+    from jwins_jax.stopping import stop_on_signals
 
     progress = progress if progress is not None else Progress("sweep", enabled=False)
+    with stop_on_signals(progress) as stop:
+        return _run_sweep(sweep, batch, progress, stop)
+
+
+def _run_sweep(sweep: Sweep, batch: int | None, progress, stop) -> list[dict[str, Any]]:
+    from jwins_jax import experiment as ex
+    from jwins_jax.runner import close_logs, execute, programs, run_info
+
     # Build everything first: bad data or graphs fail before anything is written.
     datasets: dict[tuple, Any] = {}
     built = []
@@ -392,7 +394,11 @@ def run_sweep(
             items.append(shared)
         hps = [ex.hparams(exp, sc.config) for sc in group]
         built.append((group, size, exp, items, hps))
+    stop.check(" before the sweep started")
     root = prepare_directory(sweep)
+    from jwins_jax.runner import STARTED
+
+    STARTED.append(root)
     summaries: dict[int, dict[str, Any]] = {}
     todo_total = 0
     for group, *_ in built:
@@ -440,10 +446,9 @@ def run_sweep(
                 )
             error: BaseException | None = None
             try:
-                with StopRequest(progress) as stop:
-                    state = progs.init(key, hp)
-                    execute(exp, progs, state, hp, inputs, logs, progress=progress,
-                            stop=stop)
+                stop.check(" between batches")
+                state = progs.init(key, hp)
+                execute(exp, progs, state, hp, inputs, logs, progress=progress, stop=stop)
             except BaseException as err:
                 error = err
                 raise

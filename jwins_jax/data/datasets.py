@@ -282,21 +282,38 @@ def records_to_arrays(
 
 
 def _load_cifar10(data_dir: str | None) -> Dataset:
+    import pathlib
+
     where = data_dir if data_dir is not None else "~/tensorflow_datasets"
+    root = pathlib.Path(where).expanduser() / "cifar10"
+    how = (
+        "on a machine with internet run `tfds build cifar10 --file_format=array_record "
+        f"--data_dir={where}` and copy that directory here"
+    )
+    if not any(root.glob("*/dataset_info.json")):
+        raise ConfigError(
+            f"dataset=cifar10 is not prepared: no {root}/<version>/dataset_info.json; {how}"
+        )
     try:
         import tensorflow_datasets as tfds
+        from absl import logging as absl_logging
 
-        train, test = tfds.data_source(
-            "cifar10", split=["train", "test"], data_dir=data_dir, download=False
-        )
-        x_train, y_train = records_to_arrays(train)
-        x_test, y_test = records_to_arrays(test)
-    except Exception as err:  # missing files, wrong format, missing packages
+        verbosity = absl_logging.get_verbosity()
+        absl_logging.set_verbosity(absl_logging.ERROR)  # no warnings before our line
+        try:
+            train, test = tfds.data_source(
+                "cifar10", split=["train", "test"], data_dir=data_dir, download=False
+            )
+            x_train, y_train = records_to_arrays(train)
+            x_test, y_test = records_to_arrays(test)
+        finally:
+            absl_logging.set_verbosity(verbosity)
+    except ConfigError:
+        raise
+    except Exception as err:  # damaged files, wrong format, missing packages
         raise ConfigError(
-            f"dataset=cifar10 is not prepared in data_dir={where}: on a machine with "
-            "internet run `tfds build cifar10 --file_format=array_record "
-            f"--data_dir={where}` and copy that directory here "
-            f"({type(err).__name__})"
+            f"dataset=cifar10 in {root} cannot be read ({str(err).splitlines()[0][:120]}); "
+            + how
         ) from err
     return Dataset(
         name="cifar10",
