@@ -148,8 +148,9 @@ def print_table(rows: list[dict[str, Any]], out=None) -> None:
     out = sys.stdout if out is None else out
     done = [r for r in rows if r.get("final")]
     base = next((r for r in done if r.get("sharing") == "full"), done[0] if done else None)
-    header = ("run", "status", "test acc (mean ± std)", "bytes/node",
-              "vs " + (base["sharing"] if base else "-"), "rounds")
+    base_name = (base.get("sharing") or base.get("label") or "first") if base else "-"
+    header = ("run", "status", "test acc (mean ± std)", "bytes/node", "vs " + base_name,
+              "rounds")
     lines = [header]
     for r in rows:
         f = r.get("final") or {}

@@ -341,6 +341,11 @@ def partition_nodes(config: Config, dataset: Dataset) -> list[np.ndarray]:
     """Each node's training-sample ids (SPEC 7.1), from the config's seed."""
     c = config
     n_train = len(dataset.y_train)
+    if dataset.users_test is not None and c.partition != "natural":
+        raise ConfigError(
+            f"dataset={dataset.name!r} tests every node on its own users' samples, "
+            f"which needs partition='natural', not {c.partition!r}"
+        )
     if c.nodes > n_train:
         raise ConfigError(
             f"nodes={c.nodes} exceeds the {n_train} training samples of "
@@ -422,11 +427,6 @@ def build_inputs(
         )
     tests = None
     if dataset.users_test is not None:  # every node tests on its own users (SPEC 7.3)
-        if c.partition != "natural":
-            raise ConfigError(
-                f"dataset={dataset.name!r} tests every node on its own users' samples, "
-                f"which needs partition='natural', not {c.partition!r}"
-            )
         owner = user_nodes(dataset.users_train, c.nodes, natural=dataset.natural,
                            seed=c.seed)
         tests = _node_ids(local_test_parts(dataset.users_test, owner, c.nodes))
