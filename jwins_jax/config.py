@@ -312,12 +312,7 @@ def read_table(path: str | pathlib.Path) -> dict[str, Any]:
         raise ConfigError(
             f"config file {str(p)!r}: unknown format; allowed suffixes: .json, .toml"
         )
-    try:
-        text = p.read_bytes().decode("utf-8")
-    except UnicodeDecodeError:
-        raise ConfigError(f"config file {str(p)!r} is not UTF-8 text") from None
-    except OSError as err:
-        raise ConfigError(f"config file {str(p)!r} cannot be read: {err.strerror}") from None
+    text = opt.read_text_file(p, f"config file {str(p)!r}")
     try:
         data = tomllib.loads(text) if p.suffix == ".toml" else json.loads(text)
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as err:

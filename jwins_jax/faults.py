@@ -76,6 +76,7 @@ import numpy as np
 from flax import struct
 
 from jwins_jax.errors import ConfigError
+from jwins_jax.options import read_text_file
 from jwins_jax.sharing.base import Sharing, Stats
 from jwins_jax.topology import NeighborTable
 
@@ -297,14 +298,7 @@ def read_schedule(path: str | pathlib.Path, nodes: int, rounds: int) -> np.ndarr
     """
     p = pathlib.Path(path)
     name = f"churn_schedule {str(p)!r}"
-    if not p.is_file():
-        raise ConfigError(f"{name} does not exist")
-    try:
-        text = p.read_bytes().decode("utf-8")
-    except UnicodeDecodeError:
-        raise ConfigError(f"{name} is not UTF-8 text") from None
-    except OSError as err:
-        raise ConfigError(f"{name} cannot be read: {err.strerror}") from None
+    text = read_text_file(p, name)
     rows: list[tuple[int, int, int]] = []
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.split("#", 1)[0].strip()

@@ -206,3 +206,23 @@ def parse_float_list(text: str) -> tuple[float, ...]:
         raise ConfigError(
             f"{_describe(text)} is not a list of numbers: give comma-separated numbers"
         ) from None
+
+
+def read_text_file(path, what: str) -> str:
+    """A UTF-8 text file's contents, or a one-line ConfigError naming ``what``.
+
+    Args:
+        path: the file.
+        what: how the message names it, e.g. ``"config file 'x.toml'"``.
+    """
+    import pathlib
+
+    p = pathlib.Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{what} does not exist")
+    try:
+        return p.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{what} is not UTF-8 text") from None
+    except OSError as err:
+        raise ConfigError(f"{what} cannot be read: {err.strerror}") from None

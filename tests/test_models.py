@@ -10,6 +10,7 @@ import pytest
 
 from jwins_jax.errors import ConfigError
 from jwins_jax.models import MODELS, get_model, layers
+from tests.reference.models_np import conv2d
 
 # SPEC Appendix C, CIFAR LeNet: (name, shape, start, end).
 GN_LENET_LAYOUT = [
@@ -172,19 +173,6 @@ def test_dense_kernel_lands_in_out_in_order(name):
 # ---------------------------------------------------------------- layers vs references
 
 
-def _np_conv_nchw(x, w, b, pad):
-    """x (B, C, H, W), w (O, C, KH, KW), b (O,) -> (B, O, HO, WO), stride 1, float64."""
-    x = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
-    _, _, kh, kw = w.shape
-    ho, wo = x.shape[2] - kh + 1, x.shape[3] - kw + 1
-    out = np.zeros((x.shape[0], w.shape[0], ho, wo))
-    for dy in range(kh):
-        for dx in range(kw):
-            window = x[:, :, dy : dy + ho, dx : dx + wo]
-            out += np.einsum("bchw,oc->bohw", window, w[:, :, dy, dx])
-    return out + b[None, :, None, None]
-
-
 def _np_group_norm_nchw(x, groups, weight, bias, eps=1e-5):
     b, c, h, w = x.shape
     xg = x.reshape(b, groups, -1)
@@ -238,7 +226,7 @@ def test_conv2d_matches_numpy_loop():
     got = jax.jit(layers.conv2d, static_argnums=3)(
         _nchw_to_cbhw(x), jnp.asarray(w, jnp.float32), jnp.asarray(b, jnp.float32), 2
     )
-    np.testing.assert_allclose(_cbhw_to_nchw(got), _np_conv_nchw(x, w, b, 2), atol=1e-4)
+    np.testing.assert_allclose(_cbhw_to_nchw(got), conv2d(x, w, b, 2), atol=1e-4)
 
 
 def test_im2col_rows_are_shifted_channels():
@@ -296,7 +284,7 @@ def _np_gn_lenet_forward(flat, x_nhwc):
     }
     h = np.asarray(x_nhwc, np.float64).transpose(0, 3, 1, 2)
     for i in (1, 2, 3):
-        h = _np_conv_nchw(h, t[f"conv{i}.weight"], t[f"conv{i}.bias"], 2)
+        h = conv2d(h, t[f"conv{i}.weight"], t[f"conv{i}.bias"], 2)
         h = _np_group_norm_nchw(h, 2, t[f"gn{i}.weight"], t[f"gn{i}.bias"])
         h = _np_max_pool_nchw(np.maximum(h, 0.0))
     h = h.reshape(h.shape[0], -1)  # NCHW flatten, 1024
