@@ -36,7 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jwins_jax import accounting
-from jwins_jax.options import Option, interval, int_range, positive, unit_interval, unit_list
+from jwins_jax.options import Option, int_range, positive, unit_interval, unit_list
 from jwins_jax.topology import NeighborTable
 
 Stats = dict[str, jax.Array]
@@ -162,7 +162,6 @@ __all__ = [
     "Sharing",
     "Stats",
     "as_stack",
-    "interval",
     "make_stats",
     "message_bytes",
 ]
