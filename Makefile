@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench bench-quick clean
+.PHONY: run test bench bench-quick bench-gpu clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,12 @@ bench: $(STAMP)
 
 bench-quick: $(STAMP)
 	$(BIN)/python benchmarks/run.py --quick
+
+# On a machine with an NVIDIA GPU: installs JAX's CUDA plugin, then runs the
+# accelerator sections (about 8 minutes) and appends them to benchmarks/RESULTS.md.
+bench-gpu: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[cuda]'
+	$(BIN)/python benchmarks/run.py --only gpu,kernels --kernel-time-budget 5
 
 clean:
 	rm -rf $(VENV) runs benchmarks/out

@@ -14,7 +14,7 @@ import pathlib
 import re
 from typing import Any
 
-SECTIONS = ("machine", "e2e", "kernels", "scaling", "sweep", "devices")
+SECTIONS = ("machine", "e2e", "kernels", "scaling", "sweep", "devices", "gpu")
 GIB = 2**30
 
 RESULTS_INTRO = """# Benchmark results
@@ -583,6 +583,8 @@ def render(data: dict[str, Any], image: str | None, title: str) -> str:
         lines += sweep_lines(data["sweep"])
     if "devices" in data:
         lines += devices_lines(data["devices"])
+    if "gpu" in data:
+        lines += gpu_lines(data["gpu"])
     return "\n".join(lines) + "\n"
 
 
@@ -643,5 +645,34 @@ def devices_lines(dv: dict[str, Any]) -> list[str]:
         "(`jwins_jax.devices`); one process per point.",
         "",
         *_table(["n", "devices", "rounds/s", "first call", "platform"], rows),
+        "",
+    ]
+
+
+def gpu_lines(g: dict[str, Any]) -> list[str]:
+    """The accelerator section: the paper-scale run, evaluation, rounds per second."""
+    p, ev = g["paper"], g["evaluation"]
+    rows = []
+    for r in g["rounds"]:
+        if "rounds_per_s" in r:
+            rows.append([r["model"], str(r["n"]), r["sharing"], f"{r['rounds_per_s']:.2f}",
+                         f"{r['compile_s']:.1f} s"])
+        else:
+            rows.append([r["model"], str(r["n"]), r["sharing"], "-",
+                         r.get("skipped") or r.get("error", "-")])
+    return [
+        f"### Accelerator ({g['device']}, {g['platform']})",
+        "",
+        f"Paper-scale CIFAR-10-shaped JWINS run ({p['nodes']} nodes, GN-LeNet, "
+        f"evaluation every {p['eval_every']} rounds on {p['test_images']:,} test images): "
+        f"first block {p['first_block_s']:.1f} s (compilation included), then "
+        f"{p['block_s']:.2f} s per block; {p['rounds']:,} rounds extrapolated to "
+        f"**{p['extrapolated_run_s'] / 60:.1f} min**.",
+        "",
+        f"Evaluation: {ev['nodes']} GN-LeNet models on {ev['test_images']:,} test images in "
+        f"{ev['s']:.3f} s ({ev['images_per_s']:,.0f} images/s; compile "
+        f"{ev['compile_s']:.1f} s).",
+        "",
+        *_table(["model", "n", "sharing", "rounds/s", "compile / note"], rows),
         "",
     ]

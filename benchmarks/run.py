@@ -13,7 +13,10 @@ Sections (all by default, or some with ``--only``):
 * ``sweep``: K digits configs as one vmapped sweep, one after another in one process,
   and as K ``jwins run`` processes (bench_sweep.py);
 * ``devices``: rounds per second with the node axis sharded over 1, 2, 4 devices
-  (bench_devices.py).
+  (bench_devices.py);
+* ``gpu``: the accelerator benchmark of ``make bench-gpu``: the paper-scale CIFAR-10
+  run extrapolated from one block, rounds per second of every model at n = 96,
+  1,024, 4,096, evaluation throughput (bench_gpu.py).
 
 Each section writes ``<out>/<section>.json``; then the report of every section file
 in ``<out>`` is appended to ``benchmarks/RESULTS.md`` as one dated section (not in
@@ -94,6 +97,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="stop a scaling point whose resident set exceeds this (or the memory "
         "available at its start, less 1 GiB)",
     )
+    p.add_argument("--gpu-budget-s", type=float, default=300.0,
+                   help="seconds for the gpu section's rounds table")
     p.add_argument("--point", default=None, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     quick = a.quick
@@ -194,12 +199,18 @@ def run_sections(opts: argparse.Namespace, out: pathlib.Path) -> None:
 
         return bench_devices.run(o)
 
+    def gpu(o):
+        import bench_gpu
+
+        return bench_gpu.run(o)
+
     sections = {
         "e2e": lambda o: bench_e2e.run(o, matmul),
         "kernels": kernels,
         "scaling": scaling,
         "sweep": sweep,
         "devices": devices,
+        "gpu": gpu,
     }
     for name, section in sections.items():
         if name not in opts.only:

@@ -54,7 +54,7 @@ def _load(run, name):
 
 
 def test_every_section_writes_its_json(quick_run):
-    for name in ("machine", "e2e", "kernels", "scaling", "sweep", "devices", "summary"):
+    for name in ("machine", "e2e", "kernels", "scaling", "sweep", "devices", "gpu", "summary"):
         assert (quick_run["out"] / f"{name}.json").is_file(), name
     machine = _load(quick_run, "machine")
     assert machine["quick"] is True
@@ -137,6 +137,15 @@ def test_devices_section_runs_one_process_per_device_count(quick_run):
         assert p["rounds_per_s"] > 0
     assert points[1]["mesh"] == 2  # 8 nodes split over the 2 forced devices
     assert "### Devices" in quick_run["results"].read_text()
+
+
+def test_gpu_section_runs_reduced_on_cpu(quick_run):
+    gpu = _load(quick_run, "gpu")
+    assert gpu["paper"]["extrapolated_run_s"] > gpu["paper"]["block_s"] > 0
+    assert gpu["evaluation"]["images_per_s"] > 0
+    assert [r["sharing"] for r in gpu["rounds"]] == ["full", "jwins"]
+    assert all(r["rounds_per_s"] > 0 and r["finite"] for r in gpu["rounds"])
+    assert "### Accelerator" in quick_run["results"].read_text()
 
 
 def test_report_and_targets(quick_run):
