@@ -61,6 +61,16 @@ def torch_version() -> str | None:
     return _torch().__version__ if torch_available() else None
 
 
+def torch_threads() -> int | None:
+    """PyTorch's intra-op thread count, or None without PyTorch."""
+    return int(_torch().get_num_threads()) if torch_available() else None
+
+
+def torch_labels(y: np.ndarray) -> Any:
+    """Integer class ids as an int64 tensor."""
+    return _torch().from_numpy(np.asarray(y, np.int64))
+
+
 # ------------------------------------------------------------------ models
 
 

@@ -7,6 +7,11 @@ Every node tests its own post-averaging model. Two kinds of sample sets:
 * **per-node** sets given as padded id lists into a data array (each node's training
   data for the train loss, or each node's local test ratings for MovieLens).
 
+Forward passes use ``model.apply_flat_eval``: the model's forward-only formulation
+(XLA's own convolutions on NHWC activations for the CNNs), which no gradient goes
+through, so it need not be the formulation training uses. Nodes are evaluated one
+after the other (``lax.map``), each on chunks of ``EVAL_CHUNK`` samples.
+
 Losses are sample means (the original averages batch means; the two differ only in
 the weight of the last, shorter batch), reported through ``task.report_loss``
 (RMSE for ratings). Accuracy is the percentage of ``task.correct`` samples.
@@ -20,7 +25,10 @@ import jax.numpy as jnp
 from jwins_jax.models import ModelSpec
 from jwins_jax.tasks import Task
 
-EVAL_CHUNK = 512  # samples per forward pass during evaluation
+# Samples per forward pass. On the project's 2-core CPU, GN-LeNet evaluation with the
+# forward-only formulation ran about 1.2x faster with 1,024 than with 512 (peak
+# activation memory about 0.2 GB per chunk for GN-LeNet).
+EVAL_CHUNK = 1024
 
 
 def _chunked(x: jax.Array, y: jax.Array, w: jax.Array, chunk: int):
@@ -43,7 +51,7 @@ def _node_sums(model: ModelSpec, task: Task, flat, xs, ys, ws):
 
     def chunk(carry, batch):
         xb, yb, wb = batch
-        out = model.apply_flat(flat, xb)
+        out = model.apply_flat_eval(flat, xb)
         loss_sum, acc_sum, w_sum = carry
         return (
             loss_sum + jnp.sum(task.loss(out, yb) * wb),
@@ -52,7 +60,9 @@ def _node_sums(model: ModelSpec, task: Task, flat, xs, ys, ws):
         ), None
 
     zero = jnp.zeros((), jnp.float32)
-    (loss_sum, acc_sum, w_sum), _ = jax.lax.scan(chunk, (zero, zero, zero), (xs, ys, ws))
+    (loss_sum, acc_sum, w_sum), _ = jax.lax.scan(
+        chunk, (zero, zero, zero), (xs, ys, ws)
+    )
     return loss_sum, acc_sum, w_sum
 
 
@@ -73,7 +83,9 @@ def shared_metrics(
     Returns:
         ``(loss (n,), accuracy (n,) in percent)``.
     """
-    xs, ys, ws = _chunked(data_x, data_y, jnp.ones(data_y.shape, jnp.float32), EVAL_CHUNK)
+    xs, ys, ws = _chunked(
+        data_x, data_y, jnp.ones(data_y.shape, jnp.float32), EVAL_CHUNK
+    )
     sums = jax.lax.map(lambda f: _node_sums(model, task, f, xs, ys, ws), x)
     return _finish(task, *sums)
 

@@ -16,11 +16,21 @@ import jax
 from jwins_jax.models.layers import (
     Linear,
     PatchConv,
+    conv2d_nhwc,
     flatten_nchw,
+    flatten_nhwc_as_nchw,
     max_pool_2x2,
+    max_pool_2x2_nhwc,
     nhwc_to_cbhw,
+    torch_tensors,
 )
-from jwins_jax.models.layout import ModelSpec, conv_entries, linear_entries, make_spec
+from jwins_jax.models.layout import (
+    ModelSpec,
+    ParamEntry,
+    conv_entries,
+    linear_entries,
+    make_spec,
+)
 
 
 class DigitsCNN(nn.Module):
@@ -44,6 +54,28 @@ class DigitsCNN(nn.Module):
         return Linear(self.num_classes, name="fc1")(h)
 
 
+def digits_cnn_eval_forward(
+    layout: tuple[ParamEntry, ...], flat: jax.Array, x: jax.Array
+) -> jax.Array:
+    """Forward-only digits CNN for evaluation (XLA convolutions, NHWC).
+
+    Args:
+        layout: the spec's flat layout.
+        flat: (N,) flat vector.
+        x: (B, 8, 8, 1) NHWC inputs.
+
+    Returns:
+        (B, 10) logits, the same as :class:`DigitsCNN` to float32 rounding.
+    """
+    t = torch_tensors(layout, flat)
+    h = x
+    for i in (1, 2):
+        h = conv2d_nhwc(h, t[f"conv{i}.weight"], t[f"conv{i}.bias"], padding=1)
+        h = jax.nn.relu(max_pool_2x2_nhwc(h))
+    h = flatten_nhwc_as_nchw(h)  # (B, 128) in PyTorch's order
+    return h @ t["fc1.weight"].T + t["fc1.bias"]
+
+
 def digits_cnn() -> ModelSpec:
     """The ``digits_cnn`` spec (N = 6,090)."""
     entries = (
@@ -51,4 +83,6 @@ def digits_cnn() -> ModelSpec:
         + conv_entries("conv2", 16, 32, (3, 3))
         + linear_entries("fc1", 32 * 2 * 2, 10)
     )
-    return make_spec("digits_cnn", DigitsCNN(10), (8, 8, 1), 10, entries)
+    return make_spec(
+        "digits_cnn", DigitsCNN(10), (8, 8, 1), 10, entries, digits_cnn_eval_forward
+    )

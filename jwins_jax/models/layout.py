@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import flax.linen as nn
@@ -177,6 +177,10 @@ class ModelSpec:
         num_classes: number of logits.
         layout: the tensors in state_dict order with their offsets.
         num_params: N, the length of the flat vector.
+        eval_forward: optional forward-only function ``(layout, flat, x) -> logits``
+            used by :meth:`apply_flat_eval` (evaluation); it must compute what
+            ``module`` computes, in whichever formulation is fastest without
+            gradients. None: evaluation uses :meth:`apply_flat`.
     """
 
     name: str
@@ -185,6 +189,9 @@ class ModelSpec:
     num_classes: int
     layout: tuple[ParamEntry, ...]
     num_params: int
+    eval_forward: (
+        Callable[[tuple[ParamEntry, ...], jax.Array, jax.Array], jax.Array] | None
+    ) = None
 
     def __post_init__(self) -> None:
         end = 0
@@ -291,6 +298,23 @@ class ModelSpec:
         """
         return self.module.apply(self.unflatten(flat), x)
 
+    def apply_flat_eval(self, flat: jax.Array, x: jax.Array) -> jax.Array:
+        """Forward pass for evaluation: same logits as :meth:`apply_flat`.
+
+        Uses ``eval_forward`` where the model has one (a formulation chosen for
+        forward-only speed, not differentiated), else :meth:`apply_flat`.
+
+        Args:
+            flat: (N,) one node's flat vector.
+            x: (B, H, W, C) inputs.
+
+        Returns:
+            (B, num_classes) logits.
+        """
+        if self.eval_forward is None:
+            return self.apply_flat(flat, x)
+        return self.eval_forward(self.layout, flat, x)
+
 
 @functools.partial(jax.jit, static_argnums=0)
 def _init_flat(spec: ModelSpec, key: jax.Array) -> jax.Array:
@@ -315,6 +339,9 @@ def make_spec(
     input_shape: tuple[int, int, int],
     num_classes: int,
     entries: list[ParamEntry],
+    eval_forward: (
+        Callable[[tuple[ParamEntry, ...], jax.Array, jax.Array], jax.Array] | None
+    ) = None,
 ) -> ModelSpec:
     """Builds a :class:`ModelSpec`, checking the layout against the module's params.
 
@@ -324,6 +351,8 @@ def make_spec(
         input_shape: (H, W, C).
         num_classes: number of logits.
         entries: the tensors in state_dict (registration) order, offsets ignored.
+        eval_forward: optional forward-only formulation for evaluation (see
+            :class:`ModelSpec`).
 
     Returns:
         The spec with offsets assigned back to back.
@@ -342,4 +371,6 @@ def make_spec(
     expected = {e.flax_path: e.flax_shape for e in layout}
     if flat_shapes != expected:
         raise ValueError(f"{name}: module params {flat_shapes} != layout {expected}")
-    return ModelSpec(name, module, input_shape, num_classes, layout, num_params)
+    return ModelSpec(
+        name, module, input_shape, num_classes, layout, num_params, eval_forward
+    )

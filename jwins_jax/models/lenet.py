@@ -17,12 +17,17 @@ from jwins_jax.models.layers import (
     GroupNorm,
     Linear,
     PatchConv,
+    conv2d_nhwc,
     flatten_nchw,
+    flatten_nhwc_as_nchw,
+    group_norm_relu_pool_nhwc,
     max_pool_2x2,
     nhwc_to_cbhw,
+    torch_tensors,
 )
 from jwins_jax.models.layout import (
     ModelSpec,
+    ParamEntry,
     conv_entries,
     group_norm_entries,
     linear_entries,
@@ -54,6 +59,31 @@ class GNLeNet(nn.Module):
         return Linear(self.num_classes, name="fc1")(h)
 
 
+def gn_lenet_eval_forward(
+    layout: tuple[ParamEntry, ...], flat: jax.Array, x: jax.Array
+) -> jax.Array:
+    """Forward-only GN-LeNet for evaluation: XLA convolutions on NHWC activations.
+
+    Computes the same logits as :class:`GNLeNet` (to float32 rounding) with the
+    forward-only blocks of ``layers.py``; no gradient is taken through it.
+
+    Args:
+        layout: the spec's flat layout.
+        flat: (N,) flat vector.
+        x: (B, 32, 32, 3) NHWC inputs.
+
+    Returns:
+        (B, 10) logits.
+    """
+    t = torch_tensors(layout, flat)
+    h = x
+    for i in range(1, len(_CHANNELS) + 1):
+        h = conv2d_nhwc(h, t[f"conv{i}.weight"], t[f"conv{i}.bias"], padding=2)
+        h = group_norm_relu_pool_nhwc(h, 2, t[f"gn{i}.weight"], t[f"gn{i}.bias"], 1e-5)
+    h = flatten_nhwc_as_nchw(h)  # (B, 1024) in PyTorch's order
+    return h @ t["fc1.weight"].T + t["fc1.bias"]
+
+
 def gn_lenet() -> ModelSpec:
     """The ``gn_lenet`` spec: GN-LeNet with the Appendix C layout (N = 89,834)."""
     entries = []
@@ -63,4 +93,6 @@ def gn_lenet() -> ModelSpec:
         entries += group_norm_entries(f"gn{i}", c)
         in_ch = c
     entries += linear_entries("fc1", 64 * 4 * 4, 10)
-    return make_spec("gn_lenet", GNLeNet(10), (32, 32, 3), 10, entries)
+    return make_spec(
+        "gn_lenet", GNLeNet(10), (32, 32, 3), 10, entries, gn_lenet_eval_forward
+    )
