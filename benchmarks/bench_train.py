@@ -22,10 +22,10 @@ mean the vectorized way is faster. Data are random inputs of the model's shape (
 speed does not depend on the values). Evaluation defaults to 1,000 test images;
 ``--test-samples 10000`` runs the full CIFAR-10 test-set size (minutes per call).
 
-``--cache-test`` measures what the persistent compilation cache
+``--cache-test`` measures instead what the persistent compilation cache
 (``jax_compilation_cache_dir``) gives a second process: two fresh subprocesses
-compile the same programs with one cache directory, and their compile times are
-printed.
+compile the same programs (training + JWINS sharing round, evaluation) with one
+cache directory, and their compile times are printed.
 
 Usage::
 
@@ -461,13 +461,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for key, value in env.items():
         print(f"* {key}: {value}")
     results: dict[str, Any] = {"env": env, "models": {}}
-    for name in opts.models:
-        r = bench_model(name, opts)
-        results["models"][name] = r
-        print_model(r)
     if opts.cache_test:
         child = [a for a in argv if a != "--cache-test"]
         results["cache"] = cache_test(opts, child)
+    else:
+        for name in opts.models:
+            r = bench_model(name, opts)
+            results["models"][name] = r
+            print_model(r)
     if opts.json:
         pathlib.Path(opts.json).write_text(json.dumps(results, indent=2) + "\n")
     return results

@@ -71,7 +71,11 @@ class _Parser(argparse.ArgumentParser):
 
 def _alpha_list(text: str) -> tuple[float, ...]:
     try:
-        return tuple(float(v) for v in text.replace("[", "").replace("]", "").split(",") if v.strip())
+        return tuple(
+            float(v)
+            for v in text.replace("[", "").replace("]", "").split(",")
+            if v.strip()
+        )
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"invalid alpha list {text!r}: give comma-separated numbers in (0, 1]"
@@ -79,14 +83,21 @@ def _alpha_list(text: str) -> tuple[float, ...]:
 
 
 def _add_config_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", metavar="FILE", help="JSON or TOML file of config fields")
+    p.add_argument(
+        "--config", metavar="FILE", help="JSON or TOML file of config fields"
+    )
     defaults = Config()
     for f in dataclasses.fields(Config):
         flag = "--" + f.name.replace("_", "-")
         default = getattr(defaults, f.name)
         help_text = f"{HELP.get(f.name, f.name)} (default: {default})"
         if f.name == "dynamic":
-            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+            p.add_argument(
+                flag,
+                action=argparse.BooleanOptionalAction,
+                default=None,
+                help=help_text,
+            )
             continue
         if f.name == "alpha_list":
             kind: Any = _alpha_list
@@ -98,8 +109,14 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
             kind = float
         else:
             kind = str
-        p.add_argument(flag, dest=f.name, type=kind, default=None, metavar=f.name.upper(),
-                       help=help_text)
+        p.add_argument(
+            flag,
+            dest=f.name,
+            type=kind,
+            default=None,
+            metavar=f.name.upper(),
+            help=help_text,
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -115,7 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
         "compare", help="run several strategies on the same config (make run)"
     )
     comp.add_argument(
-        "--strategies", default="full,jwins",
+        "--strategies",
+        default="full,jwins",
         help="comma-separated strategies to compare (default: full,jwins)",
     )
     _add_config_flags(comp)
@@ -148,7 +166,13 @@ def print_table(rows: list[dict[str, Any]], out=None) -> None:
     """A plain-text table of final accuracy and bytes per node."""
     out = sys.stdout if out is None else out
     base = next((r for r in rows if r["sharing"] == "full"), rows[0])
-    header = ("strategy", "test acc (mean ± std)", "bytes/node", "vs " + base["sharing"], "rounds")
+    header = (
+        "strategy",
+        "test acc (mean ± std)",
+        "bytes/node",
+        "vs " + base["sharing"],
+        "rounds",
+    )
     lines = [header]
     for r in rows:
         f = r["final"]
@@ -164,7 +188,9 @@ def print_table(rows: list[dict[str, Any]], out=None) -> None:
         )
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     for i, line in enumerate(lines):
-        out.write("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() + "\n")
+        out.write(
+            "  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() + "\n"
+        )
         if i == 0:
             out.write("  ".join("-" * w for w in widths) + "\n")
     out.flush()
@@ -195,11 +221,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
         raise ConfigError("--strategies is empty; allowed: " + ", ".join(STRATEGIES))
     for s in strategies:
         if s not in STRATEGIES:
-            raise ConfigError(f"strategy {s!r} is unknown; allowed: {', '.join(STRATEGIES)}")
+            raise ConfigError(
+                f"strategy {s!r} is unknown; allowed: {', '.join(STRATEGIES)}"
+            )
     base = config_from_args(args)
     # Validate every variant before running anything.
     configs = [base.replace(sharing=s, name=s).validate() for s in strategies]
-    out = unique_dir(base.out_dir, base.name or f"compare-{base.dataset}-n{base.nodes}-s{base.seed}")
+    out = unique_dir(
+        base.out_dir, base.name or f"compare-{base.dataset}-n{base.nodes}-s{base.seed}"
+    )
     configs = [c.replace(out_dir=str(out)) for c in configs]
     summaries = []
     for c in configs:
@@ -217,7 +247,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     path = pathlib.Path(args.run_dir) / "summary.json"
     if not path.is_file():
-        raise ConfigError(f"{args.run_dir!r} is not a results directory (no summary.json)")
+        raise ConfigError(
+            f"{args.run_dir!r} is not a results directory (no summary.json)"
+        )
     summary = json.loads(path.read_text())
     if not summary.get("final"):
         print(f"{summary['name']}: {summary['status']}, no evaluation recorded")

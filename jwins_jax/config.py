@@ -23,7 +23,11 @@ from jwins_jax.errors import ConfigError
 
 # JWINS's alpha list of the shipped configs (SPEC 4.5).
 PAPER_ALPHA_LIST = (0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 1.0)
-DEFAULT_MODEL = {"digits": "digits_cnn", "synthetic_cifar": "gn_lenet", "cifar10": "gn_lenet"}
+DEFAULT_MODEL = {
+    "digits": "digits_cnn",
+    "synthetic_cifar": "gn_lenet",
+    "cifar10": "gn_lenet",
+}
 ACCUMULATION_MODES = ("none", "accumulate", "legacy")
 SELECTIONS = ("change", "magnitude")
 
@@ -113,7 +117,9 @@ class Config:
             msg = str(err).splitlines()[0]
             raise ConfigError(f"config file {str(p)!r} is not valid: {msg}") from None
         if not isinstance(data, dict):
-            raise ConfigError(f"config file {str(p)!r} must hold a table/object of fields")
+            raise ConfigError(
+                f"config file {str(p)!r} must hold a table/object of fields"
+            )
         return cls.from_dict(data, source=str(p))
 
     def replace(self, **changes: Any) -> Config:
@@ -134,7 +140,9 @@ class Config:
         if self.accumulation is None:
             changes["accumulation"] = "legacy" if self.sharing == "jwins" else "none"
         if self.name is None:
-            changes["name"] = f"{self.sharing}-{self.dataset}-n{self.nodes}-s{self.seed}"
+            changes["name"] = (
+                f"{self.sharing}-{self.dataset}-n{self.nodes}-s{self.seed}"
+            )
         return dataclasses.replace(self, **changes)
 
     # --------------------------------------------------------------- validation
@@ -197,7 +205,9 @@ class Config:
 # ---------------------------------------------------------------------- checks
 def _choice(field: str, value: Any, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
-        raise ConfigError(f"{field}={value!r} is unknown; allowed: {', '.join(allowed)}")
+        raise ConfigError(
+            f"{field}={value!r} is unknown; allowed: {', '.join(allowed)}"
+        )
 
 
 def _is_int(value: Any) -> bool:
@@ -211,7 +221,11 @@ def _int_at_least(field: str, value: Any, low: int) -> None:
 
 
 def _number(field: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or math.isnan(value)
+    ):
         raise ConfigError(f"{field}={value!r} is not a number")
     return float(value)
 
@@ -237,16 +251,24 @@ def _in_range(
 def _unit_interval(field: str, value: Any) -> None:
     v = _number(field, value)
     if not 0.0 < v <= 1.0:
-        raise ConfigError(f"{field}={value!r} is not allowed: {field} must be in (0, 1]")
+        raise ConfigError(
+            f"{field}={value!r} is not allowed: {field} must be in (0, 1]"
+        )
 
 
 def _coerce(name: str, value: Any, field: dataclasses.Field) -> Any:
     """Light type coercion for values read from files (lists become tuples)."""
     if name == "alpha_list":
         if isinstance(value, str):
-            value = [v for v in value.replace("[", "").replace("]", "").split(",") if v.strip()]
+            value = [
+                v
+                for v in value.replace("[", "").replace("]", "").split(",")
+                if v.strip()
+            ]
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"alpha_list={value!r} must be a list of numbers in (0, 1]")
+            raise ConfigError(
+                f"alpha_list={value!r} must be a list of numbers in (0, 1]"
+            )
         try:
             return tuple(float(v) for v in value)
         except (TypeError, ValueError):

@@ -130,7 +130,9 @@ def run_experiment(
                 value_cum += vb.sum(axis=0)
                 meta_cum += mb.sum(axis=0)
                 full_count += per_round["full"].sum(axis=0)
-                record = make_record(done, ev, per_round, value_cum, meta_cum, full_count)
+                record = make_record(
+                    done, ev, per_round, value_cum, meta_cum, full_count
+                )
                 record["elapsed_s"] = time.perf_counter() - t_start
                 records.append(record)
                 log.write(json.dumps(record, default=_json_default) + "\n")
@@ -209,7 +211,9 @@ def make_summary(
         "rounds": c.rounds,
         "n_params": sim.n_params,
         "final": last,
-        "best_test_acc_mean": max((r["test_acc"]["mean"] for r in records), default=math.nan),
+        "best_test_acc_mean": max(
+            (r["test_acc"]["mean"] for r in records), default=math.nan
+        ),
         "wall_s": wall,
         "first_block_s": compile_s,
         "jax_version": jax.__version__,
@@ -217,7 +221,9 @@ def make_summary(
     }
 
 
-def plot_accuracy(records: list[dict[str, Any]], path: pathlib.Path, title: str) -> None:
+def plot_accuracy(
+    records: list[dict[str, Any]], path: pathlib.Path, title: str
+) -> None:
     """Test accuracy (mean over nodes, min-max band) against rounds."""
     import matplotlib
 

@@ -60,8 +60,10 @@ class SimState:
 def make_optimizer(config: Config) -> optax.GradientTransformation:
     """Plain SGD by default (SPEC 1.2); momentum and weight decay are optional."""
     return training.make_optimizer(
-        jnp.float32(config.lr), jnp.float32(config.momentum),
-        jnp.float32(config.weight_decay), config.momentum > 0,
+        jnp.float32(config.lr),
+        jnp.float32(config.momentum),
+        jnp.float32(config.weight_decay),
+        config.momentum > 0,
     )
 
 
@@ -76,8 +78,10 @@ class Simulation:
     def __init__(self, config: Config, dataset: Dataset | None = None):
         c = config.validate()
         self.config = c
-        self.dataset = dataset if dataset is not None else load_dataset(
-            c.dataset, seed=c.seed, data_dir=c.data_dir
+        self.dataset = (
+            dataset
+            if dataset is not None
+            else load_dataset(c.dataset, seed=c.seed, data_dir=c.data_dir)
         )
         ds = self.dataset
         if c.nodes > len(ds.y_train):
@@ -122,7 +126,9 @@ class Simulation:
         self.task = tasks.TASKS[ds.task]
         self.x_train = jnp.asarray(ds.x_train)
         self.y_train = jnp.asarray(ds.y_train, jnp.int32)
-        n_test = len(ds.y_test) if c.test_subset == 0 else min(c.test_subset, len(ds.y_test))
+        n_test = (
+            len(ds.y_test) if c.test_subset == 0 else min(c.test_subset, len(ds.y_test))
+        )
         self.x_test = jnp.asarray(ds.x_test[:n_test])
         self.y_test = jnp.asarray(ds.y_test[:n_test], jnp.int32)
         self.trace_count = 0  # how often the round function was traced (compiled)
@@ -165,7 +171,15 @@ class Simulation:
     def train_all(self, x: jax.Array, opt: Any, ids: jax.Array, w: jax.Array):
         """Local training of every node (see :func:`jwins_jax.training.train_all`)."""
         return training.train_all(
-            self.model, self.task, self.tx, x, opt, self.x_train, self.y_train, ids, w,
+            self.model,
+            self.task,
+            self.tx,
+            x,
+            opt,
+            self.x_train,
+            self.y_train,
+            ids,
+            w,
             self.config.train_chunk,
         )
 
@@ -267,8 +281,12 @@ def make_run(config: Config) -> Callable[[jax.Array], tuple[SimState, dict[str, 
         if rest:
             state, tail = sim._advance_impl(state, rest)
             last = sim._evaluate_impl(state.x)
-            rounds_m = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), rounds_m, tail)
-            evals = jax.tree.map(lambda a, b: jnp.concatenate([a, b[None]]), evals, last)
+            rounds_m = jax.tree.map(
+                lambda a, b: jnp.concatenate([a, b]), rounds_m, tail
+            )
+            evals = jax.tree.map(
+                lambda a, b: jnp.concatenate([a, b[None]]), evals, last
+            )
         return state, {"rounds": rounds_m, "evals": evals}
 
     run.simulation = sim  # type: ignore[attr-defined]

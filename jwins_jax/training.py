@@ -36,7 +36,12 @@ def make_optimizer(
 
 
 def minibatch_loss(
-    model: ModelSpec, task: Task, flat: jax.Array, xb: jax.Array, yb: jax.Array, wb: jax.Array
+    model: ModelSpec,
+    task: Task,
+    flat: jax.Array,
+    xb: jax.Array,
+    yb: jax.Array,
+    wb: jax.Array,
 ) -> jax.Array:
     """Weighted mean of the per-sample loss over one minibatch (weights 0/1)."""
     out = model.apply_flat(flat, xb)

@@ -425,6 +425,15 @@ def test_eval_forward_matches_training_forward(name):
     np.testing.assert_allclose(got, want, atol=2e-5, rtol=1e-4)
     if name == "gn_lenet":  # and against the independent NumPy forward
         np.testing.assert_allclose(got, _np_gn_lenet_forward(flat, x), atol=2e-4)
+    # a group of models on shared inputs, as evaluation runs them
+    flats = jnp.stack(
+        [flat, _with_signed_gn_scales(spec, spec.init_flat(jax.random.key(16)), 16)]
+    )
+    group = np.asarray(jax.jit(spec.apply_group_eval)(flats, x))
+    assert group.shape == (2, 5, spec.num_classes)
+    for i in range(2):
+        want_i = np.asarray(jax.jit(spec.apply_flat)(flats[i], x))
+        np.testing.assert_allclose(group[i], want_i, atol=2e-5, rtol=1e-4)
 
 
 def test_nhwc_blocks_match_numpy():
@@ -451,5 +460,9 @@ def test_nhwc_blocks_match_numpy():
     np.testing.assert_allclose(
         np.asarray(got).transpose(0, 3, 1, 2), ref, atol=2e-5, rtol=1e-5
     )
+    got = layers.group_norm_relu_pool_cbhw(
+        _nchw_to_cbhw(y), 2, jnp.asarray(gw), jnp.asarray(gb)
+    )
+    np.testing.assert_allclose(_cbhw_to_nchw(got), ref, atol=2e-5, rtol=1e-5)
     flat = np.asarray(layers.flatten_nhwc_as_nchw(jnp.asarray(y.transpose(0, 2, 3, 1))))
     np.testing.assert_array_equal(flat, y.reshape(2, -1))

@@ -55,25 +55,31 @@ class DigitsCNN(nn.Module):
 
 
 def digits_cnn_eval_forward(
-    layout: tuple[ParamEntry, ...], flat: jax.Array, x: jax.Array
+    layout: tuple[ParamEntry, ...], flats: jax.Array, x: jax.Array
 ) -> jax.Array:
-    """Forward-only digits CNN for evaluation (XLA convolutions, NHWC).
+    """Forward-only digits CNN of a group of models on shared inputs (evaluation).
+
+    XLA convolutions on NHWC activations, model after model (``lax.map``).
 
     Args:
         layout: the spec's flat layout.
-        flat: (N,) flat vector.
+        flats: (g, N) flat vectors.
         x: (B, 8, 8, 1) NHWC inputs.
 
     Returns:
-        (B, 10) logits, the same as :class:`DigitsCNN` to float32 rounding.
+        (g, B, 10) logits, those of :class:`DigitsCNN` to float32 rounding.
     """
-    t = torch_tensors(layout, flat)
-    h = x
-    for i in (1, 2):
-        h = conv2d_nhwc(h, t[f"conv{i}.weight"], t[f"conv{i}.bias"], padding=1)
-        h = jax.nn.relu(max_pool_2x2_nhwc(h))
-    h = flatten_nhwc_as_nchw(h)  # (B, 128) in PyTorch's order
-    return h @ t["fc1.weight"].T + t["fc1.bias"]
+
+    def one(flat: jax.Array) -> jax.Array:
+        t = torch_tensors(layout, flat)
+        h = x
+        for i in (1, 2):
+            h = conv2d_nhwc(h, t[f"conv{i}.weight"], t[f"conv{i}.bias"], padding=1)
+            h = jax.nn.relu(max_pool_2x2_nhwc(h))
+        h = flatten_nhwc_as_nchw(h)  # (B, 128) in PyTorch's order
+        return h @ t["fc1.weight"].T + t["fc1.bias"]
+
+    return jax.lax.map(one, flats)
 
 
 def digits_cnn() -> ModelSpec:

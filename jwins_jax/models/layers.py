@@ -308,9 +308,12 @@ def group_norm_relu_pool_nhwc(
     """
     b, h, w, c = x.shape
     g = num_groups
-    xg = x.reshape(b, h * w, g, c // g)
-    mean = jnp.mean(xg, axis=(1, 3))  # (B, G)
-    var = jnp.mean(jnp.square(xg - mean[:, None, :, None]), axis=(1, 3))
+    count = h * w * (c // g)
+    xf = x.reshape(b, h * w, c)
+    # per-channel sums first, then per group: two plain reductions
+    mean = jnp.sum(xf, axis=1).reshape(b, g, c // g).sum(axis=2) / count  # (B, G)
+    centred = xf - jnp.repeat(mean, c // g, axis=1)[:, None, :]
+    var = jnp.sum(jnp.square(centred), axis=1).reshape(b, g, c // g).sum(axis=2) / count
     s = jax.lax.rsqrt(var + epsilon)[:, :, None] * scale.reshape(g, c // g)  # (B,G,C/G)
     s = s.reshape(b, c)
     t = bias - jnp.repeat(mean, c // g, axis=1) * s  # (B, C)
@@ -319,6 +322,44 @@ def group_norm_relu_pool_nhwc(
     lo = jnp.minimum(jnp.minimum(p, q), jnp.minimum(r, u))
     sel = jnp.where(scale >= 0, hi, lo)
     return jax.nn.relu(sel * s[:, None, None, :] + t[:, None, None, :])
+
+
+def group_norm_relu_pool_cbhw(
+    x: jax.Array,
+    num_groups: int,
+    scale: jax.Array,
+    bias: jax.Array,
+    epsilon: float = 1e-5,
+) -> jax.Array:
+    """``relu(max_pool_2x2(group_norm(x)))`` of (C, B, H, W) input, forward only.
+
+    As :func:`group_norm_relu_pool_nhwc` (pooled maximum or minimum, then the
+    affine), for channel-major activations.
+
+    Args:
+        x: (C, B, H, W) input; C divisible by ``num_groups``; H and W even.
+        num_groups: G.
+        scale: (C,) GroupNorm weight; bias: (C,) GroupNorm bias.
+        epsilon: added to the variance.
+
+    Returns:
+        (C, B, H // 2, W // 2).
+    """
+    c, b, h, w = x.shape
+    g, cg = num_groups, c // num_groups
+    xg = x.reshape(g, cg, b, h * w)
+    mean = jnp.mean(xg, axis=(1, 3))  # (G, B)
+    var = jnp.mean(jnp.square(xg - mean[:, None, :, None]), axis=(1, 3))
+    s = jax.lax.rsqrt(var + epsilon)[:, None, :] * scale.reshape(g, cg)[:, :, None]
+    s = s.reshape(c, b)
+    t = bias[:, None] - jnp.repeat(mean, cg, axis=0) * s  # (C, B)
+    xr = x.reshape(c, b, h // 2, 2, w // 2, 2)
+    sel = jnp.where(
+        (scale >= 0)[:, None, None, None],
+        jnp.max(xr, axis=(3, 5)),
+        jnp.min(xr, axis=(3, 5)),
+    )
+    return jax.nn.relu(sel * s[:, :, None, None] + t[:, :, None, None])
 
 
 def flatten_nhwc_as_nchw(x: jax.Array) -> jax.Array:

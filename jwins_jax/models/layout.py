@@ -177,10 +177,13 @@ class ModelSpec:
         num_classes: number of logits.
         layout: the tensors in state_dict order with their offsets.
         num_params: N, the length of the flat vector.
-        eval_forward: optional forward-only function ``(layout, flat, x) -> logits``
-            used by :meth:`apply_flat_eval` (evaluation); it must compute what
-            ``module`` computes, in whichever formulation is fastest without
-            gradients. None: evaluation uses :meth:`apply_flat`.
+        eval_forward: optional forward-only function ``(layout, flats, x) ->
+            logits`` of a group of models on shared inputs, ``flats (g, N)``, ``x
+            (B, H, W, C)`` -> ``(g, B, num_classes)``, used by evaluation
+            (:meth:`apply_flat_eval`, :meth:`apply_group_eval`); it must compute
+            what ``module`` computes, in whichever formulation is fastest without
+            gradients (e.g. one convolution for the whole group where the input is
+            shared). None: evaluation uses :meth:`apply_flat`.
     """
 
     name: str
@@ -313,7 +316,21 @@ class ModelSpec:
         """
         if self.eval_forward is None:
             return self.apply_flat(flat, x)
-        return self.eval_forward(self.layout, flat, x)
+        return self.eval_forward(self.layout, flat[None], x)[0]
+
+    def apply_group_eval(self, flats: jax.Array, x: jax.Array) -> jax.Array:
+        """Forward pass of a group of models on the same inputs, for evaluation.
+
+        Args:
+            flats: (g, N) flat vectors.
+            x: (B, H, W, C) inputs shared by the group.
+
+        Returns:
+            (g, B, num_classes) logits, as :meth:`apply_flat` of each model.
+        """
+        if self.eval_forward is None:
+            return jax.vmap(self.apply_flat, in_axes=(0, None))(flats, x)
+        return self.eval_forward(self.layout, flats, x)
 
 
 @functools.partial(jax.jit, static_argnums=0)

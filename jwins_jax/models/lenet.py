@@ -17,10 +17,13 @@ from jwins_jax.models.layers import (
     GroupNorm,
     Linear,
     PatchConv,
+    cbhw_to_nhwc,
     conv2d_nhwc,
     flatten_nchw,
     flatten_nhwc_as_nchw,
+    group_norm_relu_pool_cbhw,
     group_norm_relu_pool_nhwc,
+    im2col,
     max_pool_2x2,
     nhwc_to_cbhw,
     torch_tensors,
@@ -60,28 +63,47 @@ class GNLeNet(nn.Module):
 
 
 def gn_lenet_eval_forward(
-    layout: tuple[ParamEntry, ...], flat: jax.Array, x: jax.Array
+    layout: tuple[ParamEntry, ...], flats: jax.Array, x: jax.Array
 ) -> jax.Array:
-    """Forward-only GN-LeNet for evaluation: XLA convolutions on NHWC activations.
+    """Forward-only GN-LeNet of a group of models on shared inputs (evaluation).
 
-    Computes the same logits as :class:`GNLeNet` (to float32 rounding) with the
-    forward-only blocks of ``layers.py``; no gradient is taken through it.
+    The first convolution sees the same inputs for every model of the group, so it
+    runs once for the group: one matmul of the ``(g * 32, 75)`` stacked kernels with
+    the shared im2col patches, whose channel-major output gives each model its rows
+    without a transpose. Each model then continues on its own (``lax.map``):
+    GroupNorm pooled before its affine, then XLA convolutions on NHWC activations
+    for the second and third convolution. Computes the logits of :class:`GNLeNet`
+    to float32 rounding; no gradient is taken through it.
 
     Args:
         layout: the spec's flat layout.
-        flat: (N,) flat vector.
+        flats: (g, N) flat vectors.
         x: (B, 32, 32, 3) NHWC inputs.
 
     Returns:
-        (B, 10) logits.
+        (g, B, 10) logits.
     """
-    t = torch_tensors(layout, flat)
-    h = x
-    for i in range(1, len(_CHANNELS) + 1):
-        h = conv2d_nhwc(h, t[f"conv{i}.weight"], t[f"conv{i}.bias"], padding=2)
-        h = group_norm_relu_pool_nhwc(h, 2, t[f"gn{i}.weight"], t[f"gn{i}.bias"], 1e-5)
-    h = flatten_nhwc_as_nchw(h)  # (B, 1024) in PyTorch's order
-    return h @ t["fc1.weight"].T + t["fc1.bias"]
+    g, b = flats.shape[0], x.shape[0]
+    t = jax.vmap(lambda f: torch_tensors(layout, f))(flats)
+    o1, c, kh, kw = t["conv1.weight"].shape[1:]
+    patches = im2col(nhwc_to_cbhw(x), (kh, kw), 2)  # (C*KH*KW, B*H*W), shared
+    h = t["conv1.weight"].reshape(g * o1, c * kh * kw) @ patches
+    h = h + t["conv1.bias"].reshape(g * o1, 1)
+    h = h.reshape(g, o1, b, *x.shape[1:3])  # (g, 32, B, H, W)
+
+    def rest(args: tuple[jax.Array, dict[str, jax.Array]]) -> jax.Array:
+        h, t = args
+        h = group_norm_relu_pool_cbhw(h, 2, t["gn1.weight"], t["gn1.bias"], 1e-5)
+        h = cbhw_to_nhwc(h)  # (B, 16, 16, 32)
+        for i in range(2, len(_CHANNELS) + 1):
+            h = conv2d_nhwc(h, t[f"conv{i}.weight"], t[f"conv{i}.bias"], padding=2)
+            h = group_norm_relu_pool_nhwc(
+                h, 2, t[f"gn{i}.weight"], t[f"gn{i}.bias"], 1e-5
+            )
+        h = flatten_nhwc_as_nchw(h)  # (B, 1024) in PyTorch's order
+        return h @ t["fc1.weight"].T + t["fc1.bias"]
+
+    return jax.lax.map(rest, (h, t))
 
 
 def gn_lenet() -> ModelSpec:

@@ -51,7 +51,9 @@ def make_sharing(name: str, n_params: int, **params: Any) -> Sharing:
         ConfigError: unknown name, unknown parameter or a bad parameter value.
     """
     if name not in REGISTRY:
-        raise ConfigError(f"sharing={name!r} is unknown; allowed: {', '.join(STRATEGIES)}")
+        raise ConfigError(
+            f"sharing={name!r} is unknown; allowed: {', '.join(STRATEGIES)}"
+        )
     allowed = strategy_params(name)
     for key in params:
         if key not in allowed:

@@ -210,7 +210,11 @@ def topk(
     sh = _build(pipe, n_params, [alpha], metadata_cap)
     return dataclasses.replace(
         sh,
-        params={"alpha": alpha, "metadata_cap": metadata_cap, "accumulation": accumulation},
+        params={
+            "alpha": alpha,
+            "metadata_cap": metadata_cap,
+            "accumulation": accumulation,
+        },
     )
 
 
@@ -231,7 +235,9 @@ def _wavelet_pipeline(
     """Validates and builds the wavelet-domain pipeline shared by wavelet and jwins."""
     _check_common(accumulation, selection, metadata_cap)
     wavelets.validate_wavelet(wavelet, level, n_params)
-    tr = wavelets.make_wavelet_transform(n_params, wavelet, level, backend=wavelet_backend)
+    tr = wavelets.make_wavelet_transform(
+        n_params, wavelet, level, backend=wavelet_backend
+    )
     pipe = _Pipeline(
         name, tr, accumulation, selection, "elias", draw=draw, topk_method=topk_method
     )
@@ -262,8 +268,18 @@ def wavelet(
     """Wavelet top-k with a fixed alpha (SPEC 4.4)."""
     check_unit("alpha", alpha)
     return _wavelet_pipeline(
-        "wavelet", n_params, [alpha], False, metadata_cap, wavelet, level,
-        accumulation, selection, wavelet_backend, topk_method, {"alpha": alpha},
+        "wavelet",
+        n_params,
+        [alpha],
+        False,
+        metadata_cap,
+        wavelet,
+        level,
+        accumulation,
+        selection,
+        wavelet_backend,
+        topk_method,
+        {"alpha": alpha},
     )
 
 
@@ -293,7 +309,16 @@ def jwins(
     for a in alpha_list:
         check_unit("alpha_list entry", a)
     return _wavelet_pipeline(
-        "jwins", n_params, alpha_list, True, metadata_cap, wavelet, level,
-        accumulation, selection, wavelet_backend, topk_method,
+        "jwins",
+        n_params,
+        alpha_list,
+        True,
+        metadata_cap,
+        wavelet,
+        level,
+        accumulation,
+        selection,
+        wavelet_backend,
+        topk_method,
         {"alpha_list": list(alpha_list)},
     )

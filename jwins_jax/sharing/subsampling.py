@@ -34,7 +34,9 @@ class RandomState:
     round: jax.Array  # () int32
 
 
-def random_sampling(n_params: int, alpha: float = 0.1, metadata_cap: float = 1.0) -> Sharing:
+def random_sampling(
+    n_params: int, alpha: float = 0.1, metadata_cap: float = 1.0
+) -> Sharing:
     """Builds random sampling with fraction ``alpha``."""
     check_unit("alpha", alpha)
     check_unit("metadata_cap", metadata_cap)
@@ -70,5 +72,11 @@ def random_sampling(n_params: int, alpha: float = 0.1, metadata_cap: float = 1.0
 
 def check_unit(field: str, value: float) -> None:
     """ConfigError unless ``0 < value <= 1``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
-        raise ConfigError(f"{field}={value!r} is not allowed: {field} must be in (0, 1]")
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not 0 < value <= 1
+    ):
+        raise ConfigError(
+            f"{field}={value!r} is not allowed: {field} must be in (0, 1]"
+        )
