@@ -16,11 +16,9 @@ import jax
 from jwins_jax.models.layers import (
     Linear,
     PatchConv,
-    conv2d_nhwc,
+    conv2d,
     flatten_nchw,
-    flatten_nhwc_as_nchw,
     max_pool_2x2,
-    max_pool_2x2_nhwc,
     nhwc_to_cbhw,
     torch_tensors,
 )
@@ -59,7 +57,9 @@ def digits_cnn_eval_forward(
 ) -> jax.Array:
     """Forward-only digits CNN of a group of models on shared inputs (evaluation).
 
-    XLA convolutions on NHWC activations, model after model (``lax.map``).
+    Model after model (``lax.map``), in the training formulation (im2col matmuls on
+    channel-major activations): on 8x8 inputs XLA's own convolution was about 2x
+    slower here (benchmarks/RESULTS.md).
 
     Args:
         layout: the spec's flat layout.
@@ -69,14 +69,15 @@ def digits_cnn_eval_forward(
     Returns:
         (g, B, 10) logits, those of :class:`DigitsCNN` to float32 rounding.
     """
+    xc = nhwc_to_cbhw(x)  # shared by the group
 
     def one(flat: jax.Array) -> jax.Array:
         t = torch_tensors(layout, flat)
-        h = x
+        h = xc
         for i in (1, 2):
-            h = conv2d_nhwc(h, t[f"conv{i}.weight"], t[f"conv{i}.bias"], padding=1)
-            h = jax.nn.relu(max_pool_2x2_nhwc(h))
-        h = flatten_nhwc_as_nchw(h)  # (B, 128) in PyTorch's order
+            h = conv2d(h, t[f"conv{i}.weight"], t[f"conv{i}.bias"], padding=1)
+            h = jax.nn.relu(max_pool_2x2(h))
+        h = flatten_nchw(h)  # (B, 128) in PyTorch's order
         return h @ t["fc1.weight"].T + t["fc1.bias"]
 
     return jax.lax.map(one, flats)
