@@ -423,7 +423,9 @@ def cache_test(opts: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="small sizes, < 60 s")
+    ap.add_argument(
+        "--quick", action="store_true", help="4 nodes, tau 1, tiny data (< 60 s)"
+    )
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--nodes", type=int, default=96)
     ap.add_argument("--tau", type=int, default=3)
@@ -441,8 +443,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--json", help="also write the results to this file")
     opts = ap.parse_args(argv)
     opts.models = [m for m in opts.models.split(",") if m]
-    if opts.quick:
-        opts.nodes = min(opts.nodes, 8)
+    if opts.quick:  # a smoke test of every row: tiny sizes, one SGD step
+        opts.nodes = min(opts.nodes, 4)
+        opts.tau = 1
         opts.train_samples = min(opts.train_samples, 256)
         opts.test_samples = min(opts.test_samples, 64)
         opts.rounds, opts.repeats, opts.eval_repeats = 1, 1, 1

@@ -21,6 +21,10 @@ with (B*H*W, KH*KW*C) patches, whose im2col copies runs of only C floats; with 9
 the two are within about 10% of each other, both near a third of the machine's matmul
 rate.
 
+Evaluation is forward only and has its own blocks at the end of this module (XLA
+convolutions on NHWC activations, GroupNorm pooled before its affine), used through
+``ModelSpec.apply_group_eval``.
+
 Weights use the PyTorch layouts (conv O-I-H-W, linear [out, in]), so a flax params
 tree of these modules maps to the flat vector of SPEC Appendix C by reshapes only.
 Semantics follow PyTorch: stride 1, zero padding, GroupNorm with biased variance.
