@@ -7,6 +7,13 @@ Every node tests its own post-averaging model. Two kinds of sample sets:
 * **per-node** sets given as padded id lists into a data array (each node's training
   data for the train loss, or each node's local test ratings for MovieLens).
 
+Forward passes use ``model.apply_flat_eval``: the model's forward-only formulation
+(XLA's own convolutions on NHWC activations for the CNNs), which no gradient goes
+through, so it need not be the formulation training uses. Nodes are evaluated one
+after the other (``lax.map``) on the chunks of ``EVAL_CHUNK`` samples; on the shared
+set in groups of ``EVAL_GROUP`` nodes (``ModelSpec.apply_group_eval``), so that work
+depending only on the inputs (GN-LeNet's first convolution) is shared by the group.
+
 Losses are sample means (the original averages batch means; the two differ only in
 the weight of the last, shorter batch), reported through ``task.report_loss``
 (RMSE for ratings). Accuracy is the percentage of ``task.correct`` samples.
@@ -20,7 +27,13 @@ import jax.numpy as jnp
 from jwins_jax.models import ModelSpec
 from jwins_jax.tasks import Task
 
-EVAL_CHUNK = 512  # samples per forward pass during evaluation
+# Samples per forward pass and nodes per group on the shared set. Measured on the
+# project's 2-core CPU (GN-LeNet, 16 nodes x 1,024 test images, benchmarks/
+# bench_train.py and RESULTS.md): groups of 8 with chunks of 128 (GN-LeNet's first
+# convolution then runs once per group; about 0.15 GB of activations) were the
+# fastest of groups of 1, 4, 8, 16 and chunks of 128 to 1,024.
+EVAL_CHUNK = 128
+EVAL_GROUP = 8
 
 
 def _chunked(x: jax.Array, y: jax.Array, w: jax.Array, chunk: int):
@@ -38,22 +51,33 @@ def _chunked(x: jax.Array, y: jax.Array, w: jax.Array, chunk: int):
     )
 
 
-def _node_sums(model: ModelSpec, task: Task, flat, xs, ys, ws):
-    """Loss sum, correct count and weight of one model over padded chunks."""
+def _group_sums(model: ModelSpec, task: Task, flats, xs, ys, ws):
+    """Loss sums, correct counts and weight of a group of models over padded chunks.
+
+    Args:
+        flats: ``(g, N)`` models that all see the same chunks.
+        xs, ys, ws: ``(k, chunk, ...)`` inputs, targets and 0/1 weights.
+
+    Returns:
+        ``(loss_sum (g,), acc_sum (g,), w_sum ())``.
+    """
 
     def chunk(carry, batch):
         xb, yb, wb = batch
-        out = model.apply_flat(flat, xb)
+        out = model.apply_group_eval(flats, xb)  # (g, chunk, ...)
         loss_sum, acc_sum, w_sum = carry
+        loss = jax.vmap(task.loss, in_axes=(0, None))(out, yb)
+        correct = jax.vmap(task.correct, in_axes=(0, None))(out, yb)
         return (
-            loss_sum + jnp.sum(task.loss(out, yb) * wb),
-            acc_sum + jnp.sum(task.correct(out, yb) * wb),
+            loss_sum + jnp.sum(loss * wb, axis=1),
+            acc_sum + jnp.sum(correct * wb, axis=1),
             w_sum + jnp.sum(wb),
         ), None
 
-    zero = jnp.zeros((), jnp.float32)
-    (loss_sum, acc_sum, w_sum), _ = jax.lax.scan(chunk, (zero, zero, zero), (xs, ys, ws))
-    return loss_sum, acc_sum, w_sum
+    g = flats.shape[0]
+    zeros = jnp.zeros((g,), jnp.float32)
+    init = (zeros, zeros, jnp.zeros((), jnp.float32))
+    return jax.lax.scan(chunk, init, (xs, ys, ws))[0]
 
 
 def _finish(task: Task, loss_sum, acc_sum, w_sum):
@@ -66,6 +90,10 @@ def shared_metrics(
 ) -> tuple[jax.Array, jax.Array]:
     """Every node's model on one shared sample set (the global test split).
 
+    Nodes are evaluated in groups of ``EVAL_GROUP`` (``lax.map`` over groups; the
+    last group is padded with copies of the last node, dropped afterwards), so a
+    model can share work that only depends on the inputs across the group.
+
     Args:
         x: ``(n, N)`` flat models.
         data_x, data_y: ``(D, ...)`` inputs and ``(D,)`` targets.
@@ -73,9 +101,20 @@ def shared_metrics(
     Returns:
         ``(loss (n,), accuracy (n,) in percent)``.
     """
-    xs, ys, ws = _chunked(data_x, data_y, jnp.ones(data_y.shape, jnp.float32), EVAL_CHUNK)
-    sums = jax.lax.map(lambda f: _node_sums(model, task, f, xs, ys, ws), x)
-    return _finish(task, *sums)
+    xs, ys, ws = _chunked(
+        data_x, data_y, jnp.ones(data_y.shape, jnp.float32), EVAL_CHUNK
+    )
+    n = x.shape[0]
+    g = min(EVAL_GROUP, n)
+    groups = -(-n // g)
+    pad = groups * g - n
+    if pad:
+        x = jnp.concatenate([x, jnp.repeat(x[-1:], pad, axis=0)])
+    loss, acc, w = jax.lax.map(
+        lambda f: _group_sums(model, task, f, xs, ys, ws), x.reshape(groups, g, -1)
+    )
+    w = jnp.broadcast_to(w[:, None], loss.shape)
+    return _finish(task, *(a.reshape(-1)[:n] for a in (loss, acc, w)))
 
 
 def per_node_metrics(
@@ -103,7 +142,8 @@ def per_node_metrics(
     def one(args):
         flat, idx, wv = args
         xs, ys, ws = _chunked(data_x[idx], data_y[idx], wv, EVAL_CHUNK)
-        return _node_sums(model, task, flat, xs, ys, ws)
+        loss, acc, w = _group_sums(model, task, flat[None], xs, ys, ws)
+        return loss[0], acc[0], w
 
     sums = jax.lax.map(one, (x, index, valid))
     return _finish(task, *sums)

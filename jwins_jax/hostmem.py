@@ -65,7 +65,9 @@ def tune_host_allocator() -> bool:
     global _done
     if _done:
         return True
-    if os.environ.get("JWINS_MALLOC_TUNING", "1") == "0" or not sys.platform.startswith("linux"):
+    if os.environ.get("JWINS_MALLOC_TUNING", "1") == "0" or not sys.platform.startswith(
+        "linux"
+    ):
         return False
     if accelerator_expected():
         return False

@@ -4,6 +4,17 @@ The step is written for one node (:func:`local_train`) and vmapped over the node
 in one place (:func:`train_all`), in groups of ``train_chunk`` nodes one group after
 the other, which bounds the activation memory to one group.
 
+Formulation: the model's training forward (``ModelSpec.apply_flat``: im2col + one
+matmul per convolution on channel-major activations, ``jwins_jax/models/layers.py``)
+differentiated by autodiff, on every backend. On the project's 2-core CPU it was the
+fastest measured way inside the simulator's structure (scan over rounds, ``lax.map``
+over groups, vmap inside); custom VJPs for the convolution, pooling and GroupNorm,
+other matmul layouts, Winograd F(2x2, 5x5), XLA flags and other group sizes were all
+slower or within noise (``benchmarks/RESULTS.md``, 2026-11-30). Nothing has been
+measured on a GPU yet: a vmapped ``lax.conv`` (a grouped convolution, which cuDNN
+runs well) may win there and would be chosen in the model, per
+``jax.default_backend()``, once measured.
+
 Everything a step needs enters as an argument: the model spec and task are static
 (hashable) objects; the optimizer is built from traced hyperparameters by the caller;
 the training inputs and labels are arrays, never constants folded into the program.
@@ -36,7 +47,12 @@ def make_optimizer(
 
 
 def minibatch_loss(
-    model: ModelSpec, task: Task, flat: jax.Array, xb: jax.Array, yb: jax.Array, wb: jax.Array
+    model: ModelSpec,
+    task: Task,
+    flat: jax.Array,
+    xb: jax.Array,
+    yb: jax.Array,
+    wb: jax.Array,
 ) -> jax.Array:
     """Weighted mean of the per-sample loss over one minibatch (weights 0/1)."""
     out = model.apply_flat(flat, xb)

@@ -390,3 +390,85 @@ def test_digits_cnn_learns_with_plain_sgd():
     flat = train(spec.init_flat(jax.random.key(11)), jnp.asarray(batches))
     acc = float(jnp.mean(jnp.argmax(spec.apply_flat(flat, x_test), -1) == y_test))
     assert acc > 0.8
+
+
+# ---------------------------------------------------------------- evaluation forward
+
+
+def _with_signed_gn_scales(spec, flat, seed):
+    """GroupNorm weights of both signs, so the pooled-min branch is exercised."""
+    rng = np.random.default_rng(seed)
+    flat = np.array(flat)
+    for e in spec.layout:
+        if e.torch_name.startswith("gn") and e.torch_name.endswith("weight"):
+            flat[e.offset : e.end] = rng.uniform(-1.5, 1.5, size=e.size)
+    return jnp.asarray(flat, jnp.float32)
+
+
+EVAL_FORMULATIONS = [m for m in MODELS if get_model(m).eval_forward is not None]
+
+
+def test_models_without_an_eval_formulation_evaluate_with_the_training_forward():
+    assert {"gn_lenet", "digits_cnn"} <= set(EVAL_FORMULATIONS)
+    for name in set(MODELS) - set(EVAL_FORMULATIONS):
+        spec = get_model(name)
+        flat = spec.init_flat(jax.random.key(3))
+        x = jnp.zeros((2, *spec.input_shape), spec.input_dtype)
+        np.testing.assert_array_equal(np.asarray(spec.apply_flat_eval(flat, x)),
+                                      np.asarray(spec.apply_flat(flat, x)))
+
+
+@pytest.mark.parametrize("name", EVAL_FORMULATIONS)
+def test_eval_forward_matches_training_forward(name):
+    spec = get_model(name)
+    flat = _with_signed_gn_scales(spec, spec.init_flat(jax.random.key(14)), 14)
+    x = jnp.asarray(
+        np.random.default_rng(15).normal(size=(5, *spec.input_shape)), jnp.float32
+    )
+    got = np.asarray(jax.jit(spec.apply_flat_eval)(flat, x))
+    want = np.asarray(jax.jit(spec.apply_flat)(flat, x))
+    assert spec.eval_forward is not None
+    np.testing.assert_allclose(got, want, atol=2e-5, rtol=1e-4)
+    if name == "gn_lenet":  # and against the independent NumPy forward
+        np.testing.assert_allclose(got, _np_gn_lenet_forward(flat, x), atol=2e-4)
+    # a group of models on shared inputs, as evaluation runs them
+    flats = jnp.stack(
+        [flat, _with_signed_gn_scales(spec, spec.init_flat(jax.random.key(16)), 16)]
+    )
+    group = np.asarray(jax.jit(spec.apply_group_eval)(flats, x))
+    assert group.shape == (2, 5, spec.num_classes)
+    for i in range(2):
+        want_i = np.asarray(jax.jit(spec.apply_flat)(flats[i], x))
+        np.testing.assert_allclose(group[i], want_i, atol=2e-5, rtol=1e-4)
+
+
+def test_nhwc_blocks_match_numpy():
+    rng = np.random.default_rng(16)
+    x = rng.normal(size=(2, 4, 7, 9)).astype(np.float32)  # NCHW, odd sizes
+    w = rng.normal(size=(6, 4, 3, 3)).astype(np.float32)
+    b = rng.normal(size=6).astype(np.float32)
+    nhwc = jnp.asarray(x.transpose(0, 2, 3, 1))
+    got = layers.conv2d_nhwc(nhwc, jnp.asarray(w), jnp.asarray(b), 1)
+    np.testing.assert_allclose(
+        np.asarray(got).transpose(0, 3, 1, 2), conv2d(x, w, b, 1), atol=1e-4
+    )
+    pooled = np.asarray(layers.max_pool_2x2_nhwc(nhwc)).transpose(0, 3, 1, 2)
+    np.testing.assert_array_equal(pooled, _np_max_pool_nchw(x))
+    y = rng.normal(size=(2, 8, 6, 10)).astype(np.float32)  # NCHW
+    gw = rng.uniform(-1.5, 1.5, size=8).astype(np.float32)
+    gb = rng.normal(size=8).astype(np.float32)
+    got = layers.group_norm_relu_pool_nhwc(
+        jnp.asarray(y.transpose(0, 2, 3, 1)), 2, jnp.asarray(gw), jnp.asarray(gb)
+    )
+    ref = _np_max_pool_nchw(
+        np.maximum(_np_group_norm_nchw(y.astype(np.float64), 2, gw, gb), 0.0)
+    )
+    np.testing.assert_allclose(
+        np.asarray(got).transpose(0, 3, 1, 2), ref, atol=2e-5, rtol=1e-5
+    )
+    got = layers.group_norm_relu_pool_cbhw(
+        _nchw_to_cbhw(y), 2, jnp.asarray(gw), jnp.asarray(gb)
+    )
+    np.testing.assert_allclose(_cbhw_to_nchw(got), ref, atol=2e-5, rtol=1e-5)
+    flat = np.asarray(layers.flatten_nhwc_as_nchw(jnp.asarray(y.transpose(0, 2, 3, 1))))
+    np.testing.assert_array_equal(flat, y.reshape(2, -1))

@@ -16,11 +16,19 @@ import jax
 from jwins_jax.models.layers import (
     Linear,
     PatchConv,
+    conv2d,
     flatten_nchw,
     max_pool_2x2,
     nhwc_to_cbhw,
+    torch_tensors,
 )
-from jwins_jax.models.layout import ModelSpec, conv_entries, linear_entries, make_spec
+from jwins_jax.models.layout import (
+    ModelSpec,
+    ParamEntry,
+    conv_entries,
+    linear_entries,
+    make_spec,
+)
 
 
 class DigitsCNN(nn.Module):
@@ -44,6 +52,37 @@ class DigitsCNN(nn.Module):
         return Linear(self.num_classes, name="fc1")(h)
 
 
+def digits_cnn_eval_forward(
+    layout: tuple[ParamEntry, ...], flats: jax.Array, x: jax.Array
+) -> jax.Array:
+    """Forward-only digits CNN of a group of models on shared inputs (evaluation).
+
+    Model after model (``lax.map``), in the training formulation (im2col matmuls on
+    channel-major activations): on 8x8 inputs XLA's own convolution was about 2x
+    slower here (benchmarks/RESULTS.md).
+
+    Args:
+        layout: the spec's flat layout.
+        flats: (g, N) flat vectors.
+        x: (B, 8, 8, 1) NHWC inputs.
+
+    Returns:
+        (g, B, 10) logits, those of :class:`DigitsCNN` to float32 rounding.
+    """
+    xc = nhwc_to_cbhw(x)  # shared by the group
+
+    def one(flat: jax.Array) -> jax.Array:
+        t = torch_tensors(layout, flat)
+        h = xc
+        for i in (1, 2):
+            h = conv2d(h, t[f"conv{i}.weight"], t[f"conv{i}.bias"], padding=1)
+            h = jax.nn.relu(max_pool_2x2(h))
+        h = flatten_nchw(h)  # (B, 128) in PyTorch's order
+        return h @ t["fc1.weight"].T + t["fc1.bias"]
+
+    return jax.lax.map(one, flats)
+
+
 def digits_cnn() -> ModelSpec:
     """The ``digits_cnn`` spec (N = 6,090)."""
     entries = (
@@ -51,4 +90,7 @@ def digits_cnn() -> ModelSpec:
         + conv_entries("conv2", 16, 32, (3, 3))
         + linear_entries("fc1", 32 * 2 * 2, 10)
     )
-    return make_spec("digits_cnn", DigitsCNN(10), (8, 8, 1), 10, entries)
+    return make_spec(
+        "digits_cnn", DigitsCNN(10), (8, 8, 1), 10, entries,
+        eval_forward=digits_cnn_eval_forward,
+    )

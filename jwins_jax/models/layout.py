@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import flax.linen as nn
@@ -257,6 +257,13 @@ class ModelSpec:
         num_params: N, the length of the flat vector.
         input_dtype: dtype of the inputs, ``"float32"`` (images) or ``"int32"``
             (token or id sequences).
+        eval_forward: optional forward-only function ``(layout, flats, x) ->
+            logits`` of a group of models on shared inputs, ``flats (g, N)``, ``x
+            (B, H, W, C)`` -> ``(g, B, num_classes)``, used by evaluation
+            (:meth:`apply_flat_eval`, :meth:`apply_group_eval`); it must compute
+            what ``module`` computes, in whichever formulation is fastest without
+            gradients (e.g. one convolution for the whole group where the input is
+            shared). None: evaluation uses :meth:`apply_flat`.
     """
 
     name: str
@@ -266,6 +273,9 @@ class ModelSpec:
     layout: tuple[ParamEntry, ...]
     num_params: int
     input_dtype: str = "float32"
+    eval_forward: (
+        Callable[[tuple[ParamEntry, ...], jax.Array, jax.Array], jax.Array] | None
+    ) = None
 
     def __post_init__(self) -> None:
         end = 0
@@ -374,6 +384,37 @@ class ModelSpec:
         """
         return self.module.apply(self.unflatten(flat), x)
 
+    def apply_flat_eval(self, flat: jax.Array, x: jax.Array) -> jax.Array:
+        """Forward pass for evaluation: same logits as :meth:`apply_flat`.
+
+        Uses ``eval_forward`` where the model has one (a formulation chosen for
+        forward-only speed, not differentiated), else :meth:`apply_flat`.
+
+        Args:
+            flat: (N,) one node's flat vector.
+            x: (B, H, W, C) inputs.
+
+        Returns:
+            (B, num_classes) logits.
+        """
+        if self.eval_forward is None:
+            return self.apply_flat(flat, x)
+        return self.eval_forward(self.layout, flat[None], x)[0]
+
+    def apply_group_eval(self, flats: jax.Array, x: jax.Array) -> jax.Array:
+        """Forward pass of a group of models on the same inputs, for evaluation.
+
+        Args:
+            flats: (g, N) flat vectors.
+            x: (B, H, W, C) inputs shared by the group.
+
+        Returns:
+            (g, B, num_classes) logits, as :meth:`apply_flat` of each model.
+        """
+        if self.eval_forward is None:
+            return jax.vmap(self.apply_flat, in_axes=(0, None))(flats, x)
+        return self.eval_forward(self.layout, flats, x)
+
 
 @functools.partial(jax.jit, static_argnums=0)
 def _init_flat(spec: ModelSpec, key: jax.Array) -> jax.Array:
@@ -401,6 +442,9 @@ def make_spec(
     num_classes: int,
     entries: list[ParamEntry],
     input_dtype: str = "float32",
+    eval_forward: (
+        Callable[[tuple[ParamEntry, ...], jax.Array, jax.Array], jax.Array] | None
+    ) = None,
 ) -> ModelSpec:
     """Builds a :class:`ModelSpec`, checking the layout against the module's params.
 
@@ -411,6 +455,8 @@ def make_spec(
         num_classes: number of logits (0 for a one-value-per-sample model).
         entries: the tensors in state_dict (registration) order, offsets ignored.
         input_dtype: ``"float32"`` or ``"int32"``.
+        eval_forward: optional forward-only formulation for evaluation (see
+            :class:`ModelSpec`).
 
     Returns:
         The spec with offsets assigned back to back.
@@ -432,5 +478,6 @@ def make_spec(
     if flat_shapes != expected:
         raise ValueError(f"{name}: module params {flat_shapes} != layout {expected}")
     return ModelSpec(
-        name, module, tuple(input_shape), num_classes, layout, num_params, input_dtype
+        name, module, tuple(input_shape), num_classes, layout, num_params, input_dtype,
+        eval_forward,
     )

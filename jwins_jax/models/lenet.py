@@ -17,12 +17,20 @@ from jwins_jax.models.layers import (
     GroupNorm,
     Linear,
     PatchConv,
+    cbhw_to_nhwc,
+    conv2d_nhwc,
     flatten_nchw,
+    flatten_nhwc_as_nchw,
+    group_norm_relu_pool_cbhw,
+    group_norm_relu_pool_nhwc,
+    im2col,
     max_pool_2x2,
     nhwc_to_cbhw,
+    torch_tensors,
 )
 from jwins_jax.models.layout import (
     ModelSpec,
+    ParamEntry,
     conv_entries,
     group_norm_entries,
     linear_entries,
@@ -54,6 +62,50 @@ class GNLeNet(nn.Module):
         return Linear(self.num_classes, name="fc1")(h)
 
 
+def gn_lenet_eval_forward(
+    layout: tuple[ParamEntry, ...], flats: jax.Array, x: jax.Array
+) -> jax.Array:
+    """Forward-only GN-LeNet of a group of models on shared inputs (evaluation).
+
+    The first convolution sees the same inputs for every model of the group, so it
+    runs once for the group: one matmul of the ``(g * 32, 75)`` stacked kernels with
+    the shared im2col patches, whose channel-major output gives each model its rows
+    without a transpose. Each model then continues on its own (``lax.map``):
+    GroupNorm pooled before its affine, then XLA convolutions on NHWC activations
+    for the second and third convolution. Computes the logits of :class:`GNLeNet`
+    to float32 rounding; no gradient is taken through it.
+
+    Args:
+        layout: the spec's flat layout.
+        flats: (g, N) flat vectors.
+        x: (B, 32, 32, 3) NHWC inputs.
+
+    Returns:
+        (g, B, 10) logits.
+    """
+    g, b = flats.shape[0], x.shape[0]
+    t = jax.vmap(lambda f: torch_tensors(layout, f))(flats)
+    o1, c, kh, kw = t["conv1.weight"].shape[1:]
+    patches = im2col(nhwc_to_cbhw(x), (kh, kw), 2)  # (C*KH*KW, B*H*W), shared
+    h = t["conv1.weight"].reshape(g * o1, c * kh * kw) @ patches
+    h = h + t["conv1.bias"].reshape(g * o1, 1)
+    h = h.reshape(g, o1, b, *x.shape[1:3])  # (g, 32, B, H, W)
+
+    def rest(args: tuple[jax.Array, dict[str, jax.Array]]) -> jax.Array:
+        h, t = args
+        h = group_norm_relu_pool_cbhw(h, 2, t["gn1.weight"], t["gn1.bias"], 1e-5)
+        h = cbhw_to_nhwc(h)  # (B, 16, 16, 32)
+        for i in range(2, len(_CHANNELS) + 1):
+            h = conv2d_nhwc(h, t[f"conv{i}.weight"], t[f"conv{i}.bias"], padding=2)
+            h = group_norm_relu_pool_nhwc(
+                h, 2, t[f"gn{i}.weight"], t[f"gn{i}.bias"], 1e-5
+            )
+        h = flatten_nhwc_as_nchw(h)  # (B, 1024) in PyTorch's order
+        return h @ t["fc1.weight"].T + t["fc1.bias"]
+
+    return jax.lax.map(rest, (h, t))
+
+
 def gn_lenet() -> ModelSpec:
     """The ``gn_lenet`` spec: GN-LeNet with the Appendix C layout (N = 89,834)."""
     entries = []
@@ -63,4 +115,7 @@ def gn_lenet() -> ModelSpec:
         entries += group_norm_entries(f"gn{i}", c)
         in_ch = c
     entries += linear_entries("fc1", 64 * 4 * 4, 10)
-    return make_spec("gn_lenet", GNLeNet(10), (32, 32, 3), 10, entries)
+    return make_spec(
+        "gn_lenet", GNLeNet(10), (32, 32, 3), 10, entries,
+        eval_forward=gn_lenet_eval_forward,
+    )
