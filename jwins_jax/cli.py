@@ -318,6 +318,9 @@ def _on_sigterm(signum, frame):  # noqa: ARG001
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from jwins_jax.hostmem import tune_host_allocator
+
+    tune_host_allocator()  # before the first JAX computation starts its threads
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
