@@ -84,7 +84,8 @@ def installed(tmp_path_factory) -> pathlib.Path:
 def test_installed_package_is_the_wheel_with_its_graph(installed, tmp_path):
     code = (
         "import jwins_jax, jwins_jax.topology as t; "
-        "print(jwins_jax.__file__); print(t.PAPER_GRAPH); print(t.PAPER_GRAPH.is_file())"
+        "print(jwins_jax.__file__); print(t.PAPER_GRAPH); "
+        "print(t.PAPER_GRAPH.is_file())"
     )
     out = _run([str(installed / "python"), "-c", code], tmp_path, _clean_env())
     module, graph, exists = out.stdout.split("\n")[:3]
