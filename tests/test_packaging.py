@@ -74,7 +74,8 @@ def installed(tmp_path_factory) -> pathlib.Path:
     ).stdout.strip()
     # The dependencies come from this environment, listed after the venv's own
     # site-packages, so the wheel's jwins_jax is the one imported.
-    ours = dict.fromkeys(site.getsitepackages() + [sysconfig.get_paths()["purelib"]])
+    paths = sysconfig.get_paths()
+    ours = dict.fromkeys(site.getsitepackages() + [paths["purelib"], paths["platlib"]])
     pathlib.Path(purelib, "test_dependencies.pth").write_text("\n".join(ours) + "\n")
     _run([sys.executable, "-m", "pip", "--python", str(py), "install", "--no-deps",
           "--no-index", "--quiet", str(wheels[0])], root, env)
