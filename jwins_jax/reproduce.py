@@ -109,7 +109,9 @@ def method_of(sharing: str, accumulation: str | None) -> str:
     return sharing
 
 
-def budget_of(sharing: str, alpha: float | None, alpha_list: Sequence[float] | None):
+def budget_of(
+    sharing: str, alpha: float | None, alpha_list: Sequence[float] | None
+) -> float | None:
     """The nominal budget of a config: alpha, JWINS's mean alpha, None for full."""
     if sharing == "full":
         return None
