@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench bench-quick bench-gpu clean
+.PHONY: run test reproduce bench bench-quick bench-gpu clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,6 +18,12 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# The paper's claims on digits (CPU, about 30 min on 2 cores) -> REPRODUCTION.md and
+# reproduction/digits/. REPRODUCE_FLAGS="--dataset cifar10 --data-dir DIR" runs the
+# CIFAR-10 specs instead (an accelerator and the prepared data are needed).
+reproduce: $(STAMP)
+	$(BIN)/python -m jwins_jax.reproduce $(REPRODUCE_FLAGS)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py

@@ -4,11 +4,12 @@ All n nodes of a decentralized network are stacked along a leading axis and adva
 together inside one jitted program: local SGD is vmapped over nodes, and gossip
 (full sharing, JWINS, wavelet / top-k partial sharing, random sampling, CHOCO-SGD)
 is written as sparse array operations on the stacked axis.
+
+Importing the package changes nothing process-wide. The simulator's entry points
+(the ``jwins`` command, ``python -m jwins_jax.reproduce``, the benchmarks) tune the
+host allocator for the CPU backend when they start; a script of your own can do the
+same with :func:`jwins_jax.hostmem.tune_host_allocator` before its first JAX
+computation.
 """
-
-from jwins_jax.hostmem import tune_host_allocator as _tune_host_allocator
-
-# Before any JAX backend starts its threads (see jwins_jax/hostmem.py).
-_tune_host_allocator()
 
 __version__ = "0.1.0"

@@ -345,6 +345,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str] | None, stop) -> int:
+    from jwins_jax.hostmem import tune_host_allocator
+
+    tune_host_allocator()  # before the first JAX computation starts its threads
     try:
         parser = build_parser()
         args = parser.parse_args(argv)

@@ -16,10 +16,14 @@ its worker threads. With glibc's defaults this costs page faults on every call:
 one arena, so that large blocks are reused from the main heap. Peak memory is
 unchanged; memory freed by the process is returned to the OS later.
 
-The arena limit only takes effect for threads that have not allocated yet, so the
-tuning runs when :mod:`jwins_jax` is imported, before JAX starts its CPU thread
-pools. It is skipped when the process is set up for an accelerator (``JAX_PLATFORMS``
-naming another platform first, or a CUDA / ROCm / TPU plugin installed), and
+These are process-wide settings, so importing :mod:`jwins_jax` does not apply them:
+the simulator's entry points do, when they start (``jwins``, i.e. :func:`jwins_jax.cli.main`;
+``python -m jwins_jax.reproduce``; ``benchmarks/run.py``; the Colab notebook), and a
+script of its own calls :func:`tune_host_allocator` itself. The arena limit only takes
+effect for threads that have not allocated yet, so it must run before the first JAX
+computation, which starts JAX's CPU thread pools (importing jax is fine). It is
+skipped when the process is set up for an accelerator (``JAX_PLATFORMS`` naming
+another platform first, or a CUDA / ROCm / TPU plugin installed), and
 ``JWINS_MALLOC_TUNING=0`` disables it.
 """
 
@@ -36,7 +40,7 @@ _M_MMAP_THRESHOLD = -3
 _M_ARENA_MAX = -8
 _THRESHOLD = 1 << 30
 _ACCELERATOR_DISTRIBUTIONS = ("jax-cuda", "jax_cuda", "jax-rocm", "jax_rocm", "libtpu")
-_done = False
+_done = False  # whether this process's settings were changed (by tune_host_allocator)
 
 
 def accelerator_expected() -> bool:

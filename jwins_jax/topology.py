@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jwins_jax import resources
 from jwins_jax.errors import ConfigError
 
 GRAPHS: tuple[str, ...] = (
@@ -42,8 +43,8 @@ GRAPHS: tuple[str, ...] = (
     "small_world",
 )
 
-_REPO = pathlib.Path(__file__).parents[1]
-PAPER_GRAPH: pathlib.Path = _REPO / "experiments" / "topologies" / "96_regular.edges"
+# The paper's 96-node graph (SPEC 6.3), installed with the package.
+PAPER_GRAPH: pathlib.Path = resources.path(resources.PAPER_GRAPH_NAME)
 
 # Seed of round t of a dynamic topology: seed * _ROUND_SEED_STRIDE + t (SPEC 6.4).
 _ROUND_SEED_STRIDE = 100000

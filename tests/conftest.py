@@ -33,3 +33,10 @@ def tiny_config(tmp_path) -> Config:
         seed=1,
         out_dir=str(tmp_path / "runs"),
     )
+
+
+# The test session is an entry point too: it tunes the host allocator (importing
+# jwins_jax does not) before any test starts JAX's threads.
+from jwins_jax.hostmem import tune_host_allocator  # noqa: E402
+
+tune_host_allocator()

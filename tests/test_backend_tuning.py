@@ -1,5 +1,10 @@
 """Host allocator and XLA compile-option tuning (jwins_jax.hostmem, jwins_jax.compiler)."""
 
+import os
+import platform
+import subprocess
+import sys
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -16,11 +21,62 @@ def test_accelerator_expected_follows_jax_platforms(monkeypatch, platforms, expe
     assert hostmem.accelerator_expected() is expected
 
 
-def test_allocator_is_tuned_at_import_on_a_cpu_process():
-    if hostmem.accelerator_expected():
-        pytest.skip("this process is set up for an accelerator")
-    # jwins_jax's import already ran it; a second call reports the same state.
-    assert hostmem.tune_host_allocator() is True
+# Run in a fresh interpreter: imports the simulator's modules, optionally runs an
+# entry point, then lets three threads malloc and counts glibc's arenas with
+# malloc_info. Limited to one arena, the threads share the main one; with glibc's
+# defaults each new thread gets an arena of its own.
+_PROBE = """
+import ctypes, ctypes.util, os, sys, tempfile, threading
+import jwins_jax, jwins_jax.cli, jwins_jax.experiment, jwins_jax.runner, jwins_jax.sweep
+from jwins_jax import hostmem
+if sys.argv[1] == "cli":
+    assert jwins_jax.cli.main(["show", os.devnull]) == 2
+libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+libc.malloc.restype = ctypes.c_void_p
+libc.fopen.restype = ctypes.c_void_p
+libc.fopen.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
+libc.malloc_info.argtypes = [ctypes.c_int, ctypes.c_void_p]
+libc.fclose.argtypes = [ctypes.c_void_p]
+threads = [threading.Thread(target=lambda: [libc.malloc(5000) for _ in range(8)])
+           for _ in range(3)]
+[t.start() for t in threads]
+[t.join() for t in threads]
+fd, path = tempfile.mkstemp()
+os.close(fd)
+fp = libc.fopen(path.encode(), b"w")
+libc.malloc_info(0, fp)
+libc.fclose(fp)
+heaps = open(path).read().count("<heap nr=")
+os.unlink(path)
+print(hostmem._done, heaps)
+"""
+
+
+def _probe(mode: str) -> tuple[bool, int]:
+    if not sys.platform.startswith("linux") or "glibc" not in platform.libc_ver()[0]:
+        pytest.skip("glibc allocator only")
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("MALLOC_") and k != "JWINS_MALLOC_TUNING"}
+    env["JAX_PLATFORMS"] = "cpu"
+    result = subprocess.run(
+        [sys.executable, "-c", _PROBE, mode], capture_output=True, text=True,
+        env=env, check=False, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    done, heaps = result.stdout.split()[-2:]
+    return done == "True", int(heaps)
+
+
+def test_importing_the_package_leaves_the_allocator_alone():
+    done, heaps = _probe("import")
+    assert not done
+    assert heaps > 1  # glibc's defaults: the threads got arenas of their own
+
+
+def test_the_cli_entry_point_tunes_the_allocator():
+    done, heaps = _probe("cli")
+    assert done
+    assert heaps == 1  # one arena: the threads share the main heap
 
 
 def test_tuning_can_be_disabled(monkeypatch):

@@ -11,19 +11,18 @@ compares the models every round (float32 tolerance) and the byte counts exactly.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jwins_jax import resources
 from jwins_jax.sharing import STRATEGIES, make_sharing, message_bytes
 from jwins_jax.topology import neighbor_table
 from tests.reference import sharing_ref as ref
 
-ROOT = Path(__file__).resolve().parents[1]
-EDGES_16 = ROOT / "experiments" / "topologies" / "16_regular.edges"
+EDGES_16 = resources.path(resources.SMALL_GRAPH_NAME)
 JWINS_ALPHAS = (0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 1.0)
 
 

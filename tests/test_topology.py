@@ -7,11 +7,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jwins_jax import topology
+from jwins_jax import resources, topology
 from jwins_jax.errors import ConfigError
 from jwins_jax.gossip import dense_matrix
 
-SIXTEEN = topology.PAPER_GRAPH.parent / "16_regular.edges"
+SIXTEEN = resources.path(resources.SMALL_GRAPH_NAME)
 
 
 def assert_valid_mh(w: np.ndarray, adj: np.ndarray, atol: float = 1e-12) -> None:
@@ -393,7 +393,8 @@ def test_table_at_in_jit_wraps_around():
     np.testing.assert_array_equal(topology.table_at(bank, 4).idx, bank.idx[0])
 
 
-def test_paper_graph_path_is_in_the_repository():
+def test_paper_graph_is_a_resource_of_the_package():
     assert topology.PAPER_GRAPH.is_file()
-    folder = pathlib.Path(topology.__file__).parents[1] / "experiments" / "topologies"
+    folder = pathlib.Path(topology.__file__).parent / "resources"
     assert topology.PAPER_GRAPH == folder / "96_regular.edges"
+    assert resources.path(resources.SMALL_GRAPH_NAME) == folder / "16_regular.edges"

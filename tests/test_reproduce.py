@@ -1,0 +1,163 @@
+"""The reproduction report (jwins_jax.reproduce): specs, budget mapping, a tiny run."""
+
+from __future__ import annotations
+
+import csv
+import pathlib
+import re
+
+import numpy as np
+import pytest
+
+from jwins_jax import reproduce as rp
+from jwins_jax.sweep import load_spec
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+SPECS = REPO / "experiments" / "sweeps"
+
+
+@pytest.mark.parametrize("budget", [0.05, 0.1, 0.2, 0.3, 0.4, 0.6, 1.0])
+def test_scaled_alpha_list_has_the_budget_as_mean(budget):
+    lst = rp.scaled_alpha_list(budget)
+    assert len(lst) == len(rp.PAPER_ALPHA_LIST)
+    assert all(0 < a <= 1 for a in lst)
+    assert np.mean(lst) == pytest.approx(budget, abs=1e-4)
+    ratios = [a / p for a, p in zip(lst, rp.PAPER_ALPHA_LIST) if a < 1]
+    if ratios:  # one scale factor for the entries below the cap of 1
+        assert max(ratios) == pytest.approx(min(ratios), rel=1e-2)
+
+
+def test_scaled_alpha_list_of_the_paper_mean_is_the_paper_list():
+    paper_mean = float(np.mean(rp.PAPER_ALPHA_LIST))
+    lst = rp.scaled_alpha_list(paper_mean)
+    assert lst == pytest.approx(rp.PAPER_ALPHA_LIST, abs=2e-4)
+
+
+@pytest.mark.parametrize("dataset", ["digits", "cifar10"])
+def test_claim_specs_are_the_paper_setting(dataset):
+    one, two = (load_spec(p) for p in rp.spec_paths(dataset, SPECS))
+    for sweep in (one, two):
+        seeds = {sc.config.seed for sc in sweep.configs}
+        assert len(seeds) >= 3
+        for sc in sweep.configs:
+            c = sc.config
+            assert (c.nodes, c.topology, c.edges_file, c.dataset) == (
+                96, "edges", None, dataset)
+    assert {sc.config.sharing for sc in one.configs} == {"full", "jwins"}
+    jwins = [sc.config for sc in one.configs if sc.config.sharing == "jwins"]
+    assert all(c.alpha_list == rp.PAPER_ALPHA_LIST for c in jwins)
+    points: dict[str, set] = {}
+    for sc in two.configs:
+        c = sc.config
+        points.setdefault(rp.method_of(c.sharing, c.accumulation), set()).add(
+            rp.budget_of(c.sharing, c.alpha, c.alpha_list))
+        if c.sharing == "jwins":  # the lists in the spec are the documented mapping
+            budget = rp.budget_of(c.sharing, c.alpha, c.alpha_list)
+            assert c.alpha_list == pytest.approx(rp.scaled_alpha_list(budget), abs=1e-4)
+            assert c.metadata_cap == 0.5
+    assert set(points) == {"random", "topk", "topk_acc", "wavelet", "choco", "jwins"}
+    assert all(b == set(rp.BUDGETS) for b in points.values())
+
+
+def test_unknown_dataset_names_the_specs_there(tmp_path, capsys):
+    assert rp.main(["--dataset", "nope", "--specs-dir", str(SPECS), "--report-only",
+                    "--runs-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "nope_claim1.toml" in err and "digits" in err and "cifar10" in err
+
+
+TINY_BASE = """
+[base]
+nodes = 8
+topology = "ring"
+partition = "iid"
+local_steps = 1
+batch_size = 8
+lr = 0.1
+rounds = 4
+eval_every = 2
+test_subset = 60
+
+[grid]
+seed = [1, 2]
+"""
+
+
+def _tiny_specs(folder: pathlib.Path) -> pathlib.Path:
+    folder.mkdir()
+    lists = [list(rp.scaled_alpha_list(b)) for b in (0.1, 0.3)]
+    (folder / "digits_claim1.toml").write_text(
+        'name = "tiny_claim1"\n' + TINY_BASE
+        + '\n[[configs]]\nsharing = "full"\n\n[[configs]]\nsharing = "jwins"\n'
+    )
+    (folder / "digits_claim2.toml").write_text(
+        'name = "tiny_claim2"\n' + TINY_BASE
+        + '\n[[configs]]\nsharing = "choco"\nalpha = [0.1, 0.3]\n'
+        + f'\n[[configs]]\nsharing = "jwins"\nalpha_list = {lists}\n'
+    )
+    return folder
+
+
+def _rows(path: pathlib.Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_report_of_a_tiny_run_takes_its_numbers_from_the_sweep_csvs(tmp_path):
+    specs = _tiny_specs(tmp_path / "specs")
+    out, report = tmp_path / "repro", tmp_path / "REPORT.md"
+    args = ["--specs-dir", str(specs), "--runs-dir", str(tmp_path / "runs"),
+            "--out", str(out), "--report", str(report), "--quiet"]
+    assert rp.main(args) == 0
+    text = report.read_text()
+    for name in ("claim1_accuracy_vs_rounds.png", "claim1_accuracy_vs_bytes.png",
+                 "claim2_accuracy_vs_bytes.png", "bytes_values_vs_metadata.png",
+                 "claim1_sweep.csv", "claim2_sweep.csv", "curves.csv"):
+        assert (out / name).is_file(), name
+    for link in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text):
+        assert (report.parent / link).is_file(), link
+    assert "## Claim 1" in text and "## Claim 2" in text and "metadata" in text
+    assert "## Agreement with the paper" in text and "Claim 1 **" in text
+
+    # Claim 1: final accuracy (mean ± sample std over seeds) and bytes per node.
+    one = _rows(out / "claim1_sweep.csv")
+    assert len(one) == 4
+    for sharing in ("full", "jwins"):
+        rows = [r for r in one if r["sharing"] == sharing]
+        acc = [float(r["final_test_acc"]) for r in rows]
+        nbytes = np.mean([float(r["bytes_per_node"]) for r in rows])
+        line = next(li for li in text.splitlines()
+                    if li.startswith(f"| {rp.METHODS[sharing]} | 2 | 4 |"))
+        assert f"{np.mean(acc):.2f} ± {np.std(acc, ddof=1):.2f} %" in line
+        assert f"{nbytes / 2**20:.2f} MiB" in line
+    # Claim 2: one row per method and budget, same numbers.
+    two = _rows(out / "claim2_sweep.csv")
+    assert len(two) == 8
+    for sharing, budget, rows in (
+        ("choco", 0.1, [r for r in two
+                        if r["sharing"] == "choco" and r["alpha"] == "0.1"]),
+        ("jwins", 0.3, [r for r in two if r["sharing"] == "jwins"
+                        and r["alpha_list"].startswith("0.0875")]),
+    ):
+        assert len(rows) == 2
+        acc = [float(r["final_test_acc"]) for r in rows]
+        nbytes = np.mean([float(r["bytes_per_node"]) for r in rows])
+        meta = np.mean([float(r["meta_bytes_per_node"]) for r in rows])
+        start = f"| {rp.METHODS[sharing]} | {budget * 100:g} % | 2 |"
+        line = next(li for li in text.splitlines() if li.startswith(start))
+        assert f"{np.mean(acc):.2f} ± {np.std(acc, ddof=1):.2f} %" in line
+        assert f"{nbytes / 2**20:.2f} MiB" in line
+        assert f"{meta / nbytes * 100:.1f} %" in line
+    # The curves behind the plots are the seed means of the runs' evaluations.
+    curves = _rows(out / "curves.csv")
+    last = [c for c in curves if c["claim"] == "1" and c["method"] == "full"][-1]
+    assert float(last["test_acc_mean"]) == pytest.approx(
+        np.mean([float(r["final_test_acc"]) for r in one if r["sharing"] == "full"]),
+        abs=1e-3)
+
+    # --report-only rewrites the same numbers from the runs already there.
+    report.unlink()
+    assert rp.main(args + ["--report-only"]) == 0
+    again = report.read_text()
+    strip = lambda t: re.sub(r"; the command took \d+ min", "", t)  # noqa: E731
+    assert strip(again) == strip(text)
