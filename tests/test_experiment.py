@@ -155,3 +155,30 @@ def test_stacked_inputs_run_each_config_as_alone():
                                       np.asarray(per_round["receivers"]))
         np.testing.assert_allclose(np.asarray(out[2]["test_acc"][b]),
                                    np.asarray(ev["test_acc"]), atol=1e-4)
+
+
+def test_many_local_steps_run_in_a_loop_and_equal_unrolled_steps(monkeypatch):
+    """Past UNROLL_STEPS the steps run in a lax.scan (compile time stays flat); the
+    result is the same as unrolling them."""
+    exp, inputs, hp = ex.build(_tiny(nodes=3, local_steps=10))
+    state = jax.jit(exp.init)(jax.random.PRNGKey(0), hp)
+    ids, w = sample_batches(jax.random.PRNGKey(2), inputs.nodes, 10, 8)
+    tx = exp.optimizer(hp)
+
+    def make_train():  # a new function each time: no trace cache shared
+        def train(x, opt):
+            return training.local_train(exp.model, exp.task, tx, x, opt,
+                                        inputs.train_x, inputs.train_y, ids[0], w[0])
+        return jax.jit(train)
+
+    opt0 = jax.tree.map(lambda a: a[0], state.opt)
+    train = make_train()
+    looped = train(state.x[0], opt0)
+    assert "while" in train.lower(state.x[0], opt0).as_text()
+    monkeypatch.setattr(training, "UNROLL_STEPS", 100)
+    train = make_train()
+    unrolled = train(state.x[0], opt0)
+    assert "while" not in train.lower(state.x[0], opt0).as_text()
+    np.testing.assert_allclose(np.asarray(looped[0]), np.asarray(unrolled[0]),
+                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(float(looped[2]), float(unrolled[2]), rtol=1e-5)
