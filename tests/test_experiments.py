@@ -66,11 +66,13 @@ def test_every_paper_config_builds_on_its_synthetic_stand_in(path):
     assert exp.drop_last == c.dataset.endswith("femnist")
 
 
-@pytest.mark.parametrize("name", ["femnist_topk_paper.toml", "celeba_random_paper.toml",
-                                  "shakespeare_jwins_paper.toml", "movielens_jwins_paper.toml"])
+@pytest.mark.parametrize("name", ["femnist_topk_paper.toml", "movielens_jwins_paper.toml"])
 def test_one_block_of_paper_workloads_on_stand_ins(name):
-    """One round and an evaluation of four paper workloads (one per dataset, the
-    strategies rotated), shrunk to 8 nodes and one local step so it compiles fast."""
+    """One round and an evaluation of paper workloads through the pipeline, shrunk to
+    8 nodes and one local step so it compiles fast: FEMNIST (drop_last, a 1.7M
+    parameter model) and MovieLens (integer inputs, the rating task, local test sets).
+    Every paper config's build is checked above; every model's gradient in
+    test_workload_models.py."""
     import jax
     import jax.numpy as jnp
     import numpy as np
