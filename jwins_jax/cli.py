@@ -351,6 +351,10 @@ def _main(argv: Sequence[str] | None, stop) -> int:
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
+        if args.command in ("run", "compare", "sweep"):
+            from jwins_jax.cache import enable_compilation_cache
+
+            enable_compilation_cache()
         stop.check(" while starting")
     except SystemExit as exit_:  # --help, or a bad flag (already reported on one line)
         return exit_.code if isinstance(exit_.code, int) else 2

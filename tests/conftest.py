@@ -21,6 +21,8 @@ jax.config.update("jax_compilation_cache_dir", _CACHE)
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
 jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
+# processes the tests start share the session's cache (see jwins_jax/cache.py)
+os.environ.setdefault("JWINS_COMPILATION_CACHE", _CACHE)
 jax.config.update("jax_disable_most_optimizations",
                   os.environ["JAX_DISABLE_MOST_OPTIMIZATIONS"] == "1")
 

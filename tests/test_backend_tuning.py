@@ -123,3 +123,37 @@ def test_tuned_jit_can_be_nested_in_another_jit():
     np.testing.assert_allclose(np.asarray(outer(x)), np.sin(np.asarray(x)) * 2 + 1, rtol=1e-6)
     np.testing.assert_allclose(np.asarray(jax.vmap(inner)(x)), np.asarray(inner(x)), rtol=1e-6)
     assert outer.lower(x).compile() is not None
+
+
+def test_command_line_compilation_cache_directory(tmp_path, monkeypatch):
+    from jwins_jax import cache
+
+    monkeypatch.setenv("JWINS_COMPILATION_CACHE", "0")
+    assert cache.cache_dir() is None and cache.enable_compilation_cache() is None
+    monkeypatch.setenv("JWINS_COMPILATION_CACHE", str(tmp_path / "c"))
+    assert cache.cache_dir() == tmp_path / "c"
+    monkeypatch.delenv("JWINS_COMPILATION_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache.cache_dir() == tmp_path / "xdg" / "jwins_jax" / "xla"
+    # a directory under a file cannot be created: the cache is skipped
+    (tmp_path / "file").write_text("x")
+    monkeypatch.setenv("JWINS_COMPILATION_CACHE", str(tmp_path / "file" / "c"))
+    assert cache.enable_compilation_cache() is None
+
+
+def test_second_process_loads_the_round_program_from_the_cache(tmp_path):
+    """Two `jwins run` processes with one cache: the second compiles nothing new."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "JWINS_COMPILATION_CACHE": str(tmp_path / "cache"),
+           "JAX_PLATFORMS": "cpu"}
+    cmd = [sys.executable, "-m", "jwins_jax.cli", "run", "--nodes", "6", "--topology",
+           "ring", "--rounds", "2", "--eval-every", "2", "--local-steps", "1",
+           "--test-subset", "32", "--quiet", "--out-dir", str(tmp_path / "runs")]
+    subprocess.run(cmd, check=True, env=env, capture_output=True)
+    entries = set(os.listdir(tmp_path / "cache"))
+    assert entries, "the first process wrote compiled programs"
+    subprocess.run(cmd, check=True, env=env, capture_output=True)
+    assert set(os.listdir(tmp_path / "cache")) == entries
