@@ -13,7 +13,10 @@ On the default JAX device (a GPU when one is there; the same code runs on CPU in
    n = 96, 1,024 and 4,096 nodes (stand-in data tiled so every node holds data; IID
    partition; a point whose state would not fit in a third of the device memory is
    skipped, and so is every point once the time budget is spent);
-3. ``evaluation``: test images per second when evaluating 96 GN-LeNet models.
+3. ``evaluation``: test images per second when evaluating 96 GN-LeNet models;
+4. ``train_chunk``: GN-LeNet JWINS rounds per second at n = 96 with the nodes trained
+   in groups of 8, 32 or all 96 at once (the per-backend default of
+   ``jwins_jax/platform.py`` should follow this).
 
 Everything is one compiled program per point (``runner.programs``), timed with
 ``block_until_ready`` after a warm-up, compile time apart.
@@ -181,6 +184,26 @@ def evaluation_throughput(quick: bool) -> dict[str, Any]:
             "compile_s": max(first - dt, 0.0), "images_per_s": images / dt}
 
 
+def train_chunk_table(quick: bool) -> list[dict[str, Any]]:
+    """Rounds per second of GN-LeNet JWINS at n = 96 per node-group size."""
+    model, nodes, chunks = ("digits_cnn", 8, (2, 0)) if quick else ("gn_lenet", 96, (8, 32, 0))
+    dataset_name, lr = MODELS[model]
+    base = load_dataset(dataset_name)
+    rows = []
+    for chunk in chunks:
+        c = Config(nodes=nodes, topology="edges" if nodes == 96 else "ring",
+                   dataset=dataset_name, model=model, partition="iid", sharing="jwins",
+                   local_steps=3, batch_size=8, lr=lr, rounds=4, eval_every=2,
+                   test_subset=64, train_chunk=chunk)
+        row = {"train_chunk": chunk or nodes, "model": model, "n": nodes}
+        try:
+            row.update(time_blocks(c, _tiled(base, 8 * nodes), 2, 2))
+        except Exception as err:  # noqa: BLE001 - e.g. out of memory: record it
+            row["error"] = f"{type(err).__name__}: {str(err).splitlines()[0][:160]}"
+        rows.append(row)
+    return rows
+
+
 def run(opts: Any) -> dict[str, Any]:
     """The accelerator section (everything above, within ``opts``' time budget)."""
     quick = bool(getattr(opts, "quick", False))
@@ -193,5 +216,6 @@ def run(opts: Any) -> dict[str, Any]:
     print(f"[gpu] paper-scale run: {out['paper']['extrapolated_run_s'] / 60:.1f} min "
           "(extrapolated)", flush=True)
     out["evaluation"] = evaluation_throughput(quick)
+    out["train_chunk"] = train_chunk_table(quick)
     out["rounds"] = rounds_table(quick, budget)
     return out

@@ -660,6 +660,8 @@ def gpu_lines(g: dict[str, Any]) -> list[str]:
         else:
             rows.append([r["model"], str(r["n"]), r["sharing"], "-",
                          r.get("skipped") or r.get("error", "-")])
+    chunks = [[str(r["train_chunk"]), f"{r['rounds_per_s']:.2f}" if "rounds_per_s" in r
+               else r.get("error", "-")] for r in g.get("train_chunk", [])]
     return [
         f"### Accelerator ({g['device']}, {g['platform']})",
         "",
@@ -674,5 +676,9 @@ def gpu_lines(g: dict[str, Any]) -> list[str]:
         f"{ev['compile_s']:.1f} s).",
         "",
         *_table(["model", "n", "sharing", "rounds/s", "compile / note"], rows),
+        "",
+        "Nodes trained at once (`train_chunk`), GN-LeNet JWINS, n = 96:",
+        "",
+        *_table(["nodes per group", "rounds/s"], chunks),
         "",
     ]

@@ -134,9 +134,10 @@ class Config:
         90, Option("seed of the run: model init, batches, masks, partition, graph", int,
                    opt.int_range(0, MAX_SEED), traced=True),
     )
-    train_chunk: int = _field(
-        8, Option("train nodes in groups of this many (0: all at once); bounds memory",
-                  int, opt.int_range(0, 100_000)),
+    train_chunk: int | None = _field(
+        None, Option("train nodes in groups of this many (0: all at once; unset: the "
+                     "backend's default, CPU 8, GPU/TPU all); bounds memory",
+                     int, opt.int_range(0, 100_000)),
     )
     # evaluation
     eval_every: int = _field(

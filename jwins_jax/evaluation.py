@@ -3,15 +3,15 @@
 Every node tests its own post-averaging model. Two kinds of sample sets:
 
 * a **shared** set that every node evaluates (the global test split): one
-  ``(D_test, ...)`` array, forward passes in chunks of ``EVAL_CHUNK`` samples;
+  ``(D_test, ...)`` array, forward passes in chunks of the backend's chunk samples;
 * **per-node** sets given as padded id lists into a data array (each node's training
   data for the train loss, or each node's local test ratings for MovieLens).
 
 Forward passes use ``model.apply_flat_eval``: the model's forward-only formulation
 (XLA's own convolutions on NHWC activations for the CNNs), which no gradient goes
 through, so it need not be the formulation training uses. Nodes are evaluated one
-after the other (``lax.map``) on the chunks of ``EVAL_CHUNK`` samples; on the shared
-set in groups of ``EVAL_GROUP`` nodes (``ModelSpec.apply_group_eval``), so that work
+after the other (``lax.map``) on the chunks of the backend's chunk samples; on the shared
+set in groups of the backend's group size nodes (``ModelSpec.apply_group_eval``), so that work
 depending only on the inputs (GN-LeNet's first convolution) is shared by the group.
 
 Losses are sample means (the original averages batch means; the two differ only in
@@ -24,6 +24,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from jwins_jax import platform
 from jwins_jax.models import ModelSpec
 from jwins_jax.tasks import Task
 
@@ -32,8 +33,13 @@ from jwins_jax.tasks import Task
 # bench_train.py and RESULTS.md): groups of 8 with chunks of 128 (GN-LeNet's first
 # convolution then runs once per group; about 0.15 GB of activations) were the
 # fastest of groups of 1, 4, 8, 16 and chunks of 128 to 1,024.
-EVAL_CHUNK = 128
-EVAL_GROUP = 8
+# The values per backend live in jwins_jax/platform.py.
+def _eval_chunk() -> int:
+    return platform.default("eval_chunk")
+
+
+def _eval_group() -> int:
+    return platform.default("eval_group")
 
 
 def _chunked(x: jax.Array, y: jax.Array, w: jax.Array, chunk: int):
@@ -90,7 +96,7 @@ def shared_metrics(
 ) -> tuple[jax.Array, jax.Array]:
     """Every node's model on one shared sample set (the global test split).
 
-    Nodes are evaluated in groups of ``EVAL_GROUP`` (``lax.map`` over groups; the
+    Nodes are evaluated in groups of the backend's group size (``lax.map`` over groups; the
     last group is padded with copies of the last node, dropped afterwards), so a
     model can share work that only depends on the inputs across the group.
 
@@ -102,10 +108,10 @@ def shared_metrics(
         ``(loss (n,), accuracy (n,) in percent)``.
     """
     xs, ys, ws = _chunked(
-        data_x, data_y, jnp.ones(data_y.shape, jnp.float32), EVAL_CHUNK
+        data_x, data_y, jnp.ones(data_y.shape, jnp.float32), _eval_chunk()
     )
     n = x.shape[0]
-    g = min(EVAL_GROUP, n)
+    g = min(_eval_group(), n)
     groups = -(-n // g)
     pad = groups * g - n
     if pad:
@@ -141,7 +147,7 @@ def per_node_metrics(
 
     def one(args):
         flat, idx, wv = args
-        xs, ys, ws = _chunked(data_x[idx], data_y[idx], wv, EVAL_CHUNK)
+        xs, ys, ws = _chunked(data_x[idx], data_y[idx], wv, _eval_chunk())
         loss, acc, w = _group_sums(model, task, flat[None], xs, ys, ws)
         return loss[0], acc[0], w
 

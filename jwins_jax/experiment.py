@@ -41,7 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from jwins_jax import evaluation, faults, gossip, tasks, training
+from jwins_jax import evaluation, faults, gossip, platform, tasks, training
 from jwins_jax.config import Config
 from jwins_jax.data.batches import NodeData, node_data, sample_batches
 from jwins_jax.data.datasets import Dataset, load_dataset
@@ -306,6 +306,8 @@ def build_experiment(config: Config, dataset: Dataset) -> Experiment:
         ConfigError: a bad config, or a model that does not take the dataset's inputs.
     """
     c = config.validate()
+    if c.train_chunk is None:
+        c = c.replace(train_chunk=platform.default("train_chunk"))
     model = get_model(c.model)
     if tuple(model.input_shape) != tuple(dataset.input_shape):
         raise ConfigError(

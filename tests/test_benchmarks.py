@@ -145,6 +145,8 @@ def test_gpu_section_runs_reduced_on_cpu(quick_run):
     assert gpu["evaluation"]["images_per_s"] > 0
     assert [r["sharing"] for r in gpu["rounds"]] == ["full", "jwins"]
     assert all(r["rounds_per_s"] > 0 and r["finite"] for r in gpu["rounds"])
+    assert [r["train_chunk"] for r in gpu["train_chunk"]] == [2, 8]
+    assert all(r["rounds_per_s"] > 0 for r in gpu["train_chunk"])
     assert "### Accelerator" in quick_run["results"].read_text()
 
 
