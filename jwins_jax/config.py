@@ -25,6 +25,7 @@ import sys
 from typing import Any
 
 from jwins_jax import options as opt
+from jwins_jax import platform
 from jwins_jax.data.datasets import DATASETS
 from jwins_jax.data.partition import PARTITIONS
 from jwins_jax.errors import ConfigError
@@ -135,8 +136,10 @@ class Config:
                    opt.int_range(0, MAX_SEED), traced=True),
     )
     train_chunk: int | None = _field(
-        None, Option("train nodes in groups of this many (0: all at once; unset: the "
-                     "backend's default, CPU 8, GPU/TPU all); bounds memory",
+        None, Option("train nodes in groups of this many (0: all at once; unset: per "
+                     "backend, " + ", ".join(
+                         f"{b} {v['train_chunk'] or 'all'}"
+                         for b, v in platform.DEFAULTS.items()) + "); bounds memory",
                      int, opt.int_range(0, 100_000)),
     )
     # evaluation
