@@ -18,6 +18,10 @@ import os
 import pathlib
 
 MAX_BYTES = 2 << 30
+# programs that compile faster than this are not worth a file (JAX's own default);
+# the environment variable JAX reads overrides it
+MIN_COMPILE_SECS = 1.0
+MIN_COMPILE_TIME_ENV = "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"
 
 
 def cache_dir() -> pathlib.Path | None:
@@ -48,5 +52,6 @@ def enable_compilation_cache() -> pathlib.Path | None:
         return pathlib.Path(jax.config.jax_compilation_cache_dir)
     jax.config.update("jax_compilation_cache_dir", str(path))
     jax.config.update("jax_compilation_cache_max_size", MAX_BYTES)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+    if MIN_COMPILE_TIME_ENV not in os.environ:  # JAX reads the variable itself
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", MIN_COMPILE_SECS)
     return path

@@ -147,8 +147,11 @@ def test_second_process_loads_the_round_program_from_the_cache(tmp_path):
     import subprocess
     import sys
 
+    from jwins_jax import cache
+
+    # every program is written, however fast this machine compiles it
     env = {**os.environ, "JWINS_COMPILATION_CACHE": str(tmp_path / "cache"),
-           "JAX_PLATFORMS": "cpu"}
+           "JAX_PLATFORMS": "cpu", cache.MIN_COMPILE_TIME_ENV: "0"}
     cmd = [sys.executable, "-m", "jwins_jax.cli", "run", "--nodes", "6", "--topology",
            "ring", "--rounds", "2", "--eval-every", "2", "--local-steps", "1",
            "--test-subset", "32", "--quiet", "--out-dir", str(tmp_path / "runs")]
