@@ -293,14 +293,16 @@ def to_flat(module: Any, spec: ModelSpec) -> np.ndarray:
     return np.concatenate(parts).astype(np.float32, copy=False)
 
 
+def _writable(x: Any, dtype: Any) -> np.ndarray:
+    """A C-contiguous, writable NumPy array (``torch.from_numpy`` shares its memory;
+    arrays read back from JAX are read-only, so those are copied)."""
+    return np.require(np.asarray(x, dtype), requirements=["C", "W"])
+
+
 def nhwc_to_torch(x: np.ndarray) -> Any:
     """(B, H, W, C) NumPy inputs to a contiguous NCHW float32 tensor."""
     torch = _torch()
-    return (
-        torch.from_numpy(np.ascontiguousarray(np.asarray(x, np.float32)))
-        .permute(0, 3, 1, 2)
-        .contiguous()
-    )
+    return torch.from_numpy(_writable(x, np.float32)).permute(0, 3, 1, 2).contiguous()
 
 
 def torch_inputs(spec: ModelSpec, x: np.ndarray | Any) -> Any:
@@ -319,10 +321,10 @@ def torch_inputs(spec: ModelSpec, x: np.ndarray | Any) -> Any:
     if torch.is_tensor(x):
         return x
     if np.issubdtype(np.dtype(spec.input_dtype), np.integer):
-        return torch.from_numpy(np.ascontiguousarray(np.asarray(x, np.int64)))
+        return torch.from_numpy(_writable(x, np.int64))
     if len(spec.input_shape) == 3:
         return nhwc_to_torch(x)
-    return torch.from_numpy(np.ascontiguousarray(np.asarray(x, np.float32)))
+    return torch.from_numpy(_writable(x, np.float32))
 
 
 def task_of(spec: ModelSpec) -> tasks.Task:
@@ -337,7 +339,7 @@ def torch_targets(task: tasks.Task, y: np.ndarray | Any) -> Any:
     if torch.is_tensor(y):
         return y
     dtype = np.int64 if task.name == "classification" else np.float32
-    return torch.from_numpy(np.ascontiguousarray(np.asarray(y, dtype)))
+    return torch.from_numpy(_writable(y, dtype))
 
 
 def _sample_loss(task: tasks.Task, out: Any, y: Any) -> Any:
