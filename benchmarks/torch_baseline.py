@@ -445,8 +445,8 @@ class TorchNodes:
         """
         torch = _torch()
         xt, yt = self.inputs(data_x), self.targets(data_y)
-        ids_t = torch.from_numpy(np.asarray(ids, np.int64))
-        w_t = torch.from_numpy(np.asarray(w, np.float32))
+        ids_t = torch.from_numpy(_writable(ids, np.int64))
+        w_t = torch.from_numpy(_writable(w, np.float32))
         module = self.module
         module.train()
         losses = []
