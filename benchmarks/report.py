@@ -132,7 +132,7 @@ def e2e_lines(e2e: dict[str, Any]) -> list[str]:
         if paper_tau != cfg["local_steps"]:
             tau += f" (paper: {paper_tau})"
         repeats = (
-            "1, compiled ahead, no warm-up"
+            "1 (training, evaluation: no warm-up)"
             if cfg.get("heavy")
             else f"{plan.get('repeats', st['repeats'])} after a warm-up"
         )
