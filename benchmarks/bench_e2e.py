@@ -50,6 +50,7 @@ from pernode import (
     elias_gamma_bytes,
     forward_flops,
     relative_error,
+    top_k_indices,
 )
 from simulation import BenchSim as Simulation
 
@@ -390,13 +391,7 @@ def share_breakdown(
         return [net.rec(z) for z in coefs]
 
     def select_all():
-        m = tr.m
-        out = []
-        for i in range(n):
-            top = np.argpartition(abs_coefs[i], m - k[i])[m - k[i] :]
-            top.sort()
-            out.append(top)
-        return out
+        return [top_k_indices(abs_coefs[i], int(k[i])) for i in range(n)]
 
     def gossip_all():
         out = []

@@ -11,8 +11,9 @@ the original system does, node by node, in one process:
 * full sharing (SPEC 4.1): ``x_i <- w_ii x_i + sum_j w_ij x_j`` in NumPy, node by node;
 * JWINS (SPEC 4.5, pseudocode there): per node, PyWavelets ``wavedec`` +
   ``coeffs_to_array`` of the model and of its change, the legacy accumulator score,
-  an alpha drawn from the node's own ``random.Random(uid)``, NumPy ``argpartition``
-  top-k, the accumulator rewind and the Elias-gamma size of the sorted indices; then
+  an alpha drawn from the node's own ``random.Random(uid)``, NumPy top-k
+  (:func:`top_k_indices`: ``np.partition`` and ties to the lower index, SPEC's
+  decision), the accumulator rewind and the Elias-gamma size of the sorted indices; then
   per receiver the fill-with-own MH average in the wavelet domain, ``waverec`` and the
   accumulator update with the post-averaging change.
 
@@ -34,6 +35,27 @@ from jwins_jax import compiler
 from jwins_jax.experiment import SimState
 from jwins_jax.sparsify import k_from_alpha
 from jwins_jax.topology import mh_matrix
+
+
+def top_k_indices(score: np.ndarray, k: int) -> np.ndarray:
+    """Sorted indices of the ``k`` largest scores, ties to the lower index.
+
+    SPEC's decision for top-k ties (what ``lax.top_k`` and the simulator do); plain
+    ``np.argpartition`` breaks ties arbitrarily, which matters where many scores are
+    equal (MovieLens MF: the rows of users and items a node never saw do not change,
+    so most wavelet coefficients of its change are exactly 0). Linear time: the k-th
+    largest value by ``np.partition``, every score above it, then the
+    lowest-indexed scores equal to it.
+    """
+    m = score.size
+    if k <= 0:
+        return np.zeros(0, np.int64)
+    if k >= m:
+        return np.arange(m)
+    threshold = np.partition(score, m - k)[m - k]
+    above = np.flatnonzero(score > threshold)
+    ties = np.flatnonzero(score == threshold)[: k - above.size]
+    return np.sort(np.concatenate([above, ties]))
 
 
 def elias_gamma_bytes(indices: np.ndarray) -> int:
@@ -168,8 +190,7 @@ class PerNodeNetwork:
                 meta.append(0)
             else:
                 k = k_from_alpha(alpha, self.m)
-                top = np.argpartition(np.abs(score), self.m - k)[self.m - k :]
-                top.sort()
+                top = top_k_indices(np.abs(score), k)
                 self.acc[i][top] = 0.0  # rewind the sent coefficients
                 messages.append((top, p[top]))
                 meta.append(elias_gamma_bytes(top))

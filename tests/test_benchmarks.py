@@ -217,3 +217,38 @@ def test_e2e_covers_every_model_and_says_when_torch_is_missing(
         res[strategy]["pernode_torch"] = skipped
         res[strategy].pop("ratios_torch", None)
     assert "torch not installed" in "\n".join(report.e2e_lines(e2e))
+
+
+def test_paper_rounds_times_the_paper_configs_on_stand_ins(monkeypatch):
+    monkeypatch.syspath_prepend(str(RUN.parent))
+    import paper_rounds
+
+    femnist = paper_rounds.paper_config("femnist")
+    assert (femnist.dataset, femnist.nodes, femnist.local_steps) == (
+        "synthetic_femnist",
+        96,
+        47,
+    )
+    assert (femnist.batch_size, femnist.sharing) == (16, "jwins")
+    out = paper_rounds.main(
+        ["--workloads", "movielens", "--nodes", "8", "--repeats", "1"]
+    )
+    r = out["results"]["movielens"]
+    assert r["median_s"] > 0 and r["compile_s"] > 0 and r["finite"]
+    assert (r["local_steps"], r["batch_size"], r["nodes"]) == (10, 16, 8)
+    assert "| movielens |" in "\n".join(paper_rounds.table(out["results"]))
+
+
+def test_per_node_top_k_breaks_ties_to_the_lower_index(monkeypatch):
+    """SPEC's tie rule, as the simulator's selection (MovieLens has many ties)."""
+    monkeypatch.syspath_prepend(str(RUN.parent))
+    import numpy as np
+    import pernode
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        m = int(rng.integers(1, 40))
+        score = rng.integers(0, 3, m).astype(np.float32)
+        k = int(rng.integers(0, m + 2))
+        want = np.sort(np.argsort(-score, kind="stable")[:k])
+        np.testing.assert_array_equal(pernode.top_k_indices(score, k), want)
