@@ -51,6 +51,7 @@ def time_compiled(
     args: tuple[Any, ...],
     repeats: int,
     slow_s: float = 2.0,
+    warmup: int = 1,
 ) -> tuple[dict[str, Any], Any]:
     """Compiles ``compiler.jit(fn)`` ahead of time, warms it up, then times it.
 
@@ -62,6 +63,9 @@ def time_compiled(
         args: its arguments.
         repeats: steady-state repeats (reduced to 1 when one call takes > slow_s).
         slow_s: threshold above which a single timed call is enough.
+        warmup: untimed calls before the repeats (0: the program is compiled ahead
+            of time already, so for a slow program the first call is the
+            measurement).
 
     Returns:
         ``(stats, output)``: stats has ``compile_s`` (lower + compile), ``median_s``
@@ -70,7 +74,9 @@ def time_compiled(
     t0 = time.perf_counter()
     compiled = compiler.jit(fn).lower(*args).compile()
     compile_s = time.perf_counter() - t0
-    stats, out = time_host(lambda: compiled(*args), repeats, slow_s=slow_s)
+    stats, out = time_host(
+        lambda: compiled(*args), repeats, warmup=warmup, slow_s=slow_s
+    )
     stats["compile_s"] = compile_s
     stats["warmup_s"] = stats.pop("first_s")
     return stats, out
@@ -82,21 +88,25 @@ def time_host(
     """Times a zero-argument call (whatever it runs), waiting for device results.
 
     The first ``warmup`` calls are timed apart (``first_s``: for a jitted function
-    called the first time this includes tracing and compiling).
+    called the first time this includes tracing and compiling). With ``warmup=0``
+    there is no separate first call (``first_s`` is None) and ``repeats`` calls are
+    timed.
 
     Returns:
         ``(stats, output)`` as :func:`time_compiled`.
     """
-    t0 = time.perf_counter()
-    out = block(call())
-    first = time.perf_counter() - t0
-    for _ in range(warmup - 1):
+    first = None
+    if warmup > 0:
+        t0 = time.perf_counter()
         out = block(call())
-    if first > slow_s and warmup <= 1:
-        repeats = 1
-    elif first < 0.02:
-        # short calls: more repeats (up to ~0.2 s in all) for a stable median
-        repeats = max(repeats, min(50, int(0.2 / max(first, 1e-4))))
+        first = time.perf_counter() - t0
+        for _ in range(warmup - 1):
+            out = block(call())
+        if first > slow_s and warmup <= 1:
+            repeats = 1
+        elif first < 0.02:
+            # short calls: more repeats (up to ~0.2 s in all) for a stable median
+            repeats = max(repeats, min(50, int(0.2 / max(first, 1e-4))))
     times = []
     for _ in range(max(1, repeats)):
         t0 = time.perf_counter()

@@ -89,28 +89,88 @@ def machine_lines(mm: dict[str, Any]) -> list[str]:
     ]
 
 
+def _strategies(res: dict[str, Any]) -> list[str]:
+    """The strategies measured for one model, in the run's order."""
+    names = res["config"].get("strategies", ["full", "jwins"])
+    return [s for s in names if s in res]
+
+
+def _pair(slow: dict[str, Any] | None, fast: dict[str, Any]) -> str:
+    """``slow / fast`` median times as text."""
+    if slow is None:
+        return "-"
+    return f"{_ms(slow['median_s'])} / {_ms(fast['median_s'])}"
+
+
 def e2e_lines(e2e: dict[str, Any]) -> list[str]:
     st = e2e["settings"]
+    torch_info = st.get("torch", "not recorded")
     lines = [
-        f"### End to end (n = {st['nodes']}, batch 8, tau = 3)",
+        f"### End to end (n = {st['nodes']}, every model with its batch and tau)",
         "",
         "Vectorized: local training = `training.train_all` (vmapped `local_train`, "
         "nodes in groups of `train_chunk` = 8) jitted; sharing = "
         "`sharing.step` jitted alone on the trained models; round = "
-        f"`Experiment.advance` over {st['advance_rounds']} rounds per call (one "
-        "compiled scan, donated state) divided by the rounds. Per-node: the same "
-        "model's jitted `local_train` called node by node, PyWavelets + NumPy "
-        "sharing node by node (benchmarks/pernode.py). Both ways are compiled with "
-        "the same options (`jwins_jax.compiler.jit`) and run with the same allocator "
-        "settings (`jwins_jax.hostmem`). Ratio = per-node / vectorized "
-        "(> 1: the vectorized way is faster).",
+        "`Experiment.advance` over R rounds per call (one compiled loop, donated "
+        "state) divided by R. Per-node JAX: the same model's jitted `local_train` "
+        "called node by node, PyWavelets + NumPy sharing node by node "
+        "(benchmarks/pernode.py). Per-node PyTorch: the original system's engine, "
+        "a PyTorch model trained node by node with `torch.optim.SGD` "
+        "(benchmarks/torch_baseline.py), and the same NumPy + PyWavelets sharing "
+        f"(torch: {torch_info}, {st.get('torch_threads')} threads). The JAX ways are "
+        "compiled with the same options (`jwins_jax.compiler.jit`); every way runs "
+        "with the same allocator settings (`jwins_jax.hostmem`). Ratio = per-node "
+        "/ vectorized (> 1: the vectorized way is faster).",
         "",
     ]
-    rows, prow, frow, crow = [], [], [], []
+    wrows = []
+    for model, res in e2e["models"].items():
+        cfg = res["config"]
+        plan = res.get("plan", {})
+        tau = str(cfg["local_steps"])
+        paper_tau = cfg.get("paper_local_steps", cfg["local_steps"])
+        if paper_tau != cfg["local_steps"]:
+            tau += f" (paper: {paper_tau})"
+        repeats = (
+            "1 (training, evaluation: no warm-up)"
+            if cfg.get("heavy")
+            else f"{plan.get('repeats', st['repeats'])} after a warm-up"
+        )
+        wrows.append(
+            [
+                model,
+                f"{cfg['dataset']} ({cfg.get('partition', '?')})",
+                f"{cfg['n_params']:,}",
+                str(cfg["batch_size"]),
+                tau,
+                str(cfg.get("lr", "?")),
+                ", ".join(_strategies(res)),
+                f"{cfg['advance_rounds']}",
+                repeats,
+                _ms(res.get("wall_s")),
+            ]
+        )
+    lines += _table(
+        [
+            "model",
+            "dataset (partition)",
+            "N",
+            "b",
+            "tau",
+            "lr",
+            "strategies",
+            "R",
+            "repeats",
+            "section time",
+        ],
+        wrows,
+    )
+    lines += [""]
+    rows, prow, trow, frow, crow = [], [], [], [], []
     for model, res in e2e["models"].items():
         cfg = res["config"]
         tr, ev = res["train"], res["evaluate"]
-        for s in ("full", "jwins"):
+        for s in _strategies(res):
             e = res[s]
             rows.append(
                 [
@@ -141,11 +201,11 @@ def e2e_lines(e2e: dict[str, Any]) -> list[str]:
                 [
                     model,
                     s,
-                    f"{_ms(pn['round']['median_s'])} / {_ms(e['round']['median_s'])}",
+                    _pair(pn["round"], e["round"]),
                     f"**{_x(r['round'])}**",
-                    f"{_ms(pn['train']['median_s'])} / {_ms(tr['median_s'])}",
+                    _pair(pn["train"], tr),
                     _x(r["train"]),
-                    f"{_ms(pn['share']['median_s'])} / {_ms(e['share']['median_s'])}",
+                    _pair(pn["share"], e["share"]),
                     _x(r["share"]),
                     (
                         f"{'ok' if chk.get('ok') else 'MISMATCH'} "
@@ -155,6 +215,25 @@ def e2e_lines(e2e: dict[str, Any]) -> list[str]:
                     ),
                 ]
             )
+            pt = e.get("pernode_torch", {"skipped": "not measured"})
+            if "skipped" in pt:
+                trow.append([model, s, pt["skipped"], "-", "-", "-", "-", "-"])
+            else:
+                rt = e["ratios_torch"]
+                trow.append(
+                    [
+                        model,
+                        s,
+                        _pair(pt["round"], e["round"]),
+                        f"**{_x(rt['round'])}**",
+                        _pair(pt["train"], tr),
+                        _x(rt["train"]),
+                        _pair(pt["share"], e["share"]),
+                        _x(rt["share"]),
+                    ]
+                )
+        jw = res.get("jwins", res[_strategies(res)[-1]])
+        torch_gflops = jw.get("pernode_torch_train_gflops")
         frow.append(
             [
                 model,
@@ -163,8 +242,11 @@ def e2e_lines(e2e: dict[str, Any]) -> list[str]:
                 f"{tr.get('matmul_gflops_reference', float('nan')):.0f}",
                 f"{tr['gflops']:.1f}",
                 f"{100 * tr['fraction_of_matmul']:.1f} %",
-                f"{res['jwins']['pernode_train_gflops']:.1f}",
-                f"{100 * res['jwins']['pernode_train_fraction_of_matmul']:.1f} %",
+                f"{jw['pernode_train_gflops']:.1f}",
+                "-" if torch_gflops is None else f"{torch_gflops:.1f}",
+                "-"
+                if torch_gflops is None
+                else f"{100 * jw['pernode_torch_train_fraction_of_matmul']:.1f} %",
             ]
         )
     lines += _table(
@@ -185,7 +267,26 @@ def e2e_lines(e2e: dict[str, Any]) -> list[str]:
     lines += _table(
         ["model", "strategy", "training", "sharing", "evaluation", "advance"], crow
     )
-    lines += ["", "The per-node way in the same run (per-node / vectorized):", ""]
+    lines += [
+        "",
+        "Against the per-node PyTorch way, the original engine (per-node / "
+        "vectorized, same run):",
+        "",
+    ]
+    lines += _table(
+        [
+            "model",
+            "strategy",
+            "round",
+            "round ratio",
+            "training",
+            "ratio",
+            "sharing",
+            "ratio",
+        ],
+        trow,
+    )
+    lines += ["", "Against the per-node JAX way (per-node / vectorized, same run):", ""]
     lines += _table(
         [
             "model",
@@ -203,9 +304,9 @@ def e2e_lines(e2e: dict[str, Any]) -> list[str]:
     lines += [
         "",
         "Training throughput (3x the analytic forward FLOPs per sample x batch x tau x "
-        "n per round; convolutions and linear layers), as a share of the matmul rate "
-        "(the larger of the section's reference and one taken right after the "
-        "training measurement, since the machine is shared):",
+        "n per round; convolutions, linear layers and LSTM matmuls), as a share of "
+        "the matmul rate (the larger of the section's reference and one taken right "
+        "after the training measurement, since the machine is shared):",
         "",
     ]
     lines += _table(
@@ -216,13 +317,14 @@ def e2e_lines(e2e: dict[str, Any]) -> list[str]:
             "matmul GFLOP/s",
             "vectorized GFLOP/s",
             "of matmul",
-            "per-node GFLOP/s",
+            "per-node JAX GFLOP/s",
+            "per-node PyTorch GFLOP/s",
             "of matmul",
         ],
         frow,
     )
     for model, res in e2e["models"].items():
-        bd = res["jwins"].get("share_breakdown")
+        bd = res.get("jwins", {}).get("share_breakdown")
         if not bd:
             continue
         lines += [
@@ -261,7 +363,7 @@ def e2e_lines(e2e: dict[str, Any]) -> list[str]:
             f"{cfg['mean_train_samples_per_node']:.0f} training samples per node"
         )
     lines += ["", "Evaluation covers every node's model on " + "; ".join(evals) + "."]
-    if "gn_lenet" in e2e["models"]:
+    if "paper_scale_estimate" in e2e["models"].get("gn_lenet", {}):
         est = e2e["models"]["gn_lenet"]["paper_scale_estimate"]
         lines += [
             "",

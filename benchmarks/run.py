@@ -5,8 +5,11 @@ Sections (all by default, or some with ``--only``):
 * ``machine``: the FLOP rate of a jitted 2048 x 2048 float32 matmul (measured in every
   invocation, so each section's ratios use a reference from the same run);
 * ``e2e``: seconds per round of ``full`` and ``jwins`` at n = 96 on the paper graph,
-  digits CNN and GN-LeNet, split into training / sharing / evaluation, the round via
-  ``Experiment.advance``, and the per-node way in the same run (bench_e2e.py);
+  every model on its stand-in dataset with the paper's batch size and tau (FEMNIST:
+  a cheaper tau; the heavy models JWINS only, one repeat), split into training /
+  sharing / evaluation, the round via ``Experiment.advance``, and the per-node ways
+  in the same run: JAX per node and PyTorch per node, the original engine, when
+  PyTorch is installed (bench_e2e.py; about 15-20 minutes on 2 CPU cores);
 * ``kernels``: wavelet, selection and gossip kernels over (n, N) (bench_kernels.py);
 * ``scaling``: round time and peak RSS against n and N, one subprocess per point,
   and a PNG plot (bench_scaling.py);
@@ -34,6 +37,10 @@ import shutil
 import sys
 import time
 from typing import Any
+
+# PyTorch's OpenMP threads (the per-node PyTorch baseline) otherwise spin while they
+# wait, which on a shared machine slows its loop 2-10x (benchmarks/bench_train.py).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 HERE = pathlib.Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
@@ -76,7 +83,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--only", type=_sections, default=list(SECTIONS), help="comma list")
     p.add_argument("--report", action="store_true", help="only append the report")
     p.add_argument("--nodes", type=int, default=None, help="e2e nodes (default 96)")
-    p.add_argument("--models", default=None, help="e2e models, comma list")
+    p.add_argument(
+        "--models", default=None, help="e2e models, comma list, or all (default)"
+    )
     p.add_argument("--repeats", type=int, default=None, help="steady-state repeats")
     p.add_argument("--round-repeats", type=int, default=None)
     p.add_argument("--pernode-repeats", type=int, default=None)
@@ -103,7 +112,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     quick = a.quick
     defaults = {
         "nodes": 4 if quick else 96,
-        "models": "digits_cnn" if quick else "digits_cnn,gn_lenet",
+        "models": "digits_cnn" if quick else "all",
         "repeats": 2 if quick else 3,
         "round_repeats": 1 if quick else 2,
         "pernode_repeats": 1 if quick else 2,

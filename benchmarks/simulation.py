@@ -49,8 +49,8 @@ class BenchSim:
     def init(self, key: jax.Array):
         return self._init(key, self.hp)
 
-    def advance(self, state, rounds: int):
-        """``rounds`` rounds in one compiled loop (state donated); ``(rounds, n)`` metrics."""
+    def _advance_fn(self, rounds: int):
+        """The jitted ``rounds``-round loop (state donated), built once per length."""
         fn = self._advance.get(rounds)
         if fn is None:
             exp = self.exp.__class__(**{
@@ -62,7 +62,25 @@ class BenchSim:
                 return exp.advance(s, hp, inputs, rounds)
 
             fn = self._advance[rounds] = compiler.jit(run, donate_argnums=0)
-        return fn(state, self.hp, self.inputs)
+        return fn
+
+    def advance(self, state, rounds: int):
+        """``rounds`` rounds in one compiled loop (state donated).
+
+        Returns:
+            The new state and the ``(rounds, n)`` per-round metrics.
+        """
+        return self._advance_fn(rounds)(state, self.hp, self.inputs)
+
+    def compile_advance(self, state, rounds: int):
+        """The program of :meth:`advance` compiled ahead of time.
+
+        Returns:
+            A callable ``state -> (state, metrics)`` (state donated) that runs
+            without tracing or compiling again.
+        """
+        compiled = self._advance_fn(rounds).lower(state, self.hp, self.inputs).compile()
+        return lambda s: compiled(s, self.hp, self.inputs)
 
     def evaluate(self, state):
         return self._evaluate(state, self.inputs)

@@ -17,6 +17,7 @@ import pytest
 REPO = pathlib.Path(__file__).resolve().parents[1]
 RUN = REPO / "benchmarks" / "run.py"
 RESULTS = REPO / "benchmarks" / "RESULTS.md"
+HAS_TORCH = importlib.util.find_spec("torch") is not None
 
 
 def _digest(path: pathlib.Path) -> str | None:
@@ -85,6 +86,14 @@ def test_e2e_has_the_split_and_the_per_node_comparison(quick_run):
             assert entry["ratios"][part] > 0
         # the per-node baseline does the same work as the vectorized step
         assert entry["pernode"]["check"]["ok"], entry["pernode"]["check"]
+        torch_way = entry["pernode_torch"]
+        if HAS_TORCH:  # PyTorch training per node, the same host sharing
+            for part in ("round", "train", "share"):
+                assert torch_way[part]["median_s"] > 0
+                assert entry["ratios_torch"][part] > 0
+            assert torch_way["check"]["ok"], torch_way["check"]
+        else:
+            assert "torch not installed" in torch_way["skipped"]
     parts = res["jwins"]["share_breakdown"]
     assert set(parts["vectorized"]) == set(parts["pernode"]) == set(parts["per_step"])
     assert parts["per_step"]["forward"] == 3
@@ -178,3 +187,70 @@ def test_quick_mode_does_not_append_by_default():
         assert module.parse_args([]).results == RESULTS
     finally:
         sys.path.remove(str(RUN.parent))
+
+
+def test_e2e_covers_every_model_and_says_when_torch_is_missing(
+    quick_run, monkeypatch
+):
+    """Every registered model has a workload and a FLOP count; without PyTorch the
+    per-node PyTorch way is reported as not installed, not as an error."""
+    monkeypatch.syspath_prepend(str(RUN.parent))
+    import bench_e2e
+    import pernode
+    import report
+    import torch_baseline
+
+    from jwins_jax.models import MODELS
+
+    assert set(bench_e2e.MODELS) == set(MODELS)
+    assert bench_e2e.models_of(type("O", (), {"models": ["all"]})) == list(
+        bench_e2e.MODELS
+    )
+    for name, workload in bench_e2e.MODELS.items():
+        assert pernode.forward_flops(name) > 0
+        assert workload.local_steps <= workload.paper_local_steps
+    monkeypatch.setattr(torch_baseline, "torch_available", lambda: False)
+    plan = bench_e2e.plan_for(bench_e2e.MODELS["femnist_cnn"], None)  # no opts
+    skipped = bench_e2e._pernode_torch_rounds(None, "jwins", plan, check=True)
+    assert "torch not installed" in skipped["skipped"]
+    e2e = _load(quick_run, "e2e")
+    res = e2e["models"]["digits_cnn"]
+    for strategy in ("full", "jwins"):
+        res[strategy]["pernode_torch"] = skipped
+        res[strategy].pop("ratios_torch", None)
+    assert "torch not installed" in "\n".join(report.e2e_lines(e2e))
+
+
+def test_paper_rounds_times_the_paper_configs_on_stand_ins(monkeypatch):
+    monkeypatch.syspath_prepend(str(RUN.parent))
+    import paper_rounds
+
+    femnist = paper_rounds.paper_config("femnist")
+    assert (femnist.dataset, femnist.nodes, femnist.local_steps) == (
+        "synthetic_femnist",
+        96,
+        47,
+    )
+    assert (femnist.batch_size, femnist.sharing) == (16, "jwins")
+    out = paper_rounds.main(
+        ["--workloads", "movielens", "--nodes", "8", "--repeats", "1"]
+    )
+    r = out["results"]["movielens"]
+    assert r["median_s"] > 0 and r["compile_s"] > 0 and r["finite"]
+    assert (r["local_steps"], r["batch_size"], r["nodes"]) == (10, 16, 8)
+    assert "| movielens |" in "\n".join(paper_rounds.table(out["results"]))
+
+
+def test_per_node_top_k_breaks_ties_to_the_lower_index(monkeypatch):
+    """SPEC's tie rule, as the simulator's selection (MovieLens has many ties)."""
+    monkeypatch.syspath_prepend(str(RUN.parent))
+    import numpy as np
+    import pernode
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        m = int(rng.integers(1, 40))
+        score = rng.integers(0, 3, m).astype(np.float32)
+        k = int(rng.integers(0, m + 2))
+        want = np.sort(np.argsort(-score, kind="stable")[:k])
+        np.testing.assert_array_equal(pernode.top_k_indices(score, k), want)
