@@ -50,23 +50,34 @@ print("__TAG__" + json.dumps({
 """.replace("__TAG__", TAG)
 
 
-def point(n: int, count: int, rounds: int, repeats: int, timeout: float) -> dict[str, Any]:
+def point(
+    n: int, count: int, rounds: int, repeats: int, timeout: float
+) -> dict[str, Any]:
     env = dict(os.environ)
     import jax
 
     if jax.default_backend() == "cpu":
         flags = env.get("XLA_FLAGS", "")
-        env["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={count}".strip()
+        env["XLA_FLAGS"] = (
+            f"{flags} --xla_force_host_platform_device_count={count}".strip()
+        )
     else:  # real devices: expose the first `count`
         env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in range(count))
     proc = subprocess.run(
         [sys.executable, "-c", _CHILD, str(n), str(rounds), str(repeats)],
-        capture_output=True, text=True, env=env, timeout=timeout,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
     )
     if proc.returncode != 0:
-        return {"n": n, "devices": count, "error": proc.stderr.strip().splitlines()[-1:]}
+        return {
+            "n": n,
+            "devices": count,
+            "error": proc.stderr.strip().splitlines()[-1:],
+        }
     line = next(x for x in proc.stdout.splitlines() if x.startswith(TAG))
-    return {"n": n, **json.loads(line[len(TAG):])}
+    return {"n": n, **json.loads(line[len(TAG) :])}
 
 
 def run(opts: Any) -> dict[str, Any]:
@@ -81,9 +92,17 @@ def run(opts: Any) -> dict[str, Any]:
     points = []
     for n in sizes:
         for count in counts:
-            p = point(n, count, rounds=2 if quick else 3, repeats=1 if quick else 2,
-                      timeout=600.0 if quick else 3600.0)
-            print(f"[devices] n={n} devices={count}: {p.get('rounds_per_s', 0):.2f} "
-                  f"rounds/s", flush=True)
+            p = point(
+                n,
+                count,
+                rounds=2 if quick else 3,
+                repeats=1 if quick else 2,
+                timeout=600.0 if quick else 3600.0,
+            )
+            print(
+                f"[devices] n={n} devices={count}: {p.get('rounds_per_s', 0):.2f} "
+                f"rounds/s",
+                flush=True,
+            )
             points.append(p)
     return {"points": points, "forced_host_devices": jax.default_backend() == "cpu"}

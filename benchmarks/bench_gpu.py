@@ -55,11 +55,16 @@ def _tiled(ds, count: int):
     if reps <= 1:
         return ds
     tile = lambda a: None if a is None else np.concatenate([a] * reps)  # noqa: E731
-    users = None if ds.users_train is None else np.concatenate(
-        [ds.users_train + k * (int(ds.users_train.max()) + 1) for k in range(reps)]
+    users = (
+        None
+        if ds.users_train is None
+        else np.concatenate(
+            [ds.users_train + k * (int(ds.users_train.max()) + 1) for k in range(reps)]
+        )
     )
-    return dataclasses.replace(ds, x_train=tile(ds.x_train), y_train=tile(ds.y_train),
-                               users_train=users)
+    return dataclasses.replace(
+        ds, x_train=tile(ds.x_train), y_train=tile(ds.y_train), users_train=users
+    )
 
 
 def _device_memory() -> int | None:
@@ -86,9 +91,12 @@ def time_blocks(config: Config, dataset, rounds: int, repeats: int) -> dict[str,
         jax.block_until_ready(state)
         times.append((time.perf_counter() - t0) / rounds)
     round_s = float(np.median(times))
-    return {"compile_s": max(first - rounds * round_s, 0.0), "round_s": round_s,
-            "rounds_per_s": 1.0 / round_s,
-            "finite": bool(np.all(np.isfinite(np.asarray(state.x))))}
+    return {
+        "compile_s": max(first - rounds * round_s, 0.0),
+        "round_s": round_s,
+        "rounds_per_s": 1.0 / round_s,
+        "finite": bool(np.all(np.isfinite(np.asarray(state.x)))),
+    }
 
 
 def paper_run(quick: bool) -> dict[str, Any]:
@@ -98,12 +106,21 @@ def paper_run(quick: bool) -> dict[str, Any]:
     test = 64 if quick else PAPER["test"]
     every = 2 if quick else PAPER["eval_every"]
     train = nodes * per_node
-    ds = load_dataset("synthetic_cifar", synthetic_size=train,
-                      test_fraction=test / (train + test))
-    c = Config(nodes=nodes, topology="edges" if nodes == 96 else "ring",
-               dataset="synthetic_cifar", partition="iid", sharing="jwins",
-               local_steps=3, batch_size=8, lr=0.01, rounds=PAPER["rounds"],
-               eval_every=every)
+    ds = load_dataset(
+        "synthetic_cifar", synthetic_size=train, test_fraction=test / (train + test)
+    )
+    c = Config(
+        nodes=nodes,
+        topology="edges" if nodes == 96 else "ring",
+        dataset="synthetic_cifar",
+        partition="iid",
+        sharing="jwins",
+        local_steps=3,
+        batch_size=8,
+        lr=0.01,
+        rounds=PAPER["rounds"],
+        eval_every=every,
+    )
     exp, inputs, hp = experiment.build(c, dataset=ds)
     progs = runner.programs(exp)
     state = progs.init(jax.random.PRNGKey(0), hp)
@@ -120,9 +137,12 @@ def paper_run(quick: bool) -> dict[str, Any]:
     block_s = float(np.median(times))
     blocks = PAPER["rounds"] / every
     return {
-        "nodes": nodes, "test_images": int(inputs.test_y.shape[0]),
-        "eval_every": every, "rounds": PAPER["rounds"],
-        "first_block_s": first, "block_s": block_s,
+        "nodes": nodes,
+        "test_images": int(inputs.test_y.shape[0]),
+        "eval_every": every,
+        "rounds": PAPER["rounds"],
+        "first_block_s": first,
+        "block_s": block_s,
         "extrapolated_run_s": first + (blocks - 1) * block_s,
         "test_acc_after_two_blocks": float(np.mean(np.asarray(ev["test_acc"]))),
     }
@@ -144,10 +164,21 @@ def rounds_table(quick: bool, budget_s: float) -> list[dict[str, Any]]:
                 if time.perf_counter() - start > budget_s:
                     row["skipped"] = "time budget spent"
                     continue
-                c = Config(nodes=n, topology="edges" if n == 96 else "regular", degree=4,
-                           dataset=dataset_name, model=model, partition="iid",
-                           sharing=sharing, local_steps=3, batch_size=8, lr=lr,
-                           rounds=4, eval_every=2, test_subset=64)
+                c = Config(
+                    nodes=n,
+                    topology="edges" if n == 96 else "regular",
+                    degree=4,
+                    dataset=dataset_name,
+                    model=model,
+                    partition="iid",
+                    sharing=sharing,
+                    local_steps=3,
+                    batch_size=8,
+                    lr=lr,
+                    rounds=4,
+                    eval_every=2,
+                    test_subset=64,
+                )
                 n_params = get_model(model).num_params
                 state_bytes = 4 * n * n_params * (4 if sharing == "jwins" else 2)
                 if memory is not None and state_bytes > memory / 3:
@@ -156,23 +187,42 @@ def rounds_table(quick: bool, budget_s: float) -> list[dict[str, Any]]:
                 try:
                     row.update(time_blocks(c, _tiled(base, 8 * n), 2, 2))
                 except Exception as err:  # noqa: BLE001 - record and go on
-                    row["error"] = f"{type(err).__name__}: {str(err).splitlines()[0][:160]}"
-                print(f"[gpu] {model} n={n} {sharing}: "
-                      f"{row.get('rounds_per_s', 0):.2f} rounds/s", flush=True)
+                    row["error"] = (
+                        f"{type(err).__name__}: {str(err).splitlines()[0][:160]}"
+                    )
+                print(
+                    f"[gpu] {model} n={n} {sharing}: "
+                    f"{row.get('rounds_per_s', 0):.2f} rounds/s",
+                    flush=True,
+                )
     return rows
 
 
 def evaluation_throughput(quick: bool) -> dict[str, Any]:
     """Test images per second when every one of 96 GN-LeNet models is evaluated."""
     nodes, test = (4, 64) if quick else (96, PAPER["test"])
-    ds = load_dataset("synthetic_cifar", synthetic_size=max(8 * nodes, 64),
-                      test_fraction=test / (test + max(8 * nodes, 64)))
-    c = Config(nodes=nodes, topology="edges" if nodes == 96 else "ring",
-               dataset="synthetic_cifar", partition="iid", rounds=1, eval_every=1)
+    ds = load_dataset(
+        "synthetic_cifar",
+        synthetic_size=max(8 * nodes, 64),
+        test_fraction=test / (test + max(8 * nodes, 64)),
+    )
+    c = Config(
+        nodes=nodes,
+        topology="edges" if nodes == 96 else "ring",
+        dataset="synthetic_cifar",
+        partition="iid",
+        rounds=1,
+        eval_every=1,
+    )
     exp, inputs, hp = experiment.build(c, dataset=ds)
-    x = jnp.broadcast_to(exp.model.init_flat(jax.random.PRNGKey(0)), (nodes, exp.n_params))
-    fn = jax.jit(lambda x: evaluation.shared_metrics(exp.model, exp.task, x,
-                                                     inputs.test_x, inputs.test_y))
+    x = jnp.broadcast_to(
+        exp.model.init_flat(jax.random.PRNGKey(0)), (nodes, exp.n_params)
+    )
+    fn = jax.jit(
+        lambda x: evaluation.shared_metrics(
+            exp.model, exp.task, x, inputs.test_x, inputs.test_y
+        )
+    )
     t0 = time.perf_counter()
     jax.block_until_ready(fn(x))
     first = time.perf_counter() - t0
@@ -180,21 +230,39 @@ def evaluation_throughput(quick: bool) -> dict[str, Any]:
     jax.block_until_ready(fn(x))
     dt = time.perf_counter() - t0
     images = nodes * int(inputs.test_y.shape[0])
-    return {"nodes": nodes, "test_images": int(inputs.test_y.shape[0]), "s": dt,
-            "compile_s": max(first - dt, 0.0), "images_per_s": images / dt}
+    return {
+        "nodes": nodes,
+        "test_images": int(inputs.test_y.shape[0]),
+        "s": dt,
+        "compile_s": max(first - dt, 0.0),
+        "images_per_s": images / dt,
+    }
 
 
 def train_chunk_table(quick: bool) -> list[dict[str, Any]]:
     """Rounds per second of GN-LeNet JWINS at n = 96 per node-group size."""
-    model, nodes, chunks = ("digits_cnn", 8, (2, 0)) if quick else ("gn_lenet", 96, (8, 32, 0))
+    model, nodes, chunks = (
+        ("digits_cnn", 8, (2, 0)) if quick else ("gn_lenet", 96, (8, 32, 0))
+    )
     dataset_name, lr = MODELS[model]
     base = load_dataset(dataset_name)
     rows = []
     for chunk in chunks:
-        c = Config(nodes=nodes, topology="edges" if nodes == 96 else "ring",
-                   dataset=dataset_name, model=model, partition="iid", sharing="jwins",
-                   local_steps=3, batch_size=8, lr=lr, rounds=4, eval_every=2,
-                   test_subset=64, train_chunk=chunk)
+        c = Config(
+            nodes=nodes,
+            topology="edges" if nodes == 96 else "ring",
+            dataset=dataset_name,
+            model=model,
+            partition="iid",
+            sharing="jwins",
+            local_steps=3,
+            batch_size=8,
+            lr=lr,
+            rounds=4,
+            eval_every=2,
+            test_subset=64,
+            train_chunk=chunk,
+        )
         row = {"train_chunk": chunk or nodes, "model": model, "n": nodes}
         try:
             row.update(time_blocks(c, _tiled(base, 8 * nodes), 2, 2))
@@ -209,12 +277,18 @@ def run(opts: Any) -> dict[str, Any]:
     quick = bool(getattr(opts, "quick", False))
     budget = 60.0 if quick else float(getattr(opts, "gpu_budget_s", None) or 300.0)
     dev = jax.devices()[0]
-    out: dict[str, Any] = {"device": str(dev.device_kind), "platform": dev.platform,
-                           "device_count": jax.device_count()}
+    out: dict[str, Any] = {
+        "device": str(dev.device_kind),
+        "platform": dev.platform,
+        "device_count": jax.device_count(),
+    }
     print(f"[gpu] {dev.device_kind} ({dev.platform})", flush=True)
     out["paper"] = paper_run(quick)
-    print(f"[gpu] paper-scale run: {out['paper']['extrapolated_run_s'] / 60:.1f} min "
-          "(extrapolated)", flush=True)
+    print(
+        f"[gpu] paper-scale run: {out['paper']['extrapolated_run_s'] / 60:.1f} min "
+        "(extrapolated)",
+        flush=True,
+    )
     out["evaluation"] = evaluation_throughput(quick)
     out["train_chunk"] = train_chunk_table(quick)
     out["rounds"] = rounds_table(quick, budget)

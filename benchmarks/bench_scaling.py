@@ -64,7 +64,6 @@ def run_point(spec: dict[str, Any]) -> dict[str, Any]:
     baseline = harness.max_rss_bytes()
     if spec["kind"] == "round":
         from bench_e2e import base_config
-
         from simulation import BenchSim as Simulation
 
         cfg = base_config(spec["model"], spec["nodes"], test_subset=64).replace(
@@ -101,7 +100,9 @@ def run_point(spec: dict[str, Any]) -> dict[str, Any]:
         step = compiler.jit(sharing.step)
         x = x0 + 0.001 * jax.random.normal(k1, (n, n_params), jnp.float32)
         t0 = time.perf_counter()
-        x_new, share_state, stats = step(share_state, x, jax.random.PRNGKey(1), table, sharing.hp)
+        x_new, share_state, stats = step(
+            share_state, x, jax.random.PRNGKey(1), table, sharing.hp
+        )
         harness.block((x_new, share_state, stats))
         first = time.perf_counter() - t0
         times = []

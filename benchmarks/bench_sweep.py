@@ -46,8 +46,10 @@ def _grid(k: int) -> tuple[list[float], list[int]]:
 def _spec(k: int, out: pathlib.Path, quick: bool) -> dict[str, Any]:
     lrs, seeds = _grid(k)
     base = {
-        "dataset": "digits", "rounds": 4 if quick else ROUNDS,
-        "eval_every": 2 if quick else EVAL_EVERY, "out_dir": str(out),
+        "dataset": "digits",
+        "rounds": 4 if quick else ROUNDS,
+        "eval_every": 2 if quick else EVAL_EVERY,
+        "out_dir": str(out),
     }
     if quick:
         base.update(nodes=6, topology="ring", local_steps=1, test_subset=32)
@@ -70,7 +72,9 @@ print(json.dumps({"wall_s": time.perf_counter() - t0, "configs": len(done),
 
 def _run_child(args: list[str], env: dict[str, str], timeout: float) -> dict[str, Any]:
     t0 = time.perf_counter()
-    proc = subprocess.run(args, capture_output=True, text=True, env=env, timeout=timeout)
+    proc = subprocess.run(
+        args, capture_output=True, text=True, env=env, timeout=timeout
+    )
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         raise RuntimeError(proc.stderr[-2000:])
@@ -86,7 +90,9 @@ def measure(k: int, quick: bool, max_processes: int, timeout: float) -> dict[str
         for way, batch in (("vmapped", "auto"), ("sequential", "1")):
             spec = _spec(k, root / way, quick)
             out = _run_child(
-                [sys.executable, "-c", _SWEEP_CHILD, json.dumps(spec), batch], env, timeout
+                [sys.executable, "-c", _SWEEP_CHILD, json.dumps(spec), batch],
+                env,
+                timeout,
             )
             res[way] = {"wall_s": out["wall_s"]}
             print(f"[sweep] K={k} {way}: {out['wall_s']:.1f} s", flush=True)
@@ -102,8 +108,22 @@ def measure(k: int, quick: bool, max_processes: int, timeout: float) -> dict[str
             flags = []
             for key, value in spec["base"].items():
                 flags += [f"--{key.replace('_', '-')}", str(value)]
-            out = _run_child(cmd + ["run", *flags, "--lr", str(lr), "--seed", str(seed),
-                                    "--quiet", "--name", f"lr{lr}-s{seed}"], penv, timeout)
+            out = _run_child(
+                cmd
+                + [
+                    "run",
+                    *flags,
+                    "--lr",
+                    str(lr),
+                    "--seed",
+                    str(seed),
+                    "--quiet",
+                    "--name",
+                    f"lr{lr}-s{seed}",
+                ],
+                penv,
+                timeout,
+            )
             walls.append(out["wall_s"])
         later = walls[1:] or walls
         wall = walls[0] + (k - 1) * sum(later) / len(later)

@@ -695,15 +695,21 @@ def sweep_lines(sw: dict[str, Any]) -> list[str]:
     rows = []
     for r in sw["rows"]:
         proc = r["processes"]
-        note = " (extrapolated from %d)" % proc["measured_processes"] if proc["extrapolated"] else ""
-        rows.append([
-            str(r["k"]),
-            f"{r['vmapped']['wall_s']:.1f} s ({r['vmapped']['configs_per_hour']:.0f}/h)",
-            f"{r['sequential']['wall_s']:.1f} s ({r['sequential']['configs_per_hour']:.0f}/h)",
-            f"{proc['wall_s']:.1f} s ({proc['configs_per_hour']:.0f}/h){note}",
-            _x(r["ratio_vs_sequential"]),
-            _x(r["ratio_vs_processes"]),
-        ])
+        note = (
+            " (extrapolated from %d)" % proc["measured_processes"]
+            if proc["extrapolated"]
+            else ""
+        )
+        rows.append(
+            [
+                str(r["k"]),
+                f"{r['vmapped']['wall_s']:.1f} s ({r['vmapped']['configs_per_hour']:.0f}/h)",
+                f"{r['sequential']['wall_s']:.1f} s ({r['sequential']['configs_per_hour']:.0f}/h)",
+                f"{proc['wall_s']:.1f} s ({proc['configs_per_hour']:.0f}/h){note}",
+                _x(r["ratio_vs_sequential"]),
+                _x(r["ratio_vs_processes"]),
+            ]
+        )
     return [
         "### Sweeps",
         "",
@@ -713,8 +719,17 @@ def sweep_lines(sw: dict[str, Any]) -> list[str]:
         "(one program, configs one after another), and K `jwins run` processes. "
         "Wall time (configs per hour); ratios = other way / vmapped.",
         "",
-        *_table(["K", "vmapped sweep", "sequential (batch 1)", "K processes",
-                 "vs sequential", "vs processes"], rows),
+        *_table(
+            [
+                "K",
+                "vmapped sweep",
+                "sequential (batch 1)",
+                "K processes",
+                "vs sequential",
+                "vs processes",
+            ],
+            rows,
+        ),
         "",
     ]
 
@@ -734,12 +749,30 @@ def devices_lines(dv: dict[str, Any]) -> list[str]:
     rows = []
     for p in dv["points"]:
         if "error" in p:
-            rows.append([str(p["n"]), str(p["devices"]), "-", "-", "error: " + " ".join(p["error"])])
+            rows.append(
+                [
+                    str(p["n"]),
+                    str(p["devices"]),
+                    "-",
+                    "-",
+                    "error: " + " ".join(p["error"]),
+                ]
+            )
             continue
-        rows.append([str(p["n"]), f"{p['devices']} ({p['mesh']} used)",
-                     f"{p['rounds_per_s']:.2f}", f"{p['first_call_s']:.1f} s", p["platform"]])
-    kind = ("forced host devices sharing the same CPU cores"
-            if dv.get("forced_host_devices") else "real devices")
+        rows.append(
+            [
+                str(p["n"]),
+                f"{p['devices']} ({p['mesh']} used)",
+                f"{p['rounds_per_s']:.2f}",
+                f"{p['first_call_s']:.1f} s",
+                p["platform"],
+            ]
+        )
+    kind = (
+        "forced host devices sharing the same CPU cores"
+        if dv.get("forced_host_devices")
+        else "real devices"
+    )
     return [
         "### Devices",
         "",
@@ -757,13 +790,32 @@ def gpu_lines(g: dict[str, Any]) -> list[str]:
     rows = []
     for r in g["rounds"]:
         if "rounds_per_s" in r:
-            rows.append([r["model"], str(r["n"]), r["sharing"], f"{r['rounds_per_s']:.2f}",
-                         f"{r['compile_s']:.1f} s"])
+            rows.append(
+                [
+                    r["model"],
+                    str(r["n"]),
+                    r["sharing"],
+                    f"{r['rounds_per_s']:.2f}",
+                    f"{r['compile_s']:.1f} s",
+                ]
+            )
         else:
-            rows.append([r["model"], str(r["n"]), r["sharing"], "-",
-                         r.get("skipped") or r.get("error", "-")])
-    chunks = [[str(r["train_chunk"]), f"{r['rounds_per_s']:.2f}" if "rounds_per_s" in r
-               else r.get("error", "-")] for r in g.get("train_chunk", [])]
+            rows.append(
+                [
+                    r["model"],
+                    str(r["n"]),
+                    r["sharing"],
+                    "-",
+                    r.get("skipped") or r.get("error", "-"),
+                ]
+            )
+    chunks = [
+        [
+            str(r["train_chunk"]),
+            f"{r['rounds_per_s']:.2f}" if "rounds_per_s" in r else r.get("error", "-"),
+        ]
+        for r in g.get("train_chunk", [])
+    ]
     return [
         f"### Accelerator ({g['device']}, {g['platform']})",
         "",

@@ -105,8 +105,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="stop a scaling point whose resident set exceeds this (or the memory "
         "available at its start, less 1 GiB)",
     )
-    p.add_argument("--gpu-budget-s", type=float, default=300.0,
-                   help="seconds for the gpu section's rounds table")
+    p.add_argument(
+        "--gpu-budget-s",
+        type=float,
+        default=300.0,
+        help="seconds for the gpu section's rounds table",
+    )
     p.add_argument("--point", default=None, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     quick = a.quick
@@ -190,6 +194,7 @@ def run_sections(opts: argparse.Namespace, out: pathlib.Path) -> None:
     print(f"[machine] matmul {matmul['gflops']:.0f} GFLOP/s", flush=True)
     common: dict[str, Any] = {"env": env, "matmul": matmul, "quick": opts.quick}
     harness.write_json(out / "machine.json", common)
+
     def kernels(o):
         import bench_kernels
 
@@ -230,6 +235,7 @@ def run_sections(opts: argparse.Namespace, out: pathlib.Path) -> None:
         res = section(opts)
         res.update(common, wall_s=time.perf_counter() - t0)
         harness.write_json(out / f"{name}.json", res)
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -38,7 +38,11 @@ class BenchSim:
         self.y_test = self.inputs.test_y
         c = self.config
         self.adjacency = make_graph(
-            c.topology, c.nodes, degree=c.degree, edges_file=c.edges_file, seed=c.seed,
+            c.topology,
+            c.nodes,
+            degree=c.degree,
+            edges_file=c.edges_file,
+            seed=c.seed,
             beta=c.beta,
         )
         self.trace_count = 0
@@ -53,9 +57,12 @@ class BenchSim:
         """The jitted ``rounds``-round loop (state donated), built once per length."""
         fn = self._advance.get(rounds)
         if fn is None:
-            exp = self.exp.__class__(**{
-                **self.exp.__dict__, "config": self.config.replace(eval_every=rounds)
-            })
+            exp = self.exp.__class__(
+                **{
+                    **self.exp.__dict__,
+                    "config": self.config.replace(eval_every=rounds),
+                }
+            )
 
             def run(s, hp, inputs):
                 self.trace_count += 1
@@ -91,18 +98,35 @@ class BenchSim:
     def local_train(self, x, opt, ids, w):
         """``tau`` SGD steps of one node (for the per-node baseline)."""
         return training.local_train(
-            self.exp.model, self.exp.task, self._tx(), x, opt, self.inputs.train_x,
-            self.inputs.train_y, ids, w,
+            self.exp.model,
+            self.exp.task,
+            self._tx(),
+            x,
+            opt,
+            self.inputs.train_x,
+            self.inputs.train_y,
+            ids,
+            w,
         )
 
     def train_all(self, x, opt, ids, w):
         return training.train_all(
-            self.exp.model, self.exp.task, self._tx(), x, opt, self.inputs.train_x,
-            self.inputs.train_y, ids, w, self.config.train_chunk,
+            self.exp.model,
+            self.exp.task,
+            self._tx(),
+            x,
+            opt,
+            self.inputs.train_x,
+            self.inputs.train_y,
+            ids,
+            w,
+            self.config.train_chunk,
         )
 
     def share_step(self, share_state, x, key, **override):
-        return self.sharing.step(share_state, x, key, self.table, self.hp.sharing, **override)
+        return self.sharing.step(
+            share_state, x, key, self.table, self.hp.sharing, **override
+        )
 
     def mean_train_size(self) -> float:
         return float(np.mean(np.asarray(self.node_data.size)))

@@ -31,7 +31,9 @@ def cache_dir() -> pathlib.Path | None:
         return None
     if setting:
         return pathlib.Path(setting).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(
+        os.path.expanduser("~"), ".cache"
+    )
     return pathlib.Path(base) / "jwins_jax" / "xla"
 
 
@@ -53,5 +55,7 @@ def enable_compilation_cache() -> pathlib.Path | None:
     jax.config.update("jax_compilation_cache_dir", str(path))
     jax.config.update("jax_compilation_cache_max_size", MAX_BYTES)
     if MIN_COMPILE_TIME_ENV not in os.environ:  # JAX reads the variable itself
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", MIN_COMPILE_SECS)
+        jax.config.update(
+            "jax_persistent_cache_min_compile_time_secs", MIN_COMPILE_SECS
+        )
     return path

@@ -40,7 +40,9 @@ def _manager(run_dir: pathlib.Path, create: bool):
     options = ocp.CheckpointManagerOptions(
         max_to_keep=KEEP, enable_async_checkpointing=False, create=create
     )
-    return ocp.CheckpointManager(pathlib.Path(run_dir).resolve() / DIRNAME, options=options)
+    return ocp.CheckpointManager(
+        pathlib.Path(run_dir).resolve() / DIRNAME, options=options
+    )
 
 
 def _to_json(counters: dict[str, Any]) -> dict[str, Any]:
@@ -48,8 +50,13 @@ def _to_json(counters: dict[str, Any]) -> dict[str, Any]:
     for key, value in counters.items():
         if key == "pending":
             out[key] = [
-                {k: {"dtype": str(np.asarray(v).dtype), "data": np.asarray(v).tolist()}
-                 for k, v in seg.items()}
+                {
+                    k: {
+                        "dtype": str(np.asarray(v).dtype),
+                        "data": np.asarray(v).tolist(),
+                    }
+                    for k, v in seg.items()
+                }
                 for seg in value
             ]
         elif isinstance(value, np.ndarray):
@@ -82,7 +89,9 @@ class Checkpointer:
             self._mgr = _manager(self.run_dir, create)
         return self._mgr
 
-    def save(self, state: Any, config_dict: dict[str, Any], log_state: dict[str, Any]) -> None:
+    def save(
+        self, state: Any, config_dict: dict[str, Any], log_state: dict[str, Any]
+    ) -> None:
         """Writes a checkpoint at the state's round (replacing one of that round)."""
         import orbax.checkpoint as ocp
 
@@ -114,7 +123,9 @@ class Checkpointer:
             return None
         return self._open(create=False).latest_step()
 
-    def restore(self, abstract_state: Any, config_dict: dict[str, Any]) -> tuple[Any, dict]:
+    def restore(
+        self, abstract_state: Any, config_dict: dict[str, Any]
+    ) -> tuple[Any, dict]:
         """The newest checkpoint's state and metadata, checked against the config.
 
         Raises:
@@ -132,7 +143,9 @@ class Checkpointer:
             )
         mgr = self._open(create=False)
         try:
-            meta = mgr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+            meta = mgr.restore(
+                step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())
+            )["meta"]
         except Exception as err:  # noqa: BLE001 - any failure: unreadable
             raise ConfigError(
                 f"checkpoint {str(where / str(step))!r} is corrupt or unreadable "
@@ -147,7 +160,8 @@ class Checkpointer:
         saved = meta.get("config")
         if saved != config_dict:
             diff = sorted(
-                k for k in set(saved or {}) | set(config_dict)
+                k
+                for k in set(saved or {}) | set(config_dict)
                 if (saved or {}).get(k) != config_dict.get(k)
             )
             raise ConfigError(
@@ -165,8 +179,11 @@ class Checkpointer:
                 f"checkpoint {str(where / str(step))!r} does not hold a state of this "
                 f"run's shapes or is damaged ({type(err).__name__})"
             ) from None
-        ok = jax.tree.map(lambda a, b: a.shape == b.shape and a.dtype == b.dtype,
-                          state, abstract_state)
+        ok = jax.tree.map(
+            lambda a, b: a.shape == b.shape and a.dtype == b.dtype,
+            state,
+            abstract_state,
+        )
         if not all(jax.tree.leaves(ok)):
             raise ConfigError(
                 f"checkpoint {str(where / str(step))!r} holds a state of other shapes"

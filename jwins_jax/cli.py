@@ -52,7 +52,11 @@ def _default_text(name: str, default: Any) -> str:
     for s in REGISTRY.values():
         if name in s.params:
             value = s.defaults[name]
-            text = ",".join(f"{v:g}" for v in value) if isinstance(value, tuple) else str(value)
+            text = (
+                ",".join(f"{v:g}" for v in value)
+                if isinstance(value, tuple)
+                else str(value)
+            )
             by_value.setdefault(text, []).append(s.name)
     return "default: " + "; ".join(f"{', '.join(v)}: {k}" for k, v in by_value.items())
 
@@ -60,7 +64,9 @@ def _default_text(name: str, default: Any) -> str:
 def _add_config_flags(p: argparse.ArgumentParser) -> None:
     from jwins_jax.config import Config
 
-    p.add_argument("--config", metavar="FILE", help="JSON or TOML file of config fields")
+    p.add_argument(
+        "--config", metavar="FILE", help="JSON or TOML file of config fields"
+    )
     for f in dataclasses.fields(Config):
         option = f.metadata["option"]
         flag = "--" + f.name.replace("_", "-")
@@ -68,12 +74,23 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
         if option.choices:
             help_text += f"; one of {', '.join(option.choices)}"
         if option.kind is bool:
-            p.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
-                           default=None, help=help_text)
+            p.add_argument(
+                flag,
+                dest=f.name,
+                action=argparse.BooleanOptionalAction,
+                default=None,
+                help=help_text,
+            )
             continue
         kind: Any = {int: int, float: float, str: str, tuple: _alpha_list}[option.kind]
-        p.add_argument(flag, dest=f.name, type=kind, default=None,
-                       metavar=f.name.upper(), help=help_text)
+        p.add_argument(
+            flag,
+            dest=f.name,
+            type=kind,
+            default=None,
+            metavar=f.name.upper(),
+            help=help_text,
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -84,15 +101,20 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
     run = sub.add_parser("run", help="run one experiment")
     _add_config_flags(run)
-    run.add_argument("--resume", metavar="RUN_DIR", default=None,
-                     help="continue a stopped run from its newest checkpoint (the run's "
-                          "own config is used; only --quiet may be given besides)")
+    run.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        default=None,
+        help="continue a stopped run from its newest checkpoint (the run's "
+        "own config is used; only --quiet may be given besides)",
+    )
     run.add_argument("--quiet", action="store_true", help="no progress output")
     comp = sub.add_parser(
         "compare", help="run several strategies on the same config (make run)"
     )
     comp.add_argument(
-        "--strategies", default="full,jwins",
+        "--strategies",
+        default="full,jwins",
         help="comma-separated strategies to compare (default: full,jwins)",
     )
     _add_config_flags(comp)
@@ -101,11 +123,18 @@ def build_parser() -> argparse.ArgumentParser:
         "sweep", help="run many configs side by side, one compiled program per group"
     )
     sweep.add_argument("spec", help="sweep spec, TOML or JSON (see jwins_jax/sweep.py)")
-    sweep.add_argument("--dry-run", action="store_true",
-                       help="print the configs and their grouping and batching, run nothing")
-    sweep.add_argument("--batch", type=int, default=None,
-                       help="configs per compiled batch (default: the spec's, else from "
-                            "the device's free memory)")
+    sweep.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the configs and their grouping and batching, run nothing",
+    )
+    sweep.add_argument(
+        "--batch",
+        type=int,
+        default=None,
+        help="configs per compiled batch (default: the spec's, else from "
+        "the device's free memory)",
+    )
     _add_config_flags(sweep)
     sweep.add_argument("--quiet", action="store_true", help="no progress output")
     show = sub.add_parser("show", help="print the summary of a run")
@@ -147,10 +176,18 @@ def print_table(rows: list[dict[str, Any]], out=None) -> None:
     """A plain-text table of final accuracy and bytes per node, one row per run."""
     out = sys.stdout if out is None else out
     done = [r for r in rows if r.get("final")]
-    base = next((r for r in done if r.get("sharing") == "full"), done[0] if done else None)
+    base = next(
+        (r for r in done if r.get("sharing") == "full"), done[0] if done else None
+    )
     base_name = (base.get("sharing") or base.get("label") or "first") if base else "-"
-    header = ("run", "status", "test acc (mean ± std)", "bytes/node", "vs " + base_name,
-              "rounds")
+    header = (
+        "run",
+        "status",
+        "test acc (mean ± std)",
+        "bytes/node",
+        "vs " + base_name,
+        "rounds",
+    )
     lines = [header]
     for r in rows:
         f = r.get("final") or {}
@@ -163,17 +200,21 @@ def print_table(rows: list[dict[str, Any]], out=None) -> None:
         ratio = "-"
         if b is not None and base is not None and base["final"].get("bytes_per_node"):
             ratio = f"{b / base['final']['bytes_per_node']:.3f}x"
-        lines.append((
-            str(r.get("label") or r.get("sharing") or r.get("name") or "?"),
-            str(r.get("status", "?")),
-            acc_text,
-            _fmt_bytes(b) if b is not None else "-",
-            ratio,
-            str(r.get("rounds_done", f.get("round", 0))),
-        ))
+        lines.append(
+            (
+                str(r.get("label") or r.get("sharing") or r.get("name") or "?"),
+                str(r.get("status", "?")),
+                acc_text,
+                _fmt_bytes(b) if b is not None else "-",
+                ratio,
+                str(r.get("rounds_done", f.get("round", 0))),
+            )
+        )
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     for i, line in enumerate(lines):
-        out.write("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() + "\n")
+        out.write(
+            "  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() + "\n"
+        )
         if i == 0:
             out.write("  ".join("-" * w for w in widths) + "\n")
     out.flush()
@@ -193,10 +234,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         if given:
             raise ConfigError(
                 "--resume continues a run with its own config; these flags are not "
-                "allowed with it: " + ", ".join("--" + g.replace("_", "-") for g in given)
+                "allowed with it: "
+                + ", ".join("--" + g.replace("_", "-") for g in given)
             )
         config, run_dir = resumable(args.resume)
-        summary = run_config(config, progress=_progress(args, config.name), resume=run_dir)
+        summary = run_config(
+            config, progress=_progress(args, config.name), resume=run_dir
+        )
     else:
         config = config_from_args(args).validate()
         summary = run_config(config, progress=_progress(args, config.name))
@@ -218,14 +262,18 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from jwins_jax.sharing import STRATEGIES
 
     if args.sharing is not None:
-        raise ConfigError("compare takes --strategies, not --sharing "
-                          f"(e.g. --strategies full,{args.sharing})")
+        raise ConfigError(
+            "compare takes --strategies, not --sharing "
+            f"(e.g. --strategies full,{args.sharing})"
+        )
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
     if not strategies:
         raise ConfigError("--strategies is empty; allowed: " + ", ".join(STRATEGIES))
     for s in strategies:
         if s not in STRATEGIES:
-            raise ConfigError(f"strategy {s!r} is unknown; allowed: {', '.join(STRATEGIES)}")
+            raise ConfigError(
+                f"strategy {s!r} is unknown; allowed: {', '.join(STRATEGIES)}"
+            )
     dupes = sorted({s for s in strategies if strategies.count(s) > 1})
     if dupes:
         raise ConfigError(f"--strategies names {', '.join(dupes)} more than once")
@@ -242,7 +290,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
         shared = inputs
         built.append((exp, inputs, ex.hparams(exp, c)))
     v = configs[0].validate()
-    out = unique_dir(base.out_dir, base.name or f"compare-{v.dataset}-n{v.nodes}-s{v.seed}")
+    out = unique_dir(
+        base.out_dir, base.name or f"compare-{v.dataset}-n{v.nodes}-s{v.seed}"
+    )
     summaries = []
     for c, triple in zip(configs, built):
         try:
@@ -254,7 +304,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
             summary = json.loads((out / c.name / "summary.json").read_text())
         summaries.append(summary)
     runs = {s["sharing"]: read_metrics(s["run_dir"]) for s in summaries}
-    plot_accuracy_vs_bytes(runs, out / "accuracy_vs_bytes.png", f"{v.dataset}, {v.nodes} nodes")
+    plot_accuracy_vs_bytes(
+        runs, out / "accuracy_vs_bytes.png", f"{v.dataset}, {v.nodes} nodes"
+    )
     write_json(out / "comparison.json", {s["sharing"]: s for s in summaries})
     print_table(summaries)
     print(f"results: {out}")
@@ -271,7 +323,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         overrides = {**read_table(args.config), **overrides}
     spec = sw.load_spec(args.spec, overrides=overrides)
     if args.batch is not None and args.batch < 1:
-        raise ConfigError(f"--batch={args.batch} is not allowed: give a positive integer")
+        raise ConfigError(
+            f"--batch={args.batch} is not allowed: give a positive integer"
+        )
     if args.dry_run:
         print(sw.describe(spec, args.batch))
         return 0
@@ -331,9 +385,13 @@ def _interrupted() -> int:
     started = list(getattr(runner, "STARTED", [])) if runner is not None else []
     if started:
         where = ", ".join(str(d) for d in started[-3:])
-        sys.stderr.write(f"\njwins: interrupted; what was computed is kept in {where}\n")
+        sys.stderr.write(
+            f"\njwins: interrupted; what was computed is kept in {where}\n"
+        )
     else:
-        sys.stderr.write("\njwins: interrupted before a run started; nothing was written\n")
+        sys.stderr.write(
+            "\njwins: interrupted before a run started; nothing was written\n"
+        )
     return 130
 
 

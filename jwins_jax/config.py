@@ -63,54 +63,89 @@ class Config:
     topology: str = _field("edges", Option("communication graph", str, choices=GRAPHS))
     edges_file: str | None = _field(
         None,
-        Option("edges file for topology=edges (default: the paper's 96-node graph)",
-               str, opt.path_text),
+        Option(
+            "edges file for topology=edges (default: the paper's 96-node graph)",
+            str,
+            opt.path_text,
+        ),
     )
     degree: int = _field(
         4,
-        Option("degree of regular and dynamic graphs; small_world links degree/2 per side",
-               int, opt.int_range(1, 10_000)),
+        Option(
+            "degree of regular and dynamic graphs; small_world links degree/2 per side",
+            int,
+            opt.int_range(1, 10_000),
+        ),
     )
     dynamic: bool = _field(
-        False, Option("draw a fresh random d-regular graph every round (SPEC 6.4)", bool)
+        False,
+        Option("draw a fresh random d-regular graph every round (SPEC 6.4)", bool),
     )
     beta: float = _field(
-        0.1, Option("rewiring probability of small_world", float, opt.interval(0.0, 1.0))
+        0.1,
+        Option("rewiring probability of small_world", float, opt.interval(0.0, 1.0)),
     )
     # faults (jwins_jax.faults)
     link_failure: float = _field(
-        0.0, Option("probability that a link is down in a round (no message either "
-                    "way), in [0, 1]", float, opt.interval(0.0, 1.0), traced=True),
+        0.0,
+        Option(
+            "probability that a link is down in a round (no message either "
+            "way), in [0, 1]",
+            float,
+            opt.interval(0.0, 1.0),
+            traced=True,
+        ),
     )
     churn: float = _field(
-        0.0, Option("probability that a node is offline in a round (no training, "
-                    "sending or receiving), in [0, 1]", float, opt.interval(0.0, 1.0),
-                    traced=True),
+        0.0,
+        Option(
+            "probability that a node is offline in a round (no training, "
+            "sending or receiving), in [0, 1]",
+            float,
+            opt.interval(0.0, 1.0),
+            traced=True,
+        ),
     )
     churn_schedule: str | None = _field(
-        None, Option("file of offline nodes per round: lines 'ROUND: NODE ...' or "
-                     "'FIRST-LAST: NODE ...'", str, opt.path_text),
+        None,
+        Option(
+            "file of offline nodes per round: lines 'ROUND: NODE ...' or "
+            "'FIRST-LAST: NODE ...'",
+            str,
+            opt.path_text,
+        ),
     )
     # data and model
-    dataset: str = _field("digits", Option("training and test data", str, choices=DATASETS))
+    dataset: str = _field(
+        "digits", Option("training and test data", str, choices=DATASETS)
+    )
     model: str | None = _field(
         None, Option("model (default: the dataset's model)", str, choices=MODELS)
     )
     partition: str = _field(
         "dirichlet",
-        Option("how the training data is split over nodes (SPEC 7.1; natural: by user)",
-               str, choices=PARTITIONS),
+        Option(
+            "how the training data is split over nodes (SPEC 7.1; natural: by user)",
+            str,
+            choices=PARTITIONS,
+        ),
     )
     dirichlet_alpha: float = _field(
-        1.0, Option("Dirichlet concentration of partition=dirichlet, > 0", float,
-                    opt.positive),
+        1.0,
+        Option(
+            "Dirichlet concentration of partition=dirichlet, > 0", float, opt.positive
+        ),
     )
     shards: int = _field(
         2, Option("shards per node of partition=kshard", int, opt.int_range(1, 100_000))
     )
     data_dir: str | None = _field(
-        None, Option("directory of prepared datasets (cifar10: the tfds data_dir)", str,
-                     opt.path_text),
+        None,
+        Option(
+            "directory of prepared datasets (cifar10: the tfds data_dir)",
+            str,
+            opt.path_text,
+        ),
     )
     # local training
     rounds: int = _field(
@@ -122,33 +157,60 @@ class Config:
     batch_size: int = _field(
         8, Option("minibatch size b", int, opt.int_range(1, 1_000_000))
     )
-    lr: float = _field(0.05, Option("learning rate, > 0", float, opt.positive, traced=True))
+    lr: float = _field(
+        0.05, Option("learning rate, > 0", float, opt.positive, traced=True)
+    )
     momentum: float = _field(
-        0.0, Option("SGD momentum (paper: 0), in [0, 1)", float,
-                    opt.interval(0.0, 1.0, right_open=True), traced=True),
+        0.0,
+        Option(
+            "SGD momentum (paper: 0), in [0, 1)",
+            float,
+            opt.interval(0.0, 1.0, right_open=True),
+            traced=True,
+        ),
     )
     weight_decay: float = _field(
-        0.0, Option("weight decay (paper: 0), >= 0", float,
-                    opt.interval(0.0, float("inf")), traced=True),
+        0.0,
+        Option(
+            "weight decay (paper: 0), >= 0",
+            float,
+            opt.interval(0.0, float("inf")),
+            traced=True,
+        ),
     )
     seed: int = _field(
-        90, Option("seed of the run: model init, batches, masks, partition, graph", int,
-                   opt.int_range(0, MAX_SEED), traced=True),
+        90,
+        Option(
+            "seed of the run: model init, batches, masks, partition, graph",
+            int,
+            opt.int_range(0, MAX_SEED),
+            traced=True,
+        ),
     )
     train_chunk: int | None = _field(
-        None, Option("train nodes in groups of this many (0: all at once; unset: per "
-                     "backend, " + ", ".join(
-                         f"{b} {v['train_chunk'] or 'all'}"
-                         for b, v in platform.DEFAULTS.items()) + "); bounds memory",
-                     int, opt.int_range(0, 100_000)),
+        None,
+        Option(
+            "train nodes in groups of this many (0: all at once; unset: per "
+            "backend, "
+            + ", ".join(
+                f"{b} {v['train_chunk'] or 'all'}" for b, v in platform.DEFAULTS.items()
+            )
+            + "); bounds memory",
+            int,
+            opt.int_range(0, 100_000),
+        ),
     )
     # evaluation
     eval_every: int = _field(
         10, Option("rounds between evaluations", int, opt.int_range(1, MAX_ROUNDS))
     )
     test_subset: int = _field(
-        0, Option("evaluate on the first K test samples (0: all)", int,
-                  opt.int_range(0, 10**9)),
+        0,
+        Option(
+            "evaluate on the first K test samples (0: all)",
+            int,
+            opt.int_range(0, 10**9),
+        ),
     )
     # sharing (the options belong to the strategies, see jwins_jax.sharing)
     sharing: str = _field("full", Option("sharing strategy", str, choices=STRATEGIES))
@@ -165,17 +227,27 @@ class Config:
     # output
     out_dir: str = _field("runs", Option("directory for results", str, opt.path_text))
     shard_nodes: bool = _field(
-        True, Option("split the node axis over the local devices when there are several",
-                     bool),
+        True,
+        Option(
+            "split the node axis over the local devices when there are several", bool
+        ),
     )
     checkpoint_every: int = _field(
-        0, Option("save a checkpoint every K rounds (0: only when stopped by Ctrl-C or "
-                  "SIGTERM); jwins run --resume RUN_DIR continues", int,
-                  opt.int_range(0, MAX_ROUNDS)),
+        0,
+        Option(
+            "save a checkpoint every K rounds (0: only when stopped by Ctrl-C or "
+            "SIGTERM); jwins run --resume RUN_DIR continues",
+            int,
+            opt.int_range(0, MAX_ROUNDS),
+        ),
     )
     name: str | None = _field(
-        None, Option("run name (default: <sharing>-<dataset>-n<nodes>-s<seed>)", str,
-                     opt.file_name),
+        None,
+        Option(
+            "run name (default: <sharing>-<dataset>-n<nodes>-s<seed>)",
+            str,
+            opt.file_name,
+        ),
     )
 
     # ------------------------------------------------------------------ helpers
@@ -202,7 +274,9 @@ class Config:
                 )
             if name == "alpha_list" and isinstance(value, str):
                 value = opt.parse_float_list(value)
-            kwargs[name] = None if value is None else cls.option(name).validate(name, value)
+            kwargs[name] = (
+                None if value is None else cls.option(name).validate(name, value)
+            )
         return cls(**kwargs)
 
     @classmethod
@@ -233,7 +307,9 @@ class Config:
                 if getattr(self, p) is None:
                     changes[p] = default
         if self.name is None:
-            changes["name"] = f"{self.sharing}-{self.dataset}-n{self.nodes}-s{self.seed}"
+            changes["name"] = (
+                f"{self.sharing}-{self.dataset}-n{self.nodes}-s{self.seed}"
+            )
         return dataclasses.replace(self, **changes)
 
     # --------------------------------------------------------------- validation
@@ -278,7 +354,8 @@ class Config:
     def traced_fields(sharing: str) -> tuple[str, ...]:
         """The traced hyperparameters of a config with this strategy."""
         general = tuple(
-            n for n, f in Config.fields().items()
+            n
+            for n, f in Config.fields().items()
             if n not in SHARING_OPTIONS and f.metadata["option"].traced
         )
         return general + REGISTRY[sharing].traced

@@ -28,6 +28,7 @@ from jwins_jax import platform
 from jwins_jax.models import ModelSpec
 from jwins_jax.tasks import Task
 
+
 # Samples per forward pass and nodes per group on the shared set. Measured on the
 # project's 2-core CPU (GN-LeNet, 16 nodes x 1,024 test images, benchmarks/
 # bench_train.py and RESULTS.md): groups of 8 with chunks of 128 (GN-LeNet's first

@@ -184,8 +184,16 @@ class Experiment:
             k_batch, inputs.nodes, c.local_steps, c.batch_size, self.drop_last
         )
         x, opt, loss = training.train_all(
-            self.model, self.task, self.optimizer(hp), state.x, state.opt,
-            inputs.train_x, inputs.train_y, ids, w, c.train_chunk,
+            self.model,
+            self.task,
+            self.optimizer(hp),
+            state.x,
+            state.opt,
+            inputs.train_x,
+            inputs.train_y,
+            ids,
+            w,
+            c.train_chunk,
         )
         table = self.table(inputs, state.round)
         if self.has_faults:
@@ -200,7 +208,13 @@ class Experiment:
             opt = faults.keep_offline(online, opt, state.opt)
             loss = jnp.where(online, loss, jnp.nan)
             x, share, stats = faults.sharing_step(
-                self.sharing, state.share, x, k_share, table, hp.sharing, online,
+                self.sharing,
+                state.share,
+                x,
+                k_share,
+                table,
+                hp.sharing,
+                online,
                 link_up,
             )
         else:
@@ -264,12 +278,22 @@ class Experiment:
             )
         else:
             test_loss, test_acc = evaluation.per_node_metrics(
-                self.model, self.task, x, inputs.test_x, inputs.test_y,
-                inputs.tests.index, inputs.tests.size,
+                self.model,
+                self.task,
+                x,
+                inputs.test_x,
+                inputs.test_y,
+                inputs.tests.index,
+                inputs.tests.size,
             )
         train_loss, train_acc = evaluation.per_node_metrics(
-            self.model, self.task, x, inputs.train_x, inputs.train_y,
-            inputs.nodes.index, inputs.nodes.size,
+            self.model,
+            self.task,
+            x,
+            inputs.train_x,
+            inputs.train_y,
+            inputs.nodes.index,
+            inputs.nodes.size,
         )
         return {
             "test_acc": test_acc,
@@ -360,8 +384,14 @@ def partition_nodes(config: Config, dataset: Dataset) -> list[np.ndarray]:
             f"{max(1, n_train // c.nodes)} shards per node"
         )
     parts = partition(
-        dataset.y_train, c.nodes, c.partition, alpha=c.dirichlet_alpha,
-        shards=c.shards, seed=c.seed, users=dataset.users_train, natural=dataset.natural,
+        dataset.y_train,
+        c.nodes,
+        c.partition,
+        alpha=c.dirichlet_alpha,
+        shards=c.shards,
+        seed=c.seed,
+        users=dataset.users_train,
+        natural=dataset.natural,
     )
     largest = max(len(p) for p in parts)
     if c.batch_size > largest:
@@ -376,11 +406,17 @@ def build_graph(config: Config) -> NeighborTable:
     """The round's neighbour table, or the stacked per-round tables when dynamic."""
     c = config
     adj = make_graph(
-        c.topology, c.nodes, degree=c.degree, edges_file=c.edges_file, seed=c.seed,
+        c.topology,
+        c.nodes,
+        degree=c.degree,
+        edges_file=c.edges_file,
+        seed=c.seed,
         beta=c.beta,
     )
     if c.dynamic:
-        return dynamic_bank(c.nodes, c.degree, c.seed, min(c.rounds, DYNAMIC_BANK_ROUNDS))
+        return dynamic_bank(
+            c.nodes, c.degree, c.seed, min(c.rounds, DYNAMIC_BANK_ROUNDS)
+        )
     return neighbor_table(adj)
 
 
@@ -429,8 +465,9 @@ def build_inputs(
         )
     tests = None
     if dataset.users_test is not None:  # every node tests on its own users (SPEC 7.3)
-        owner = user_nodes(dataset.users_train, c.nodes, natural=dataset.natural,
-                           seed=c.seed)
+        owner = user_nodes(
+            dataset.users_train, c.nodes, natural=dataset.natural, seed=c.seed
+        )
         tests = _node_ids(local_test_parts(dataset.users_test, owner, c.nodes))
     return data.replace(
         nodes=node_data(parts), tests=tests, graph=graph, churn_schedule=schedule
@@ -443,8 +480,9 @@ def _node_ids(parts: list[np.ndarray]) -> NodeData:
     index = np.zeros((len(parts), max(1, int(sizes.max()))), np.int32)
     for i, part in enumerate(parts):
         index[i, : len(part)] = np.asarray(part, np.int32)
-    return NodeData(index=jnp.asarray(index), size=jnp.asarray(sizes),
-                    min_size=int(sizes.min()))
+    return NodeData(
+        index=jnp.asarray(index), size=jnp.asarray(sizes), min_size=int(sizes.min())
+    )
 
 
 def build(
@@ -489,7 +527,10 @@ def _pad_table(table: NeighborTable, width: int) -> NeighborTable:
     return table.replace(
         idx=jnp.concatenate([table.idx, own], axis=-1),
         weight=jnp.concatenate(
-            [table.weight, jnp.zeros(table.weight.shape[:-1] + (extra,), table.weight.dtype)],
+            [
+                table.weight,
+                jnp.zeros(table.weight.shape[:-1] + (extra,), table.weight.dtype),
+            ],
             axis=-1,
         ),
     )
@@ -501,7 +542,9 @@ def _pad_nodes(nd: NodeData, width: int, min_size: int) -> NodeData:
     return NodeData(index=index, size=nd.size, min_size=min_size)
 
 
-def stack_inputs(items: Sequence[Inputs], like: Sequence[Inputs] | None = None) -> Inputs:
+def stack_inputs(
+    items: Sequence[Inputs], like: Sequence[Inputs] | None = None
+) -> Inputs:
     """Stacks the per-config fields of several configs' inputs on a leading axis.
 
     Node id lists are padded to the longest, neighbour tables to the widest (weight
@@ -571,7 +614,9 @@ def make_run(config: Config) -> tuple[Callable[..., Any], Hparams, Inputs]:
             rounds_m = jax.tree.map(
                 lambda a, b: jnp.concatenate([a, b[:rest]]), rounds_m, tail
             )
-            evals = jax.tree.map(lambda a, b: jnp.concatenate([a, b[None]]), evals, last)
+            evals = jax.tree.map(
+                lambda a, b: jnp.concatenate([a, b[None]]), evals, last
+            )
         return state, {"rounds": rounds_m, "evals": evals}
 
     run.experiment = exp  # type: ignore[attr-defined]

@@ -307,9 +307,7 @@ def read_schedule(path: str | pathlib.Path, nodes: int, rounds: int) -> np.ndarr
         where = f"{name} line {number}"
         head, sep, body = line.partition(":")
         if not sep:
-            raise ConfigError(
-                f"{where}: expected {SCHEDULE_FORMAT}, got {_show(line)}"
-            )
+            raise ConfigError(f"{where}: expected {SCHEDULE_FORMAT}, got {_show(line)}")
         first, last = _rounds(head.strip(), where)
         ids = [tok for tok in body.replace(",", " ").split()]
         for tok in ids:

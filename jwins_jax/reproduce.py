@@ -174,16 +174,19 @@ def load_runs(sweep, root: pathlib.Path) -> list[Run]:
         c = configs.get(row["name"])
         if c is None or row["status"] != "finished" or not row["final_test_acc"]:
             continue
-        runs.append(Run(
-            method=method_of(c.sharing, c.accumulation),
-            budget=budget_of(c.sharing, c.alpha, c.alpha_list),
-            seed=c.seed,
-            row=row,
-            records=read_metrics(root / row["name"]),
-            full_entries=sum(a >= c.metadata_cap for a in c.alpha_list)
-            if c.sharing == "jwins" else 0,
-            list_length=len(c.alpha_list) if c.sharing == "jwins" else 0,
-        ))
+        runs.append(
+            Run(
+                method=method_of(c.sharing, c.accumulation),
+                budget=budget_of(c.sharing, c.alpha, c.alpha_list),
+                seed=c.seed,
+                row=row,
+                records=read_metrics(root / row["name"]),
+                full_entries=sum(a >= c.metadata_cap for a in c.alpha_list)
+                if c.sharing == "jwins"
+                else 0,
+                list_length=len(c.alpha_list) if c.sharing == "jwins" else 0,
+            )
+        )
     return runs
 
 
@@ -193,8 +196,15 @@ def group(runs: Sequence[Run]) -> dict[tuple[str, float | None], list[Run]]:
     for r in runs:
         out.setdefault((r.method, r.budget), []).append(r)
     order = list(METHODS)
-    return dict(sorted(out.items(), key=lambda kv: (
-        order.index(kv[0][0]) if kv[0][0] in order else len(order), kv[0][1] or 0.0)))
+    return dict(
+        sorted(
+            out.items(),
+            key=lambda kv: (
+                order.index(kv[0][0]) if kv[0][0] in order else len(order),
+                kv[0][1] or 0.0,
+            ),
+        )
+    )
 
 
 # ------------------------------------------------------------------ statistics
@@ -299,12 +309,22 @@ def plot_claim1(curves: dict[str, Curve], out: pathlib.Path, title: str) -> list
         fig, ax = plt.subplots(figsize=(6.4, 4.2))
         for m, c in curves.items():
             x = c.rounds if kind == "rounds" else c.bytes_mean / MIB
-            ax.plot(x, c.acc_mean, color=COLORS[m],
-                    label=f"{METHODS[m]} ({len(c.acc)} seeds)")
-            ax.fill_between(x, c.acc_mean - c.acc_std, c.acc_mean + c.acc_std,
-                            color=COLORS[m], alpha=0.2)
-        ax.set_xlabel("round" if kind == "rounds"
-                      else "cumulative bytes sent per node (MiB)")
+            ax.plot(
+                x,
+                c.acc_mean,
+                color=COLORS[m],
+                label=f"{METHODS[m]} ({len(c.acc)} seeds)",
+            )
+            ax.fill_between(
+                x,
+                c.acc_mean - c.acc_std,
+                c.acc_mean + c.acc_std,
+                color=COLORS[m],
+                alpha=0.2,
+            )
+        ax.set_xlabel(
+            "round" if kind == "rounds" else "cumulative bytes sent per node (MiB)"
+        )
         ax.set_ylabel("test accuracy (%), mean over nodes;\nband: ± std over seeds")
         ax.set_title(title)
         ax.grid(alpha=0.3)
@@ -330,18 +350,32 @@ def plot_claim2(
         keys = [k for k in groups if k[0] == m]
         xs = [mean_std([r.bytes for r in groups[k]])[0] / MIB for k in keys]
         ys = [mean_std([r.final_acc for r in groups[k]]) for k in keys]
-        left.errorbar(xs, [y[0] for y in ys], yerr=[y[1] for y in ys], marker="o",
-                      capsize=3, color=COLORS[m], label=METHODS[m])
+        left.errorbar(
+            xs,
+            [y[0] for y in ys],
+            yerr=[y[1] for y in ys],
+            marker="o",
+            capsize=3,
+            color=COLORS[m],
+            label=METHODS[m],
+        )
         for k, x, y in zip(keys, xs, ys):
             if k[1] is not None:
-                left.annotate(f"{k[1] * 100:g}%", (x, y[0]), fontsize=7,
-                              textcoords="offset points", xytext=(3, -9))
-        pts = np.concatenate([np.stack([curves[k].bytes_mean, curves[k].acc_mean], 1)
-                              for k in keys])
+                left.annotate(
+                    f"{k[1] * 100:g}%",
+                    (x, y[0]),
+                    fontsize=7,
+                    textcoords="offset points",
+                    xytext=(3, -9),
+                )
+        pts = np.concatenate(
+            [np.stack([curves[k].bytes_mean, curves[k].acc_mean], 1) for k in keys]
+        )
         pts = pts[np.argsort(pts[:, 0], kind="stable")]
         env = np.fmax.accumulate(np.nan_to_num(pts[:, 1], nan=-np.inf))
-        right.step(pts[:, 0] / MIB, env, where="post", color=COLORS[m],
-                   label=METHODS[m])
+        right.step(
+            pts[:, 0] / MIB, env, where="post", color=COLORS[m], label=METHODS[m]
+        )
     left.set_xscale("log")
     left.set_xlabel("bytes sent per node in the whole run (MiB, log scale)")
     left.set_ylabel("final test accuracy (%), mean ± std over seeds")
@@ -349,7 +383,8 @@ def plot_claim2(
     right.set_xscale("log")
     right.set_xlabel("bytes sent per node (MiB, log scale)")
     right.set_ylabel(
-        "best test accuracy reached within\nthose bytes (%), mean over seeds")
+        "best test accuracy reached within\nthose bytes (%), mean over seeds"
+    )
     right.set_title(f"{title}: accuracy for a byte budget")
     for ax in (left, right):
         ax.grid(alpha=0.3, which="both")
@@ -365,8 +400,9 @@ def plot_breakdown(
     """Stacked bars of value and metadata bytes per node and round, a panel each."""
     plt = _plt()
     panels = list(bars)
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels) + 1, 4.2),
-                             sharey=True, squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(3.2 * len(panels) + 1, 4.2), sharey=True, squeeze=False
+    )
     for ax, panel in zip(axes[0], panels):
         items = bars[panel]
         x = np.arange(len(items))
@@ -405,8 +441,9 @@ class Inputs:
 
 
 def _verdict(ok: bool | None) -> str:
-    return {True: "**agrees**", False: "**does not agree**",
-            None: "**partly agrees**"}[ok]
+    return {True: "**agrees**", False: "**does not agree**", None: "**partly agrees**"}[
+        ok
+    ]
 
 
 def claim1_section(inp: Inputs, out: pathlib.Path, rel: str) -> tuple[str, dict]:
@@ -415,25 +452,44 @@ def claim1_section(inp: Inputs, out: pathlib.Path, rel: str) -> tuple[str, dict]
     curves = {m: curve(runs) for (m, _), runs in g.items()}
     plots = plot_claim1(curves, out, f"{inp.dataset}: full sharing vs JWINS")
     rows, finals = [], {}
-    full_bytes = mean_std([r.bytes for r in g.get(("full", None), [])])[0] if (
-        ("full", None) in g) else None
+    full_bytes = (
+        mean_std([r.bytes for r in g.get(("full", None), [])])[0]
+        if (("full", None) in g)
+        else None
+    )
     for (m, _), runs in g.items():
         acc = mean_std([r.final_acc for r in runs])
         b = mean_std([r.bytes for r in runs])
         finals[m] = (acc, b)
-        rows.append([
-            METHODS[m], len(runs), runs[0].rounds, fmt_acc(*acc),
-            fmt_acc(*mean_std([float(r.row["best_test_acc"]) for r in runs])),
-            fmt_mib(b[0]), fmt_ratio(b[0] / full_bytes if full_bytes else None),
-        ])
+        rows.append(
+            [
+                METHODS[m],
+                len(runs),
+                runs[0].rounds,
+                fmt_acc(*acc),
+                fmt_acc(*mean_std([float(r.row["best_test_acc"]) for r in runs])),
+                fmt_mib(b[0]),
+                fmt_ratio(b[0] / full_bytes if full_bytes else None),
+            ]
+        )
     text = [
         "## Claim 1: JWINS reaches full sharing's accuracy with fewer bytes",
         "",
         "Paper: JWINS matches the accuracy of full sharing (D-PSGD) while sending up "
         "to 64 % fewer bytes.",
         "",
-        md_table(["method", "seeds", "rounds", "final test accuracy (mean ± std over "
-                  "seeds)", "best accuracy", "bytes per node", "vs full"], rows),
+        md_table(
+            [
+                "method",
+                "seeds",
+                "rounds",
+                "final test accuracy (mean ± std over seeds)",
+                "best accuracy",
+                "bytes per node",
+                "vs full",
+            ],
+            rows,
+        ),
         "",
         f"![accuracy against rounds]({rel}/{plots[0]}) "
         f"![accuracy against bytes]({rel}/{plots[1]})",
@@ -451,26 +507,45 @@ def claim1_section(inp: Inputs, out: pathlib.Path, rel: str) -> tuple[str, dict]
                 c = curves[m]
                 hits = [first_reach(a, nb, target) for a, nb in zip(c.acc, c.bytes)]
                 reached = [h for h in hits if h is not None]
-                per[m] = (mean_std(reached) if len(reached) == len(hits) else None,
-                          len(reached), len(hits))
-            ratio = (per["jwins"][0][0] / per["full"][0][0]
-                     if per["jwins"][0] and per["full"][0] else None)
+                per[m] = (
+                    mean_std(reached) if len(reached) == len(hits) else None,
+                    len(reached),
+                    len(hits),
+                )
+            ratio = (
+                per["jwins"][0][0] / per["full"][0][0]
+                if per["jwins"][0] and per["full"][0]
+                else None
+            )
             ratios.append((frac, target, ratio))
-            trows.append([
-                f"{frac * 100:g} % of full's final = {target:.2f} %",
-                *(f"{fmt_mib(p[0][0])} ± {p[0][1] / MIB:.2f}" if p[0] else
-                  f"not reached by all seeds ({p[1]}/{p[2]})" for p in (per["full"],
-                                                                          per["jwins"])),
-                fmt_ratio(ratio),
-                "-" if ratio is None else f"{(1 - ratio) * 100:.0f} %",
-            ])
+            trows.append(
+                [
+                    f"{frac * 100:g} % of full's final = {target:.2f} %",
+                    *(
+                        f"{fmt_mib(p[0][0])} ± {p[0][1] / MIB:.2f}"
+                        if p[0]
+                        else f"not reached by all seeds ({p[1]}/{p[2]})"
+                        for p in (per["full"], per["jwins"])
+                    ),
+                    fmt_ratio(ratio),
+                    "-" if ratio is None else f"{(1 - ratio) * 100:.0f} %",
+                ]
+            )
         text += [
             "Bytes each method sends per node until its test accuracy (mean over "
             "nodes) first reaches a target, mean ± std over seeds (evaluations every "
             f"{inp.settings['eval_every']} rounds):",
             "",
-            md_table(["target accuracy", "full sharing", "JWINS", "JWINS / full",
-                      "bytes saved"], trows),
+            md_table(
+                [
+                    "target accuracy",
+                    "full sharing",
+                    "JWINS",
+                    "JWINS / full",
+                    "bytes saved",
+                ],
+                trows,
+            ),
             "",
         ]
         key["targets"] = ratios
@@ -481,8 +556,11 @@ def claim1_section(inp: Inputs, out: pathlib.Path, rel: str) -> tuple[str, dict]
         later = full_c.rounds[:n] >= 0.2 * full_c.rounds[n - 1]
         if later.any():
             diff = jw_c.acc_mean[:n][later] - full_c.acc_mean[:n][later]
-            key["round_gap"] = (float(np.nanmin(diff)), float(np.nanmax(diff)),
-                                int(full_c.rounds[:n][later][0]))
+            key["round_gap"] = (
+                float(np.nanmin(diff)),
+                float(np.nanmax(diff)),
+                int(full_c.rounds[:n][later][0]),
+            )
         key["full_curve"] = full_c
     return "\n".join(text), key
 
@@ -497,15 +575,25 @@ def claim2_section(inp: Inputs, out: pathlib.Path, rel: str) -> tuple[str, dict]
     jwins_lists = {}
     for (m, b), runs in g.items():
         if m == "jwins":
-            jwins_lists[b] = (runs[0].row.get("alpha_list", ""),
-                              f"{runs[0].full_entries} of {runs[0].list_length}")
+            jwins_lists[b] = (
+                runs[0].row.get("alpha_list", ""),
+                f"{runs[0].full_entries} of {runs[0].list_length}",
+            )
     rows = []
     for (m, b), runs in g.items():
         acc = mean_std([r.final_acc for r in runs])
         total = mean_std([r.bytes for r in runs])[0]
         meta = mean_std([r.meta_bytes for r in runs])[0]
-        rows.append([METHODS[m], f"{b * 100:g} %", len(runs), fmt_acc(*acc),
-                     fmt_mib(total), f"{meta / total * 100:.1f} %" if total else "-"])
+        rows.append(
+            [
+                METHODS[m],
+                f"{b * 100:g} %",
+                len(runs),
+                fmt_acc(*acc),
+                fmt_mib(total),
+                f"{meta / total * 100:.1f} %" if total else "-",
+            ]
+        )
     text = [
         "## Claim 2: at low budgets JWINS beats CHOCO-SGD",
         "",
@@ -522,16 +610,31 @@ def claim2_section(inp: Inputs, out: pathlib.Path, rel: str) -> tuple[str, dict]
         "Bytes differ from the budget for every method (indices, seeds, "
         "Elias-gamma codes, full shares); the plots use the measured bytes.",
         "",
-        md_table(["budget", "JWINS alpha list", "entries sending the whole model"],
-                 [[f"{b * 100:g} %", "`[" + ", ".join(lst.split("_")) + "]`", full]
-                  for b, (lst, full) in jwins_lists.items()]) if jwins_lists else "",
+        md_table(
+            ["budget", "JWINS alpha list", "entries sending the whole model"],
+            [
+                [f"{b * 100:g} %", "`[" + ", ".join(lst.split("_")) + "]`", full]
+                for b, (lst, full) in jwins_lists.items()
+            ],
+        )
+        if jwins_lists
+        else "",
         "",
         f"{len(next(iter(g.values())))} seeds per point, {inp.rounds2} rounds; "
         "accuracy is the test accuracy at the last round, mean over nodes, then mean ± "
         "std over seeds; bytes are per node over the whole run.",
         "",
-        md_table(["method", "budget", "seeds", "final test accuracy", "bytes per node",
-                  "metadata share"], rows),
+        md_table(
+            [
+                "method",
+                "budget",
+                "seeds",
+                "final test accuracy",
+                "bytes per node",
+                "metadata share",
+            ],
+            rows,
+        ),
         "",
         f"![accuracy against bytes]({rel}/{plot})",
         "",
@@ -546,8 +649,11 @@ def claim2_section(inp: Inputs, out: pathlib.Path, rel: str) -> tuple[str, dict]
             target = frac * full_final
             need = {}
             for m in methods:
-                hits = [first_reach(curves[k].acc_mean, curves[k].bytes_mean, target)
-                        for k in g if k[0] == m]
+                hits = [
+                    first_reach(curves[k].acc_mean, curves[k].bytes_mean, target)
+                    for k in g
+                    if k[0] == m
+                ]
                 hits = [h for h in hits if h is not None]
                 need[m] = min(hits) if hits else None
             row = [f"{frac * 100:g} % of full's final = {target:.2f} %"]
@@ -566,34 +672,44 @@ def claim2_section(inp: Inputs, out: pathlib.Path, rel: str) -> tuple[str, dict]
             "budget of a method first reaches a target accuracy (seed-mean curves; "
             "targets relative to full sharing's final accuracy in claim 1):",
             "",
-            md_table(["target"] + [METHODS[m] for m in methods] + ["CHOCO / JWINS"],
-                     erows),
+            md_table(
+                ["target"] + [METHODS[m] for m in methods] + ["CHOCO / JWINS"], erows
+            ),
             "",
         ]
         key["equal_acc"] = ratios
         key["choco_pairs"] = pairs
     # Equal bytes: the best accuracy within the bytes of each JWINS budget's run.
-    levels = [(b, curves[("jwins", b)].bytes_mean[-1]) for b in budgets
-              if ("jwins", b) in curves]
+    levels = [
+        (b, curves[("jwins", b)].bytes_mean[-1])
+        for b in budgets
+        if ("jwins", b) in curves
+    ]
     if levels:
         brows, wins = [], {}
         for b, level in levels:
             best = {}
             for m in methods:
-                vals = [best_within(curves[k].acc_mean, curves[k].bytes_mean, level)
-                        for k in g if k[0] == m]
+                vals = [
+                    best_within(curves[k].acc_mean, curves[k].bytes_mean, level)
+                    for k in g
+                    if k[0] == m
+                ]
                 vals = [v for v in vals if v is not None]
                 best[m] = max(vals) if vals else None
-            brows.append([f"{level / MIB:.2f} MiB (JWINS {b * 100:g} %'s run)"] + [
-                "-" if best[m] is None else f"{best[m]:.2f} %" for m in methods])
+            brows.append(
+                [f"{level / MIB:.2f} MiB (JWINS {b * 100:g} %'s run)"]
+                + ["-" if best[m] is None else f"{best[m]:.2f} %" for m in methods]
+            )
             for m in methods:
                 if m != "jwins":
                     wins.setdefault(m, []).append(
-                        (b, None if best[m] is None else best["jwins"] - best[m]))
+                        (b, None if best[m] is None else best["jwins"] - best[m])
+                    )
         text += [
             "**Same bytes, accuracy reached.** The best test accuracy (seed-mean "
             "curves, any budget, any round) a method reaches without sending more "
-            "bytes per node than JWINS sends in its whole run at each budget (\"-\": "
+            'bytes per node than JWINS sends in its whole run at each budget ("-": '
             "every run of the method sends more by its first evaluation):",
             "",
             md_table(["bytes per node"] + [METHODS[m] for m in methods], brows),
@@ -611,29 +727,52 @@ def breakdown_section(inp: Inputs, out: pathlib.Path, rel: str) -> str:
         for (m, b), rs in group(runs).items():
             v = mean_std([r.value_bytes / r.rounds for r in rs])[0]
             meta = mean_std([r.meta_bytes / r.rounds for r in rs])[0]
-            panel = "reference runs" if b is None or title == "claim 1" else (
-                f"budget {b * 100:g} %")
-            name = METHODS[m] if title == "claim 2" else (
-                METHODS[m] + (" (paper list)" if m == "jwins" else ""))
+            panel = (
+                "reference runs"
+                if b is None or title == "claim 1"
+                else (f"budget {b * 100:g} %")
+            )
+            name = (
+                METHODS[m]
+                if title == "claim 2"
+                else (METHODS[m] + (" (paper list)" if m == "jwins" else ""))
+            )
             bars.setdefault(panel, []).append((name, v, meta))
-            rows.append([name, panel, f"{v / 1024:.1f}", f"{meta / 1024:.2f}",
-                         f"{meta / (v + meta) * 100:.1f} %" if v + meta else "-"])
+            rows.append(
+                [
+                    name,
+                    panel,
+                    f"{v / 1024:.1f}",
+                    f"{meta / 1024:.2f}",
+                    f"{meta / (v + meta) * 100:.1f} %" if v + meta else "-",
+                ]
+            )
     plot = plot_breakdown(bars, out, f"{inp.dataset}: what a node sends per round")
-    return "\n".join([
-        "## Data against metadata",
-        "",
-        "JWINS's argument is also about metadata: wavelet coefficients of the ranked "
-        "change are sent with Elias-gamma coded gaps between indices, against 4 bytes "
-        "(top-k, int32) or 8 bytes (CHOCO-SGD, int64, as the original sends them) per "
-        "index; random sampling sends an 8-byte seed, full sharing nothing. Per node "
-        "and round, mean over seeds:",
-        "",
-        f"![values against metadata]({rel}/{plot})",
-        "",
-        md_table(["method", "runs", "values (KiB / round)", "metadata (KiB / round)",
-                  "metadata share"], rows),
-        "",
-    ])
+    return "\n".join(
+        [
+            "## Data against metadata",
+            "",
+            "JWINS's argument is also about metadata: wavelet coefficients of the ranked "
+            "change are sent with Elias-gamma coded gaps between indices, against 4 bytes "
+            "(top-k, int32) or 8 bytes (CHOCO-SGD, int64, as the original sends them) per "
+            "index; random sampling sends an 8-byte seed, full sharing nothing. Per node "
+            "and round, mean over seeds:",
+            "",
+            f"![values against metadata]({rel}/{plot})",
+            "",
+            md_table(
+                [
+                    "method",
+                    "runs",
+                    "values (KiB / round)",
+                    "metadata (KiB / round)",
+                    "metadata share",
+                ],
+                rows,
+            ),
+            "",
+        ]
+    )
 
 
 def observations(inp: Inputs, k1: dict) -> list[str]:
@@ -653,7 +792,8 @@ def observations(inp: Inputs, k1: dict) -> list[str]:
     if shaky:
         lines.append(
             "* Unstable points (final accuracy varies by more than 3 points between "
-            "seeds): " + "; ".join(f"{label(*k)} {fmt_acc(*a)}" for k, a in shaky)
+            "seeds): "
+            + "; ".join(f"{label(*k)} {fmt_acc(*a)}" for k, a in shaky)
             + ". Their ratios to JWINS depend on the seeds and on untuned settings "
             "(CHOCO-SGD's gamma) more than the others do."
         )
@@ -670,9 +810,12 @@ def observations(inp: Inputs, k1: dict) -> list[str]:
                     best[m] = (b, acc)
             lines.append(
                 f"* After {r2} rounds full sharing is at {ref:.2f} % (claim-1 runs); "
-                "the best final accuracy of each method over the budgets: " + "; ".join(
+                "the best final accuracy of each method over the budgets: "
+                + "; ".join(
                     f"{METHODS[m]} {acc:.2f} % ({b * 100:g} %)"
-                    for m, (b, acc) in best.items()) + "."
+                    for m, (b, acc) in best.items()
+                )
+                + "."
             )
     return lines
 
@@ -709,49 +852,72 @@ def agreement_section(inp: Inputs, k1: dict, k2: dict) -> str:
         eb_none = [b for b, d in eb_all if d is None]
         parts = []
         if ratios:
-            parts.append("for the same accuracy CHOCO-SGD needs "
-                         + ", ".join(f"{r:.2f}x" for _, r in ratios)
-                         + " the bytes of JWINS (targets "
-                         + ", ".join(f"{f * 100:g} %" for f, _ in ratios)
-                         + " of full sharing's final accuracy)")
+            parts.append(
+                "for the same accuracy CHOCO-SGD needs "
+                + ", ".join(f"{r:.2f}x" for _, r in ratios)
+                + " the bytes of JWINS (targets "
+                + ", ".join(f"{f * 100:g} %" for f, _ in ratios)
+                + " of full sharing's final accuracy)"
+            )
         if jwins_only:
-            parts.append("only JWINS reaches the targets "
-                         + ", ".join(f"{f * 100:g} %" for f in jwins_only))
+            parts.append(
+                "only JWINS reaches the targets "
+                + ", ".join(f"{f * 100:g} %" for f in jwins_only)
+            )
         if choco_only:
-            parts.append("only CHOCO-SGD reaches the targets "
-                         + ", ".join(f"{f * 100:g} %" for f in choco_only))
+            parts.append(
+                "only CHOCO-SGD reaches the targets "
+                + ", ".join(f"{f * 100:g} %" for f in choco_only)
+            )
         if not pairs or not (ratios or jwins_only or choco_only):
             parts.append("neither reaches the accuracy targets")
         if eb:
-            parts.append("within the bytes of JWINS's runs JWINS is "
-                         + ", ".join(f"{d:+.2f}" for _, d in eb)
-                         + " points above CHOCO-SGD at budgets "
-                         + ", ".join(f"{b * 100:g} %" for b, _ in eb))
+            parts.append(
+                "within the bytes of JWINS's runs JWINS is "
+                + ", ".join(f"{d:+.2f}" for _, d in eb)
+                + " points above CHOCO-SGD at budgets "
+                + ", ".join(f"{b * 100:g} %" for b, _ in eb)
+            )
         if eb_none:
-            parts.append("at budgets " + ", ".join(f"{b * 100:g} %" for b in eb_none)
-                         + " every CHOCO-SGD run has sent more bytes by its first "
-                         "evaluation than JWINS in its whole run")
-        wins_acc = (bool(ratios) or bool(jwins_only)) and not choco_only and all(
-            r > 1 for _, r in ratios)
+            parts.append(
+                "at budgets "
+                + ", ".join(f"{b * 100:g} %" for b in eb_none)
+                + " every CHOCO-SGD run has sent more bytes by its first "
+                "evaluation than JWINS in its whole run"
+            )
+        wins_acc = (
+            (bool(ratios) or bool(jwins_only))
+            and not choco_only
+            and all(r > 1 for _, r in ratios)
+        )
         wins_bytes = all(d > 0 for _, d in eb)
-        loses = (not jwins_only and all(r <= 1 for _, r in ratios)
-                 and all(d <= 0 for _, d in eb))
+        loses = (
+            not jwins_only
+            and all(r <= 1 for _, r in ratios)
+            and all(d <= 0 for _, d in eb)
+        )
         if wins_acc and wins_bytes and (jwins_only or max(r for _, r in ratios) >= 2):
             ok = True
         elif loses:
             ok = False
         else:
             ok = None
-        lines.append(f"* Claim 2 {_verdict(ok)}: " + "; ".join(parts)
-                     + " (paper: up to 4x fewer bytes, and higher accuracy for the "
-                     "same bytes).")
+        lines.append(
+            f"* Claim 2 {_verdict(ok)}: "
+            + "; ".join(parts)
+            + " (paper: up to 4x fewer bytes, and higher accuracy for the "
+            "same bytes)."
+        )
         others = {m: v for m, v in k2.get("equal_acc", {}).items() if m != "choco"}
         if others:
             lines.append(
                 "* Against the other baselines, bytes needed for the same accuracy "
-                "relative to JWINS (per target): " + "; ".join(
+                "relative to JWINS (per target): "
+                + "; ".join(
                     f"{METHODS[m]} " + ", ".join(f"{r:.2f}x" for _, r in v)
-                    for m, v in others.items()) + "."
+                    for m, v in others.items()
+                )
+                + "."
             )
     more = observations(inp, k1)
     if more:
@@ -814,11 +980,14 @@ def render(inp: Inputs, out: pathlib.Path, report: pathlib.Path) -> str:
     st = inp.settings
     seeds = sorted({r.seed for r in inp.claim1 + inp.claim2})
     env = inp.environment
-    graph = (f"the paper's {st['nodes']}-node graph"
-             if st["topology"] == "edges" and st.get("edges_file") is None
-             else f"a {st['topology']} graph")
-    runtime = (f"; the command took {inp.runtime_s / 60:.0f} min"
-               if inp.runtime_s else "")
+    graph = (
+        f"the paper's {st['nodes']}-node graph"
+        if st["topology"] == "edges" and st.get("edges_file") is None
+        else f"a {st['topology']} graph"
+    )
+    runtime = (
+        f"; the command took {inp.runtime_s / 60:.0f} min" if inp.runtime_s else ""
+    )
     head = [
         f"# Reproducing JWINS's claims on {inp.dataset}",
         "",
@@ -842,10 +1011,13 @@ def render(inp: Inputs, out: pathlib.Path, report: pathlib.Path) -> str:
     except KeyError:
         note = None
     tail = DISCUSSION.format(
-        dataset_note=note or (
+        dataset_note=note
+        or (
             f"{inp.dataset} with a model of {inp.facts.get('n_params', '?')} "
-            "parameters; see its description in `jwins_jax/data/`."),
-        seeds=len(seeds), cifar_configs=_count_configs("cifar10"),
+            "parameters; see its description in `jwins_jax/data/`."
+        ),
+        seeds=len(seeds),
+        cifar_configs=_count_configs("cifar10"),
         jwins_full_note=_full_note(inp.claim2),
     )
     return "\n".join([*head, agree, s1, s2, s3, tail])
@@ -853,15 +1025,21 @@ def render(inp: Inputs, out: pathlib.Path, report: pathlib.Path) -> str:
 
 def _full_note(runs: Sequence[Run]) -> str:
     """Which of JWINS's scaled lists still send the whole model, and how often."""
-    full = {b: (rs[0].full_entries, rs[0].list_length)
-            for (m, b), rs in group(runs).items() if m == "jwins"}
+    full = {
+        b: (rs[0].full_entries, rs[0].list_length)
+        for (m, b), rs in group(runs).items()
+        if m == "jwins"
+    }
     some = {b: f for b, f in full.items() if f[0]}
     if not some:
         return "None of JWINS's scaled alpha lists reaches the metadata cap"
-    counts = ", ".join(f"budget {b * 100:g} %: {k} of {n} entries"
-                       for b, (k, n) in some.items())
-    return ("Its scaled alpha lists keep the metadata cap, so entries at or above it "
-            f"still send the whole model ({counts})")
+    counts = ", ".join(
+        f"budget {b * 100:g} %: {k} of {n} entries" for b, (k, n) in some.items()
+    )
+    return (
+        "Its scaled alpha lists keep the metadata cap, so entries at or above it "
+        f"still send the whole model ({counts})"
+    )
 
 
 def _count_configs(dataset: str) -> str:
@@ -887,8 +1065,12 @@ def spec_paths(
     paths = (specs_dir / f"{dataset}_claim1.toml", specs_dir / f"{dataset}_claim2.toml")
     for p in paths:
         if not p.is_file():
-            have = sorted({q.name.rsplit("_claim", 1)[0]
-                           for q in specs_dir.glob("*_claim[12].toml")})
+            have = sorted(
+                {
+                    q.name.rsplit("_claim", 1)[0]
+                    for q in specs_dir.glob("*_claim[12].toml")
+                }
+            )
             raise ConfigError(
                 f"sweep spec {str(p)!r} does not exist; datasets with specs in "
                 f"{str(specs_dir)!r}: {', '.join(have) or 'none'} (run from the "
@@ -928,10 +1110,16 @@ def environment() -> dict[str, str]:
     except OSError:
         pass
     dev = jax.devices()[0]
-    device = (f"{os.cpu_count()}-core CPU ({cpu})" if dev.platform == "cpu"
-              else str(dev.device_kind))
-    return {"jax": jax.__version__, "device": device,
-            "date": datetime.date.today().isoformat()}
+    device = (
+        f"{os.cpu_count()}-core CPU ({cpu})"
+        if dev.platform == "cpu"
+        else str(dev.device_kind)
+    )
+    return {
+        "jax": jax.__version__,
+        "device": device,
+        "date": datetime.date.today().isoformat(),
+    }
 
 
 def _int_list(text: str) -> list[int]:
@@ -943,39 +1131,71 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         prog="python -m jwins_jax.reproduce",
         description="Run the claim sweeps of a dataset and write the report.",
     )
-    p.add_argument("--dataset", default="digits",
-                   help="which specs to run: <specs-dir>/<dataset>_claim{1,2}.toml "
-                        "(default: digits)")
-    p.add_argument("--specs-dir", type=pathlib.Path, default=SPECS_DIR,
-                   help=f"folder of the sweep specs (default: {SPECS_DIR})")
+    p.add_argument(
+        "--dataset",
+        default="digits",
+        help="which specs to run: <specs-dir>/<dataset>_claim{1,2}.toml "
+        "(default: digits)",
+    )
+    p.add_argument(
+        "--specs-dir",
+        type=pathlib.Path,
+        default=SPECS_DIR,
+        help=f"folder of the sweep specs (default: {SPECS_DIR})",
+    )
     p.add_argument("--data-dir", default=None, help="data_dir for file-based datasets")
-    p.add_argument("--runs-dir", type=pathlib.Path, default=None,
-                   help="where the sweeps run (default: runs/reproduce-<dataset>)")
-    p.add_argument("--out", type=pathlib.Path, default=None,
-                   help="plots and CSV copies (default: reproduction/<dataset>)")
-    p.add_argument("--report", type=pathlib.Path, default=None,
-                   help="the markdown report (default: REPRODUCTION.md for digits, "
-                        "else REPRODUCTION-<dataset>.md)")
-    p.add_argument("--rounds", type=int, default=None,
-                   help="override the specs' rounds")
-    p.add_argument("--seeds", type=_int_list, default=None,
-                   help="override the specs' seeds, e.g. 1,2")
+    p.add_argument(
+        "--runs-dir",
+        type=pathlib.Path,
+        default=None,
+        help="where the sweeps run (default: runs/reproduce-<dataset>)",
+    )
+    p.add_argument(
+        "--out",
+        type=pathlib.Path,
+        default=None,
+        help="plots and CSV copies (default: reproduction/<dataset>)",
+    )
+    p.add_argument(
+        "--report",
+        type=pathlib.Path,
+        default=None,
+        help="the markdown report (default: REPRODUCTION.md for digits, "
+        "else REPRODUCTION-<dataset>.md)",
+    )
+    p.add_argument(
+        "--rounds", type=int, default=None, help="override the specs' rounds"
+    )
+    p.add_argument(
+        "--seeds",
+        type=_int_list,
+        default=None,
+        help="override the specs' seeds, e.g. 1,2",
+    )
     p.add_argument("--batch", type=int, default=None, help="configs per compiled batch")
-    p.add_argument("--report-only", action="store_true",
-                   help="write the report from the runs already there, run nothing")
+    p.add_argument(
+        "--report-only",
+        action="store_true",
+        help="write the report from the runs already there, run nothing",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress output")
     a = p.parse_args(argv)
     a.runs_dir = a.runs_dir or pathlib.Path("runs") / f"reproduce-{a.dataset}"
     a.out = a.out or pathlib.Path("reproduction") / a.dataset
     a.report = a.report or pathlib.Path(
-        "REPRODUCTION.md" if a.dataset == "digits" else f"REPRODUCTION-{a.dataset}.md")
+        "REPRODUCTION.md" if a.dataset == "digits" else f"REPRODUCTION-{a.dataset}.md"
+    )
     return a
 
 
 def command_line(args: argparse.Namespace) -> str:
     """How the report was made, for its header."""
-    if args.dataset == "digits" and args.specs_dir == SPECS_DIR and all(
-        getattr(args, k) is None for k in ("rounds", "seeds", "data_dir", "batch")
+    if (
+        args.dataset == "digits"
+        and args.specs_dir == SPECS_DIR
+        and all(
+            getattr(args, k) is None for k in ("rounds", "seeds", "data_dir", "batch")
+        )
     ):
         return "make reproduce"
     extra = [f"--dataset {args.dataset}"] if args.dataset != "digits" else []
@@ -1031,22 +1251,42 @@ def _main(args: argparse.Namespace) -> int:
         if not (sw.directory / "sweep.csv").is_file():
             from jwins_jax.errors import ConfigError
 
-            raise ConfigError(f"{sw.directory / 'sweep.csv'} does not exist: run the "
-                              "sweeps first (without --report-only)")
+            raise ConfigError(
+                f"{sw.directory / 'sweep.csv'} does not exist: run the "
+                "sweeps first (without --report-only)"
+            )
         shutil.copyfile(sw.directory / "sweep.csv", out / f"{name}_sweep.csv")
         runs.append(load_runs(sw, sw.directory))
     write_curves(runs, out / "curves.csv")
     c1 = sweeps[0].configs[0].config
-    settings = {f: getattr(c1, f) for f in (
-        "nodes", "topology", "edges_file", "dataset", "partition", "dirichlet_alpha",
-        "model",
-        "local_steps", "batch_size", "lr", "rounds", "eval_every")}
+    settings = {
+        f: getattr(c1, f)
+        for f in (
+            "nodes",
+            "topology",
+            "edges_file",
+            "dataset",
+            "partition",
+            "dirichlet_alpha",
+            "model",
+            "local_steps",
+            "batch_size",
+            "lr",
+            "rounds",
+            "eval_every",
+        )
+    }
     inp = Inputs(
         facts=facts(c1),
-        dataset=args.dataset, claim1=runs[0], claim2=runs[1], settings=settings,
-        rounds2=sweeps[1].configs[0].config.rounds, command=command_line(args),
+        dataset=args.dataset,
+        claim1=runs[0],
+        claim2=runs[1],
+        settings=settings,
+        rounds2=sweeps[1].configs[0].config.rounds,
+        command=command_line(args),
         specs=(str(paths[0]), str(paths[1])),
-        runtime_s=runtime, environment=environment(),
+        runtime_s=runtime,
+        environment=environment(),
     )
     args.report.parent.mkdir(parents=True, exist_ok=True)
     args.report.write_text(render(inp, out, args.report))
@@ -1059,14 +1299,20 @@ def facts(config) -> dict[str, Any]:
     from jwins_jax.models import get_model
 
     n_params = get_model(config.model).num_params
-    out: dict[str, Any] = {"n_params": n_params, "nodes": config.nodes,
-                           "kib": round(4 * n_params / 1024)}
+    out: dict[str, Any] = {
+        "n_params": n_params,
+        "nodes": config.nodes,
+        "kib": round(4 * n_params / 1024),
+    }
     if config.dataset == "digits":
         from jwins_jax.data.datasets import load_dataset
 
         ds = load_dataset("digits")
-        out.update(n_train=len(ds.y_train), n_test=len(ds.y_test),
-                   per_node=round(len(ds.y_train) / config.nodes))
+        out.update(
+            n_train=len(ds.y_train),
+            n_test=len(ds.y_test),
+            per_node=round(len(ds.y_train) / config.nodes),
+        )
     return out
 
 
@@ -1075,15 +1321,34 @@ def write_curves(claims: Sequence[Sequence[Run]], path: pathlib.Path) -> None:
     evaluation)."""
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["claim", "method", "budget", "round", "seeds", "test_acc_mean",
-                    "test_acc_std", "bytes_per_node_mean"])
+        w.writerow(
+            [
+                "claim",
+                "method",
+                "budget",
+                "round",
+                "seeds",
+                "test_acc_mean",
+                "test_acc_std",
+                "bytes_per_node_mean",
+            ]
+        )
         for i, runs in enumerate(claims, start=1):
             for (m, b), rs in group(runs).items():
                 c = curve(rs)
                 for j, rnd in enumerate(c.rounds):
-                    w.writerow([i, m, "" if b is None else b, int(rnd), len(rs),
-                                f"{c.acc_mean[j]:.4f}", f"{c.acc_std[j]:.4f}",
-                                f"{c.bytes_mean[j]:.1f}"])
+                    w.writerow(
+                        [
+                            i,
+                            m,
+                            "" if b is None else b,
+                            int(rnd),
+                            len(rs),
+                            f"{c.acc_mean[j]:.4f}",
+                            f"{c.acc_std[j]:.4f}",
+                            f"{c.bytes_mean[j]:.1f}",
+                        ]
+                    )
 
 
 if __name__ == "__main__":

@@ -121,7 +121,9 @@ def check_out_dir(out_dir: str | os.PathLike) -> pathlib.Path:
             break
         probe = probe.parent
     if probe.exists() and not probe.is_dir():
-        raise ConfigError(f"out_dir={str(out_dir)!r} is not allowed: {str(probe)!r} is a file")
+        raise ConfigError(
+            f"out_dir={str(out_dir)!r} is not allowed: {str(probe)!r} is a file"
+        )
     if probe.exists() and not os.access(probe, os.W_OK | os.X_OK):
         raise ConfigError(f"out_dir={str(out_dir)!r} is not writable ({str(probe)!r})")
     return root
@@ -289,8 +291,9 @@ class RunLog:
             "value_bytes_per_node": float(self.value_cum.mean()),
             "meta_bytes_per_node": float(self.meta_cum.mean()),
             "received_bytes_per_node": float(self.delivered_cum.mean()),
-            "bytes_per_node_per_round": float((values + meta).sum(axis=0).mean()
-                                              / max(values.shape[0], 1)),
+            "bytes_per_node_per_round": float(
+                (values + meta).sum(axis=0).mean() / max(values.shape[0], 1)
+            ),
             "full_share_fraction": float(self.full_count.sum() / max(done * n, 1)),
             "elapsed_s": time.perf_counter() - self.t_start + self.elapsed_before,
         }
@@ -312,8 +315,11 @@ class RunLog:
     def summary(self) -> dict[str, Any]:
         c = self.config
         last = self.records[-1] if self.records else {}
-        best = [r["test_acc"]["mean"] for r in self.records
-                if r["test_acc"]["mean"] is not None]
+        best = [
+            r["test_acc"]["mean"]
+            for r in self.records
+            if r["test_acc"]["mean"] is not None
+        ]
         return {
             "name": c.name,
             "status": self.status,
@@ -331,7 +337,9 @@ class RunLog:
             **self.info,
         }
 
-    def close(self, status: str | None = None, error: str | None = None) -> dict[str, Any]:
+    def close(
+        self, status: str | None = None, error: str | None = None
+    ) -> dict[str, Any]:
         """Ends the run: writes summary.json (and the plot) with how it ended."""
         if status is not None and self.status in ("running", "finished"):
             self.status = status
@@ -340,7 +348,9 @@ class RunLog:
         write_json(self.run_dir / "summary.json", summary)
         if self.records:
             try:
-                plot_accuracy(self.records, self.run_dir / "accuracy.png", self.config.name)
+                plot_accuracy(
+                    self.records, self.run_dir / "accuracy.png", self.config.name
+                )
             except Exception:  # noqa: BLE001 - a plot never hides how the run ended
                 pass
         return summary
@@ -389,7 +399,9 @@ def _pyplot():
     return plt
 
 
-def plot_accuracy(records: list[dict[str, Any]], path: pathlib.Path, title: str) -> None:
+def plot_accuracy(
+    records: list[dict[str, Any]], path: pathlib.Path, title: str
+) -> None:
     """Test accuracy (mean over nodes, min-max band) against rounds."""
     plt = _pyplot()
     r = [rec["round"] for rec in records]
@@ -415,8 +427,12 @@ def plot_accuracy_vs_bytes(
         ax.plot(mb, mean, marker=".", label=label)
         ax.fill_between(mb, mean - std, mean + std, alpha=0.2)
     finish_plot(
-        fig, ax, path, "cumulative bytes sent per node (MiB)",
-        "test accuracy (%), mean ± std over nodes", title,
+        fig,
+        ax,
+        path,
+        "cumulative bytes sent per node (MiB)",
+        "test accuracy (%), mean ± std over nodes",
+        title,
     )
 
 
@@ -425,7 +441,12 @@ def _num(v: Any) -> float:
 
 
 def finish_plot(
-    fig, ax, path: pathlib.Path, xlabel: str, ylabel: str, title: str,
+    fig,
+    ax,
+    path: pathlib.Path,
+    xlabel: str,
+    ylabel: str,
+    title: str,
     legend: bool = True,
 ) -> None:
     """Labels, grid, legend; saves and closes the figure."""

@@ -24,10 +24,16 @@ import numpy as np
 from jwins_jax import compiler
 from jwins_jax.config import Config
 from jwins_jax.errors import ConfigError, DivergenceError, Terminated
-from jwins_jax.stopping import StopRequest, Stopped, stop_on_signals
-from jwins_jax.experiment import Experiment, Hparams, Inputs, SimState, build, inputs_axes
+from jwins_jax.experiment import (
+    Experiment,
+    Hparams,
+    Inputs,
+    SimState,
+    build,
+    inputs_axes,
+)
 from jwins_jax.results import RunLog, check_out_dir, unique_dir
-
+from jwins_jax.stopping import Stopped, StopRequest, stop_on_signals
 
 # Run directories this process has created (for the command line's last words).
 STARTED: list[pathlib.Path] = []
@@ -54,7 +60,10 @@ class Progress:
     """
 
     def __init__(
-        self, label: str, total: int = 0, stream: IO[str] | None = None,
+        self,
+        label: str,
+        total: int = 0,
+        stream: IO[str] | None = None,
         enabled: bool = True,
     ):
         self.label, self.total = label, total
@@ -85,7 +94,11 @@ class Progress:
         now = time.perf_counter()
         if self.t_first is None:
             self.t_first, self.done_first = now, done
-        rate = (done - self.done_first) / (now - self.t_first) if now > self.t_first else 0.0
+        rate = (
+            (done - self.done_first) / (now - self.t_first)
+            if now > self.t_first
+            else 0.0
+        )
         eta = (self.total - done) / rate if rate > 0 else None
         width = 24
         filled = int(width * done / max(self.total, 1))
@@ -251,7 +264,11 @@ def execute(
         done = seg_end
         if progress is not None:
             best = max(
-                (log.records[-1]["test_acc"]["mean"] or 0.0 for log in logs if log.records),
+                (
+                    log.records[-1]["test_acc"]["mean"] or 0.0
+                    for log in logs
+                    if log.records
+                ),
                 default=0.0,
             )
             progress.update(progress.offset + done * len(logs), f"acc {best:.1f}%")
@@ -259,7 +276,8 @@ def execute(
             break
         stopping = stop is not None and stop.requested is not None and done < end
         if checkpoint is not None and (
-            stopping or (checkpoint_every and done % checkpoint_every == 0 and done < end)
+            stopping
+            or (checkpoint_every and done % checkpoint_every == 0 and done < end)
         ):
             checkpoint(state)
         if stopping:
@@ -267,7 +285,9 @@ def execute(
     return state
 
 
-def close_logs(logs: Sequence[RunLog], error: BaseException | None) -> list[dict[str, Any]]:
+def close_logs(
+    logs: Sequence[RunLog], error: BaseException | None
+) -> list[dict[str, Any]]:
     """Closes every log with how the run ended; returns the summaries."""
     if error is None:
         status, text = "finished", None
@@ -319,7 +339,11 @@ def run_config(
         ConfigError: bad configuration or checkpoint (before anything is written).
         DivergenceError: a model became NaN/inf; metrics up to that point are kept.
     """
-    progress = progress if progress is not None else Progress(config.name or "run", enabled=False)
+    progress = (
+        progress
+        if progress is not None
+        else Progress(config.name or "run", enabled=False)
+    )
     with stop_on_signals(progress) as stop:
         return _run_config(config, progress, experiment, resume, stop)
 
@@ -333,7 +357,9 @@ def _run_config(config, progress, experiment, resume, stop) -> dict[str, Any]:
     c = config.validate()
     if resume is None:
         check_out_dir(c.out_dir)
-    exp, inputs, hp = experiment if experiment is not None else build(c, say=progress.stage)
+    exp, inputs, hp = (
+        experiment if experiment is not None else build(c, say=progress.stage)
+    )
     stop.check(" before the run started")
     mesh = devices.node_mesh(c.nodes, c.shard_nodes)
     if mesh is not None:
@@ -366,8 +392,18 @@ def _run_config(config, progress, experiment, resume, stop) -> dict[str, Any]:
         if state is None:
             state = progs.init(jax.random.PRNGKey(c.seed), hp)
         progress.stage(f"compiling and running the first {c.eval_every} rounds")
-        execute(exp, progs, state, hp, inputs, [log], progress=progress,
-                checkpoint=save, checkpoint_every=c.checkpoint_every, stop=stop)
+        execute(
+            exp,
+            progs,
+            state,
+            hp,
+            inputs,
+            [log],
+            progress=progress,
+            checkpoint=save,
+            checkpoint_every=c.checkpoint_every,
+            stop=stop,
+        )
     except BaseException as err:
         error = err
         raise
@@ -385,7 +421,9 @@ def resumable(run_dir: str | pathlib.Path) -> tuple[Config, pathlib.Path]:
 
     run_dir = pathlib.Path(run_dir)
     if not (run_dir / "config.json").is_file():
-        raise ConfigError(f"--resume {str(run_dir)!r}: not a run directory (no config.json)")
+        raise ConfigError(
+            f"--resume {str(run_dir)!r}: not a run directory (no config.json)"
+        )
     try:
         config = Config.from_file(run_dir / "config.json")
     except ConfigError as err:

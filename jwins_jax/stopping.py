@@ -44,8 +44,10 @@ class StopRequest:
                 raise KeyboardInterrupt
             raise Terminated(f"terminated by a second signal ({name})")
         self.requested = name
-        text = (f"{name}: stopping at the next safe point, after the rounds in flight "
-                "(press Ctrl-C again to stop now)")
+        text = (
+            f"{name}: stopping at the next safe point, after the rounds in flight "
+            "(press Ctrl-C again to stop now)"
+        )
         if self.progress is not None:
             self.progress.stage(text)
         else:

@@ -159,7 +159,9 @@ def parse_spec(
             what = "a table" if kind is dict else "an array of tables"
             raise ConfigError(f"{source}: {part} must be {what}")
     if not entries:
-        raise ConfigError(f"{source}: configs is empty; give at least one table or omit it")
+        raise ConfigError(
+            f"{source}: configs is empty; give at least one table or omit it"
+        )
     fields = Config.fields()
 
     def check_field(where: str, key: str) -> str:
@@ -175,8 +177,14 @@ def parse_spec(
     grid_axes: dict[str, list[Any]] = {}
     for key, values in grid.items():
         field = check_field("grid.", key)
-        if not isinstance(values, list) or (field == "alpha_list" and not _is_axis(field, values)):
-            kind = "a non-empty list of lists" if field == "alpha_list" else "a non-empty list"
+        if not isinstance(values, list) or (
+            field == "alpha_list" and not _is_axis(field, values)
+        ):
+            kind = (
+                "a non-empty list of lists"
+                if field == "alpha_list"
+                else "a non-empty list"
+            )
             raise ConfigError(f"{source}: grid.{key} must be {kind} of values")
         if not values:
             raise ConfigError(f"{source}: grid.{key} is empty; give at least one value")
@@ -207,7 +215,9 @@ def parse_spec(
     configs = []
     for index, values in enumerate(expanded):
         where = f"{source}: config {index}"
-        cfg = Config.from_dict({k: v for k, v in values.items() if k != "name"}, source=where)
+        cfg = Config.from_dict(
+            {k: v for k, v in values.items() if k != "name"}, source=where
+        )
         cfg = cfg.validate()
         shown = {a: getattr(cfg, a) for a in axes}
         cfg = cfg.replace(name=_dir_label(index, shown))
@@ -227,10 +237,14 @@ def parse_spec(
     return sweep
 
 
-def load_spec(path: str | os.PathLike, overrides: dict[str, Any] | None = None) -> Sweep:
+def load_spec(
+    path: str | os.PathLike, overrides: dict[str, Any] | None = None
+) -> Sweep:
     """Reads and parses a spec file (``.toml`` or ``.json``)."""
     p = pathlib.Path(path)
-    return parse_spec(read_table(p), source=str(p), default_name=p.stem, overrides=overrides)
+    return parse_spec(
+        read_table(p), source=str(p), default_name=p.stem, overrides=overrides
+    )
 
 
 # --------------------------------------------------------------- batching
@@ -241,7 +255,9 @@ def state_bytes(exp) -> int:
     shapes = jax.eval_shape(
         lambda k: exp.init(k, _default_hparams(exp)), jax.random.PRNGKey(0)
     )
-    return int(sum(np.prod(a.shape) * a.dtype.itemsize for a in jax.tree.leaves(shapes)))
+    return int(
+        sum(np.prod(a.shape) * a.dtype.itemsize for a in jax.tree.leaves(shapes))
+    )
 
 
 def _default_hparams(exp):
@@ -297,7 +313,9 @@ def describe(sweep: Sweep, batch: int | None = None) -> str:
         first = group[0].config
         traced = set(Config.traced_fields(first.sharing))
         traced_all |= traced
-        batches = "auto" if size == 0 else f"{math.ceil(len(group) / size)} of <= {size}"
+        batches = (
+            "auto" if size == 0 else f"{math.ceil(len(group) / size)} of <= {size}"
+        )
         static = {a: getattr(first, a) for a in sweep.axes if a not in traced}
         lines.append(
             f"group {g}: {len(group)} configs, one program, batches: {batches}; "
@@ -323,8 +341,11 @@ def prepare_directory(sweep: Sweep) -> pathlib.Path:
     """Creates (or reopens) the sweep directory; refuses one holding another sweep."""
     check_out_dir(sweep.out_dir)
     root = sweep.directory
-    spec = {"name": sweep.name, "axes": sweep.axes,
-            "configs": [sc.config.to_dict() for sc in sweep.configs]}
+    spec = {
+        "name": sweep.name,
+        "axes": sweep.axes,
+        "configs": [sc.config.to_dict() for sc in sweep.configs],
+    }
     spec_path = root / "spec.json"
     if spec_path.is_file():
         import json
@@ -364,7 +385,6 @@ def run_sweep(
     Returns:
         The summaries of all configs (finished earlier or now), in config order.
     """
-    from jwins_jax import experiment as ex
     from jwins_jax.runner import Progress
     from jwins_jax.stopping import stop_on_signals
 
@@ -431,8 +451,11 @@ def _run_sweep(sweep: Sweep, batch: int | None, progress, stop) -> list[dict[str
                 if run_dir.exists():
                     shutil.rmtree(run_dir)
                 run_dir.mkdir(parents=True)
-                logs.append(RunLog.create(sc.config.replace(out_dir=str(root)), run_dir,
-                                          run_info(exp)))
+                logs.append(
+                    RunLog.create(
+                        sc.config.replace(out_dir=str(root)), run_dir, run_info(exp)
+                    )
+                )
             if size == 1:
                 progs = progs or programs(exp)
                 inputs, hp = items[chunk[0]], hps[chunk[0]]
@@ -448,7 +471,9 @@ def _run_sweep(sweep: Sweep, batch: int | None, progress, stop) -> list[dict[str
             try:
                 stop.check(" between batches")
                 state = progs.init(key, hp)
-                execute(exp, progs, state, hp, inputs, logs, progress=progress, stop=stop)
+                execute(
+                    exp, progs, state, hp, inputs, logs, progress=progress, stop=stop
+                )
             except BaseException as err:
                 error = err
                 raise
@@ -470,13 +495,25 @@ def _read_summary(run_dir: pathlib.Path) -> dict[str, Any]:
 
 # ----------------------------------------------------------------- outputs
 CSV_COLUMNS = (
-    "index", "name", "sharing", "status", "rounds_done", "best_test_acc",
-    "final_test_acc", "final_test_acc_std", "bytes_per_node", "value_bytes_per_node",
-    "meta_bytes_per_node", "received_bytes_per_node", "wall_s",
+    "index",
+    "name",
+    "sharing",
+    "status",
+    "rounds_done",
+    "best_test_acc",
+    "final_test_acc",
+    "final_test_acc_std",
+    "bytes_per_node",
+    "value_bytes_per_node",
+    "meta_bytes_per_node",
+    "received_bytes_per_node",
+    "wall_s",
 )
 
 
-def table_rows(sweep: Sweep, summaries: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:
+def table_rows(
+    sweep: Sweep, summaries: dict[int, dict[str, Any]]
+) -> list[dict[str, Any]]:
     """The rows of sweep.csv (configs without a summary yet are ``pending``)."""
     rows = []
     for sc in sweep.configs:
@@ -503,7 +540,9 @@ def table_rows(sweep: Sweep, summaries: dict[int, dict[str, Any]]) -> list[dict[
     return rows
 
 
-def write_table(sweep: Sweep, root: pathlib.Path, summaries: dict[int, dict[str, Any]]) -> None:
+def write_table(
+    sweep: Sweep, root: pathlib.Path, summaries: dict[int, dict[str, Any]]
+) -> None:
     """Writes sweep.csv atomically."""
     rows = table_rows(sweep, summaries)
     columns = list(CSV_COLUMNS[:3]) + [a for a in sweep.axes if a != "sharing"]
@@ -531,7 +570,9 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[tuple[float, flo
     return front
 
 
-def plot_sweep(sweep: Sweep, root: pathlib.Path, summaries: dict[int, dict[str, Any]]) -> None:
+def plot_sweep(
+    sweep: Sweep, root: pathlib.Path, summaries: dict[int, dict[str, Any]]
+) -> None:
     """accuracy_vs_bytes.png, accuracy_vs_<axis>.png and accuracy_vs_rounds_<g>.png."""
     from jwins_jax.results import _pyplot
 
@@ -543,18 +584,28 @@ def plot_sweep(sweep: Sweep, root: pathlib.Path, summaries: dict[int, dict[str, 
     colors = {s: f"C{i}" for i, s in enumerate(strategies)}
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     for s in strategies:
-        pts = [(r["bytes_per_node"] / 2**20, r["final_test_acc"]) for r in rows
-               if r["sharing"] == s]
+        pts = [
+            (r["bytes_per_node"] / 2**20, r["final_test_acc"])
+            for r in rows
+            if r["sharing"] == s
+        ]
         ax.scatter(*zip(*pts), color=colors[s], s=18, alpha=0.6)
         front = pareto_front(pts)
         ax.plot(*zip(*front), color=colors[s], marker="o", label=f"{s} (Pareto front)")
     ax.set_xscale("log")
-    finish_plot(fig, ax, root / "accuracy_vs_bytes.png",
-                "bytes sent per node (MiB, log scale)",
-                "final test accuracy (%, mean over nodes)", f"sweep {sweep.name}")
+    finish_plot(
+        fig,
+        ax,
+        root / "accuracy_vs_bytes.png",
+        "bytes sent per node (MiB, log scale)",
+        "final test accuracy (%, mean over nodes)",
+        f"sweep {sweep.name}",
+    )
     for axis in sweep.axes:
         values = [sc.values[axis] for sc in sweep.configs]
-        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        if not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in values
+        ):
             continue
         fig, ax = plt.subplots(figsize=(6, 4))
         for s in strategies:
@@ -562,23 +613,46 @@ def plot_sweep(sweep: Sweep, root: pathlib.Path, summaries: dict[int, dict[str, 
             for sc in sweep.configs:
                 r = next((r for r in rows if r["index"] == sc.index), None)
                 if r is not None and r["sharing"] == s:
-                    by_value.setdefault(float(sc.values[axis]), []).append(r["final_test_acc"])
+                    by_value.setdefault(float(sc.values[axis]), []).append(
+                        r["final_test_acc"]
+                    )
             if not by_value:
                 continue
             xs = sorted(by_value)
             means = [float(np.mean(by_value[x])) for x in xs]
             stds = [float(np.std(by_value[x])) for x in xs]
-            ax.errorbar(xs, means, yerr=stds, marker="o", capsize=3, color=colors[s], label=s)
-        finish_plot(fig, ax, root / f"accuracy_vs_{axis}.png", axis,
-                    "final test accuracy (%), mean ± std over configs", f"sweep {sweep.name}")
+            ax.errorbar(
+                xs, means, yerr=stds, marker="o", capsize=3, color=colors[s], label=s
+            )
+        finish_plot(
+            fig,
+            ax,
+            root / f"accuracy_vs_{axis}.png",
+            axis,
+            "final test accuracy (%), mean ± std over configs",
+            f"sweep {sweep.name}",
+        )
     for g, group in enumerate(sweep.groups()):
         fig, ax = plt.subplots(figsize=(6, 4))
         for sc in group:
             recs = read_metrics(root / sc.config.name)
             if recs:
-                ax.plot([r["round"] for r in recs],
-                        [np.nan if r["test_acc"]["mean"] is None else r["test_acc"]["mean"]
-                         for r in recs], label=sc.config.name[4:40] or sc.config.name)
-        finish_plot(fig, ax, root / f"accuracy_vs_rounds_{g}.png", "round",
-                    "test accuracy (%), mean over nodes", f"group {g}",
-                    legend=len(group) <= 10)
+                ax.plot(
+                    [r["round"] for r in recs],
+                    [
+                        np.nan
+                        if r["test_acc"]["mean"] is None
+                        else r["test_acc"]["mean"]
+                        for r in recs
+                    ],
+                    label=sc.config.name[4:40] or sc.config.name,
+                )
+        finish_plot(
+            fig,
+            ax,
+            root / f"accuracy_vs_rounds_{g}.png",
+            "round",
+            "test accuracy (%), mean over nodes",
+            f"group {g}",
+            legend=len(group) <= 10,
+        )

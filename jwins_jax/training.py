@@ -31,7 +31,6 @@ import optax
 from jwins_jax.models import ModelSpec
 from jwins_jax.tasks import Task
 
-
 # Local steps up to this many are unrolled; more run in a lax.scan.
 UNROLL_STEPS = 8
 
@@ -100,6 +99,7 @@ def local_train(
         return optax.apply_updates(x, updates), opt, loss
 
     if ids.shape[0] > UNROLL_STEPS:
+
         def body(carry, batch):
             x, opt, loss = step(*carry, *batch)
             return (x, opt), loss

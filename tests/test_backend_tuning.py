@@ -14,7 +14,8 @@ from jwins_jax import compiler, hostmem
 
 
 @pytest.mark.parametrize(
-    "platforms,expected", [("cpu", False), ("cpu,cuda", False), ("cuda", True), ("tpu,cpu", True)]
+    "platforms,expected",
+    [("cpu", False), ("cpu,cuda", False), ("cuda", True), ("tpu,cpu", True)],
 )
 def test_accelerator_expected_follows_jax_platforms(monkeypatch, platforms, expected):
     monkeypatch.setenv("JAX_PLATFORMS", platforms)
@@ -55,12 +56,19 @@ print(hostmem._done, heaps)
 def _probe(mode: str) -> tuple[bool, int]:
     if not sys.platform.startswith("linux") or "glibc" not in platform.libc_ver()[0]:
         pytest.skip("glibc allocator only")
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("MALLOC_") and k != "JWINS_MALLOC_TUNING"}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("MALLOC_") and k != "JWINS_MALLOC_TUNING"
+    }
     env["JAX_PLATFORMS"] = "cpu"
     result = subprocess.run(
-        [sys.executable, "-c", _PROBE, mode], capture_output=True, text=True,
-        env=env, check=False, timeout=120,
+        [sys.executable, "-c", _PROBE, mode],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     done, heaps = result.stdout.split()[-2:]
@@ -120,8 +128,12 @@ def test_tuned_jit_can_be_nested_in_another_jit():
     inner = compiler.jit(lambda x: jnp.sin(x) * 2.0)
     outer = compiler.jit(lambda x: inner(x) + 1.0)
     x = jnp.linspace(0.0, 1.0, 5)
-    np.testing.assert_allclose(np.asarray(outer(x)), np.sin(np.asarray(x)) * 2 + 1, rtol=1e-6)
-    np.testing.assert_allclose(np.asarray(jax.vmap(inner)(x)), np.asarray(inner(x)), rtol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(outer(x)), np.sin(np.asarray(x)) * 2 + 1, rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        np.asarray(jax.vmap(inner)(x)), np.asarray(inner(x)), rtol=1e-6
+    )
     assert outer.lower(x).compile() is not None
 
 
@@ -150,11 +162,33 @@ def test_second_process_loads_the_round_program_from_the_cache(tmp_path):
     from jwins_jax import cache
 
     # every program is written, however fast this machine compiles it
-    env = {**os.environ, "JWINS_COMPILATION_CACHE": str(tmp_path / "cache"),
-           "JAX_PLATFORMS": "cpu", cache.MIN_COMPILE_TIME_ENV: "0"}
-    cmd = [sys.executable, "-m", "jwins_jax.cli", "run", "--nodes", "6", "--topology",
-           "ring", "--rounds", "2", "--eval-every", "2", "--local-steps", "1",
-           "--test-subset", "32", "--quiet", "--out-dir", str(tmp_path / "runs")]
+    env = {
+        **os.environ,
+        "JWINS_COMPILATION_CACHE": str(tmp_path / "cache"),
+        "JAX_PLATFORMS": "cpu",
+        cache.MIN_COMPILE_TIME_ENV: "0",
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "jwins_jax.cli",
+        "run",
+        "--nodes",
+        "6",
+        "--topology",
+        "ring",
+        "--rounds",
+        "2",
+        "--eval-every",
+        "2",
+        "--local-steps",
+        "1",
+        "--test-subset",
+        "32",
+        "--quiet",
+        "--out-dir",
+        str(tmp_path / "runs"),
+    ]
     subprocess.run(cmd, check=True, env=env, capture_output=True)
     entries = set(os.listdir(tmp_path / "cache"))
     assert entries, "the first process wrote compiled programs"

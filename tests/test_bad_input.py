@@ -17,8 +17,21 @@ import pytest
 
 from jwins_jax import cli, results
 
-SMALL = ["--nodes", "6", "--topology", "ring", "--rounds", "2", "--eval-every", "2",
-         "--local-steps", "1", "--test-subset", "32", "--quiet"]
+SMALL = [
+    "--nodes",
+    "6",
+    "--topology",
+    "ring",
+    "--rounds",
+    "2",
+    "--eval-every",
+    "2",
+    "--local-steps",
+    "1",
+    "--test-subset",
+    "32",
+    "--quiet",
+]
 
 
 def _check(argv, capsys, out: pathlib.Path, message: str, code: int = 2):
@@ -92,7 +105,10 @@ FLAG_CASES = [
     (["--lr", "fast"], "invalid float value"),
     (["--no-such-flag", "1"], "unrecognized arguments"),
     # combinations
-    (["--edges-file", "x.edges", "--topology", "ring"], "only used with topology='edges'"),
+    (
+        ["--edges-file", "x.edges", "--topology", "ring"],
+        "only used with topology='edges'",
+    ),
     (["--dynamic", "--topology", "ring"], "dynamic=True"),
     (["--dynamic", "--topology", "regular", "--degree", "6"], "degree=6"),
     (["--dataset", "synthetic_movielens", "--partition", "iid"], "partition='natural'"),
@@ -106,10 +122,10 @@ def test_bad_flags(tmp_path, capsys, flags, message):
     argv = ["run", *SMALL, "--out-dir", str(out), *flags]
     if "--nodes" in flags:  # the case sets its own node count
         i = argv.index("--nodes")
-        del argv[i:i + 2]
+        del argv[i : i + 2]
     if "--topology" in flags:
         i = argv.index("--topology")
-        del argv[i:i + 2]
+        del argv[i : i + 2]
     _check(argv, capsys, out, message)
 
 
@@ -129,22 +145,32 @@ NAME_CASES = [
 @pytest.mark.parametrize("name,message", NAME_CASES, ids=range(len(NAME_CASES)))
 def test_bad_run_names(tmp_path, capsys, name, message):
     out = tmp_path / "out"
-    _check(["run", *SMALL, "--out-dir", str(out), f"--name={name}"], capsys, out, message)
+    _check(
+        ["run", *SMALL, "--out-dir", str(out), f"--name={name}"], capsys, out, message
+    )
 
 
 def test_out_dir_that_is_a_file_or_under_a_file(tmp_path, capsys):
     f = tmp_path / "file"
     f.write_text("x")
     _check(["run", *SMALL, "--out-dir", str(f)], capsys, tmp_path / "none", "is a file")
-    _check(["run", *SMALL, "--out-dir", str(f / "sub")], capsys, tmp_path / "none",
-           "is a file")
+    _check(
+        ["run", *SMALL, "--out-dir", str(f / "sub")],
+        capsys,
+        tmp_path / "none",
+        "is a file",
+    )
     assert f.read_text() == "x"
 
 
 def test_out_dir_that_cannot_be_created(tmp_path, capsys):
     # /proc refuses new directories even to root
-    _check(["run", *SMALL, "--out-dir", "/proc/jwins-test"], capsys, tmp_path / "none",
-           "/proc/jwins-test")
+    _check(
+        ["run", *SMALL, "--out-dir", "/proc/jwins-test"],
+        capsys,
+        tmp_path / "none",
+        "/proc/jwins-test",
+    )
 
 
 # ------------------------------------------------------------ config files
@@ -162,7 +188,7 @@ FILE_CASES = [
     ("name = 3\n", "name=3 is not allowed"),
     ("edges_file = [1]\n", "edges_file=[1] is not allowed"),
     ('lr = "0.1"\n', "lr='0.1' is not allowed"),
-    ("alpha_list = [0.1, \"x\"]\n", "alpha_list entry='x'"),
+    ('alpha_list = [0.1, "x"]\n', "alpha_list entry='x'"),
     ("alpha_list = 0.3\n", "alpha_list=0.3 is not allowed"),
     ('name = "a\\u0000b"\n', "NUL"),
     ("learning_rate = 0.1\n", "unknown field 'learning_rate'"),
@@ -176,33 +202,57 @@ FILE_CASES = [
 def test_bad_config_files(tmp_path, capsys, text, message):
     out = tmp_path / "out"
     path = _config_file(tmp_path, text)
-    _check(["run", *SMALL, "--out-dir", str(out), "--config", str(path)], capsys, out,
-           message)
+    _check(
+        ["run", *SMALL, "--out-dir", str(out), "--config", str(path)],
+        capsys,
+        out,
+        message,
+    )
 
 
 def test_config_file_that_is_not_a_table_or_has_no_known_suffix(tmp_path, capsys):
     out = tmp_path / "out"
     path = _config_file(tmp_path, "[1, 2]", suffix=".json")
-    _check(["run", "--config", str(path), "--out-dir", str(out)], capsys, out,
-           "must hold a table")
+    _check(
+        ["run", "--config", str(path), "--out-dir", str(out)],
+        capsys,
+        out,
+        "must hold a table",
+    )
     path = _config_file(tmp_path, "nodes = 8", suffix=".yaml")
-    _check(["run", "--config", str(path), "--out-dir", str(out)], capsys, out,
-           "unknown format")
-    _check(["run", "--config", str(tmp_path / "missing.toml"), "--out-dir", str(out)],
-           capsys, out, "does not exist")
+    _check(
+        ["run", "--config", str(path), "--out-dir", str(out)],
+        capsys,
+        out,
+        "unknown format",
+    )
+    _check(
+        ["run", "--config", str(tmp_path / "missing.toml"), "--out-dir", str(out)],
+        capsys,
+        out,
+        "does not exist",
+    )
 
 
 # ---------------------------------------------------------------- compare
 def test_compare_input_checks(tmp_path, capsys):
     out = tmp_path / "out"
     base = ["compare", *SMALL, "--out-dir", str(out)]
-    _check(base + ["--sharing", "jwins"], capsys, out, "takes --strategies, not --sharing")
-    _check(base + ["--strategies", "full,full"], capsys, out, "names full more than once")
+    _check(
+        base + ["--sharing", "jwins"], capsys, out, "takes --strategies, not --sharing"
+    )
+    _check(
+        base + ["--strategies", "full,full"], capsys, out, "names full more than once"
+    )
     _check(base + ["--strategies", "full,gossip"], capsys, out, "'gossip' is unknown")
     _check(base + ["--strategies", ","], capsys, out, "--strategies is empty")
     # a strategy whose options fail late (its wavelet level) leaves no directory
-    _check(base + ["--strategies", "full,wavelet", "--level", "30"], capsys, out,
-           "level=30")
+    _check(
+        base + ["--strategies", "full,wavelet", "--level", "30"],
+        capsys,
+        out,
+        "level=30",
+    )
 
 
 # ------------------------------------------------------------------- show
@@ -220,7 +270,11 @@ def test_show_of_malformed_runs(tmp_path, capsys):
         assert "Traceback" not in out.err and "status:" in out.out
     # a killed run: metrics but no summary
     (run / "summary.json").unlink()
-    record = {"round": 10, "test_acc": {"mean": 50.0, "std": 1.0}, "bytes_per_node": 100.0}
+    record = {
+        "round": 10,
+        "test_acc": {"mean": 50.0, "std": 1.0},
+        "bytes_per_node": 100.0,
+    }
     (run / "metrics.jsonl").write_text(json.dumps(record) + "\n{cut off")
     assert cli.main(["show", str(run)]) == 0
     out = capsys.readouterr().out
@@ -230,11 +284,32 @@ def test_show_of_malformed_runs(tmp_path, capsys):
 # ------------------------------------------------------- how runs end
 def _start(tmp_path, *extra):
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONUNBUFFERED": "1"}
-    cmd = [sys.executable, "-m", "jwins_jax.cli", "run", "--nodes", "8", "--topology",
-           "ring", "--rounds", "100000", "--eval-every", "5", "--local-steps", "1",
-           "--test-subset", "32", "--out-dir", str(tmp_path), "--name", "r", *extra]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env)
+    cmd = [
+        sys.executable,
+        "-m",
+        "jwins_jax.cli",
+        "run",
+        "--nodes",
+        "8",
+        "--topology",
+        "ring",
+        "--rounds",
+        "100000",
+        "--eval-every",
+        "5",
+        "--local-steps",
+        "1",
+        "--test-subset",
+        "32",
+        "--out-dir",
+        str(tmp_path),
+        "--name",
+        "r",
+        *extra,
+    ]
+    return subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
 
 
 def _wait_for_records(path: pathlib.Path, timeout: float = 300.0) -> None:
@@ -246,7 +321,9 @@ def _wait_for_records(path: pathlib.Path, timeout: float = 300.0) -> None:
     raise AssertionError("the run wrote no metrics in time")
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize(
+    "sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"]
+)
 def test_a_signal_ends_the_run_with_a_checkpoint_and_a_true_summary(tmp_path, sig):
     proc = _start(tmp_path)
     _wait_for_records(tmp_path / "r" / "metrics.jsonl")
@@ -262,7 +339,9 @@ def test_a_signal_ends_the_run_with_a_checkpoint_and_a_true_summary(tmp_path, si
         json.loads(line)  # every line whole
 
 
-def test_full_disk_keeps_whole_lines_and_no_temporary_files(tmp_path, monkeypatch, capsys):
+def test_full_disk_keeps_whole_lines_and_no_temporary_files(
+    tmp_path, monkeypatch, capsys
+):
     """A write that fails half way (ENOSPC) leaves metrics.jsonl with whole lines
     only, no *.tmp file, a one-line error and exit status 1."""
     real_open = open
@@ -298,7 +377,9 @@ def test_full_disk_keeps_whole_lines_and_no_temporary_files(tmp_path, monkeypatc
     monkeypatch.setattr(results, "open", failing_open, raising=False)
     monkeypatch.setattr("builtins.open", failing_open)
     out = tmp_path / "out"
-    code = cli.main(["run", *SMALL, "--rounds", "6", "--out-dir", str(out), "--name", "d"])
+    code = cli.main(
+        ["run", *SMALL, "--rounds", "6", "--out-dir", str(out), "--name", "d"]
+    )
     monkeypatch.setattr("builtins.open", real_open)
     err = capsys.readouterr().err
     assert code == 1 and len(err.strip().splitlines()) == 1, err
@@ -311,7 +392,9 @@ def test_full_disk_keeps_whole_lines_and_no_temporary_files(tmp_path, monkeypatc
     assert summary["status"] == "failed" and "No space left" in summary["error"]
 
 
-def test_unexpected_error_is_one_line_and_a_failed_summary(tmp_path, monkeypatch, capsys):
+def test_unexpected_error_is_one_line_and_a_failed_summary(
+    tmp_path, monkeypatch, capsys
+):
     def boom(self, *args, **kwargs):
         raise MemoryError("out of host memory")
 
@@ -327,8 +410,24 @@ def test_unexpected_error_is_one_line_and_a_failed_summary(tmp_path, monkeypatch
 
 def test_compare_goes_on_after_a_diverged_strategy(tmp_path, capsys):
     out = tmp_path / "out"
-    code = cli.main(["compare", *SMALL, "--strategies", "full,jwins", "--level", "2",
-                     "--lr", "1e30", "--rounds", "4", "--out-dir", str(out), "--name", "c"])
+    code = cli.main(
+        [
+            "compare",
+            *SMALL,
+            "--strategies",
+            "full,jwins",
+            "--level",
+            "2",
+            "--lr",
+            "1e30",
+            "--rounds",
+            "4",
+            "--out-dir",
+            str(out),
+            "--name",
+            "c",
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 1
     comparison = json.loads((out / "c" / "comparison.json").read_text())

@@ -55,7 +55,16 @@ def _load(run, name):
 
 
 def test_every_section_writes_its_json(quick_run):
-    for name in ("machine", "e2e", "kernels", "scaling", "sweep", "devices", "gpu", "summary"):
+    for name in (
+        "machine",
+        "e2e",
+        "kernels",
+        "scaling",
+        "sweep",
+        "devices",
+        "gpu",
+        "summary",
+    ):
         assert (quick_run["out"] / f"{name}.json").is_file(), name
     machine = _load(quick_run, "machine")
     assert machine["quick"] is True
@@ -189,9 +198,7 @@ def test_quick_mode_does_not_append_by_default():
         sys.path.remove(str(RUN.parent))
 
 
-def test_e2e_covers_every_model_and_says_when_torch_is_missing(
-    quick_run, monkeypatch
-):
+def test_e2e_covers_every_model_and_says_when_torch_is_missing(quick_run, monkeypatch):
     """Every registered model has a workload and a FLOP count; without PyTorch the
     per-node PyTorch way is reported as not installed, not as an error."""
     monkeypatch.syspath_prepend(str(RUN.parent))

@@ -15,9 +15,21 @@ from jwins_jax.results import RunLog, read_metrics
 
 
 def _config(tmp_path, sharing, name, **extra):
-    fields = dict(nodes=6, topology="ring", partition="dirichlet", rounds=8, eval_every=4,
-                  local_steps=1, batch_size=8, test_subset=64, lr=0.1, seed=5,
-                  sharing=sharing, out_dir=str(tmp_path), name=name)
+    fields = dict(
+        nodes=6,
+        topology="ring",
+        partition="dirichlet",
+        rounds=8,
+        eval_every=4,
+        local_steps=1,
+        batch_size=8,
+        test_subset=64,
+        lr=0.1,
+        seed=5,
+        sharing=sharing,
+        out_dir=str(tmp_path),
+        name=name,
+    )
     c = Config(**{**fields, **extra})
     if sharing == "jwins":
         c = c.replace(level=2)
@@ -42,7 +54,9 @@ def _stop_at(monkeypatch, round_):
 
 
 @pytest.mark.parametrize("sharing", ["jwins", "choco"])
-def test_stopped_and_resumed_run_equals_an_uninterrupted_run(tmp_path, monkeypatch, sharing):
+def test_stopped_and_resumed_run_equals_an_uninterrupted_run(
+    tmp_path, monkeypatch, sharing
+):
     whole = runner.run_config(_config(tmp_path, sharing, "whole"))
     assert whole["status"] == "finished"
     # stop at round 6: inside the second evaluation block (rounds 5-8), after a
@@ -70,8 +84,11 @@ def _stopped_run(tmp_path, monkeypatch):
 
 
 def _snapshot(run_dir: pathlib.Path) -> dict:
-    return {str(p.relative_to(run_dir)): (p.stat().st_size, p.stat().st_mtime_ns)
-            for p in run_dir.rglob("*") if p.is_file()}
+    return {
+        str(p.relative_to(run_dir)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in run_dir.rglob("*")
+        if p.is_file()
+    }
 
 
 def _resume_fails(run_dir, capsys, message):

@@ -39,13 +39,21 @@ print("RESULT" + json.dumps(result))
 @pytest.fixture(scope="module")
 def sharded(tmp_path_factory):
     out = tmp_path_factory.mktemp("devices")
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
-           "JAX_PLATFORMS": "cpu"}
-    proc = subprocess.run([sys.executable, "-c", SCRIPT, str(out)], capture_output=True,
-                          text=True, env=env, timeout=900)
+    env = {
+        **os.environ,
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+        "JAX_PLATFORMS": "cpu",
+    }
+    proc = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     line = next(x for x in proc.stdout.splitlines() if x.startswith("RESULT"))
-    return json.loads(line[len("RESULT"):])
+    return json.loads(line[len("RESULT") :])
 
 
 @pytest.mark.parametrize("case", ["full-8", "choco-8", "jwins-6"])
@@ -58,9 +66,12 @@ def test_sharded_run_equals_single_device(sharded, case):
     for x, y in zip(a, b):
         assert x["bytes_per_node"] == y["bytes_per_node"]
         assert x["test_acc"]["mean"] == pytest.approx(y["test_acc"]["mean"], abs=0.05)
-        assert x["train_loss"]["mean"] == pytest.approx(y["train_loss"]["mean"], rel=1e-4)
-        assert x["consensus_distance"] == pytest.approx(y["consensus_distance"],
-                                                        rel=1e-3, abs=1e-7)
+        assert x["train_loss"]["mean"] == pytest.approx(
+            y["train_loss"]["mean"], rel=1e-4
+        )
+        assert x["consensus_distance"] == pytest.approx(
+            y["consensus_distance"], rel=1e-3, abs=1e-7
+        )
 
 
 def test_node_mesh_divides_the_nodes():

@@ -6,15 +6,26 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jwins_jax import compiler, experiment as ex, training
+from jwins_jax import compiler, training
+from jwins_jax import experiment as ex
 from jwins_jax.config import Config
 from jwins_jax.data.batches import sample_batches
 from jwins_jax.data.datasets import load_dataset
 
 
 def _tiny(**changes) -> Config:
-    base = dict(nodes=6, topology="ring", partition="iid", rounds=4, eval_every=2,
-                local_steps=1, batch_size=8, test_subset=64, lr=0.1, seed=3)
+    base = dict(
+        nodes=6,
+        topology="ring",
+        partition="iid",
+        rounds=4,
+        eval_every=2,
+        local_steps=1,
+        batch_size=8,
+        test_subset=64,
+        lr=0.1,
+        seed=3,
+    )
     return Config(**{**base, **changes})
 
 
@@ -26,14 +37,17 @@ def test_vmapped_local_training_equals_per_node_loop(tiny_config):
     tx = exp.optimizer(hp)
 
     def one(x, opt, ids, w):
-        return training.local_train(exp.model, exp.task, tx, x, opt, inputs.train_x,
-                                    inputs.train_y, ids, w)
+        return training.local_train(
+            exp.model, exp.task, tx, x, opt, inputs.train_x, inputs.train_y, ids, w
+        )
 
     xv, optv, lossv = jax.jit(jax.vmap(one))(x, state.opt, ids, w)
     for i in range(3):
         opt_i = jax.tree.map(lambda a: a[i], state.opt)
         xi, _, li = jax.jit(one)(x[i], opt_i, ids[i], w[i])
-        np.testing.assert_allclose(np.asarray(xv[i]), np.asarray(xi), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(
+            np.asarray(xv[i]), np.asarray(xi), rtol=1e-5, atol=1e-6
+        )
         np.testing.assert_allclose(float(lossv[i]), float(li), rtol=1e-5)
     assert not np.allclose(np.asarray(xv), np.asarray(x)), "training changed nothing"
 
@@ -55,7 +69,9 @@ def test_one_program_for_every_block_length_and_deterministic():
     state, r2, e2 = block(state, hp, inputs, jnp.int32(2))
     assert int(state.round) == 5
     assert r1["sent"].shape == (3, 6) and e1["test_acc"].shape == (6,)
-    assert np.all(np.asarray(r2["sent"])[2] == 0), "rounds past the block length stay empty"
+    assert np.all(np.asarray(r2["sent"])[2] == 0), (
+        "rounds past the block length stay empty"
+    )
     again = init(jax.random.PRNGKey(0), hp)
     again, s1, _ = block(again, hp, inputs, jnp.int32(3))
     np.testing.assert_array_equal(np.asarray(r1["sent"]), np.asarray(s1["sent"]))
@@ -70,8 +86,13 @@ def _hlo_size(dataset) -> int:
 def test_no_dataset_is_a_constant_of_the_program():
     """The program's size does not grow with the training set (data are arguments)."""
     full = load_dataset("digits")
-    small = full.__class__(**{**full.__dict__, "x_train": full.x_train[:200],
-                              "y_train": full.y_train[:200]})
+    small = full.__class__(
+        **{
+            **full.__dict__,
+            "x_train": full.x_train[:200],
+            "y_train": full.y_train[:200],
+        }
+    )
     big, little = _hlo_size(full), _hlo_size(small)
     assert full.x_train.nbytes > 5 * small.x_train.nbytes
     assert abs(big - little) < 0.01 * little, (big, little)
@@ -86,15 +107,27 @@ def test_make_run_vmaps_over_seeds_and_equals_one_seed():
     assert hist["evals"]["test_acc"].shape == (2, 2, 6)  # after rounds 3 and 5
     assert not np.allclose(np.asarray(state.x[0]), np.asarray(state.x[1]))
     s0, h0 = jax.jit(run)(keys[0], hp, inputs)
-    np.testing.assert_allclose(np.asarray(s0.x), np.asarray(state.x[0]), rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(np.asarray(h0["evals"]["test_acc"]),
-                               np.asarray(hist["evals"]["test_acc"][0]), atol=1e-4)
+    np.testing.assert_allclose(
+        np.asarray(s0.x), np.asarray(state.x[0]), rtol=1e-5, atol=1e-6
+    )
+    np.testing.assert_allclose(
+        np.asarray(h0["evals"]["test_acc"]),
+        np.asarray(hist["evals"]["test_acc"][0]),
+        atol=1e-4,
+    )
 
 
 @pytest.mark.parametrize("sharing", ["full", "jwins", "choco"])
 def test_dynamic_topology_runs(sharing):
-    exp, inputs, hp = ex.build(_tiny(topology="regular", degree=3, dynamic=True,
-                                     sharing=sharing, level=2 if sharing == "jwins" else None))
+    exp, inputs, hp = ex.build(
+        _tiny(
+            topology="regular",
+            degree=3,
+            dynamic=True,
+            sharing=sharing,
+            level=2 if sharing == "jwins" else None,
+        )
+    )
     assert inputs.graph.idx.shape[0] == 4  # one table per round
     state = jax.jit(exp.init)(jax.random.PRNGKey(0), hp)
     state, per_round, ev = jax.jit(exp.block)(state, hp, inputs, jnp.int32(2))
@@ -122,23 +155,44 @@ def test_training_in_node_groups_equals_all_at_once(tiny_config):
         x = state.x + 0.01 * jax.random.normal(jax.random.PRNGKey(1), state.x.shape)
         ids, w = sample_batches(jax.random.PRNGKey(2), inputs.nodes, 2, 8)
         tx = exp.optimizer(hp)
-        outs.append(jax.jit(lambda x, o: training.train_all(
-            exp.model, exp.task, tx, x, o, inputs.train_x, inputs.train_y, ids, w,
-            exp.config.train_chunk))(x, state.opt))
-    np.testing.assert_allclose(np.asarray(outs[0][0]), np.asarray(outs[1][0]), rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(np.asarray(outs[0][2]), np.asarray(outs[1][2]), rtol=1e-5)
+        outs.append(
+            jax.jit(
+                lambda x, o: training.train_all(
+                    exp.model,
+                    exp.task,
+                    tx,
+                    x,
+                    o,
+                    inputs.train_x,
+                    inputs.train_y,
+                    ids,
+                    w,
+                    exp.config.train_chunk,
+                )
+            )(x, state.opt)
+        )
+    np.testing.assert_allclose(
+        np.asarray(outs[0][0]), np.asarray(outs[1][0]), rtol=1e-5, atol=1e-6
+    )
+    np.testing.assert_allclose(
+        np.asarray(outs[0][2]), np.asarray(outs[1][2]), rtol=1e-5
+    )
 
 
 def test_stacked_inputs_run_each_config_as_alone():
     """Two seeds (different partitions and graphs, padded to a common shape) and two
     learning rates in one vmapped block equal the two configs run one by one."""
-    configs = [_tiny(topology="small_world", degree=4, partition="dirichlet", seed=s, lr=lr)
-               for s, lr in ((1, 0.05), (2, 0.2))]
+    configs = [
+        _tiny(topology="small_world", degree=4, partition="dirichlet", seed=s, lr=lr)
+        for s, lr in ((1, 0.05), (2, 0.2))
+    ]
     ds = load_dataset("digits")
     exp = ex.build_experiment(configs[0], ds)
     items = [ex.build_inputs(c, ds) for c in configs]
     hps = [ex.hparams(exp, c) for c in configs]
-    widths = {i.nodes.index.shape[1] for i in items} | {i.graph.idx.shape[1] for i in items}
+    widths = {i.nodes.index.shape[1] for i in items} | {
+        i.graph.idx.shape[1] for i in items
+    }
     assert len(widths) > 2, "the test needs configs whose shapes differ"
     stacked = ex.stack_inputs(items)
     hp = ex.stack_hparams(hps)
@@ -146,15 +200,20 @@ def test_stacked_inputs_run_each_config_as_alone():
     axes = ex.inputs_axes(stacked)
     state = jax.jit(jax.vmap(exp.init))(keys, hp)
     out = jax.jit(jax.vmap(exp.block, in_axes=(0, 0, axes, None)))(
-        state, hp, stacked, jnp.int32(2))
+        state, hp, stacked, jnp.int32(2)
+    )
     for b, c in enumerate(configs):
         s = jax.jit(exp.init)(jax.random.PRNGKey(c.seed), hps[b])
         s, per_round, ev = jax.jit(exp.block)(s, hps[b], items[b], jnp.int32(2))
-        np.testing.assert_allclose(np.asarray(out[0].x[b]), np.asarray(s.x), rtol=1e-5, atol=1e-6)
-        np.testing.assert_array_equal(np.asarray(out[1]["receivers"][b]),
-                                      np.asarray(per_round["receivers"]))
-        np.testing.assert_allclose(np.asarray(out[2]["test_acc"][b]),
-                                   np.asarray(ev["test_acc"]), atol=1e-4)
+        np.testing.assert_allclose(
+            np.asarray(out[0].x[b]), np.asarray(s.x), rtol=1e-5, atol=1e-6
+        )
+        np.testing.assert_array_equal(
+            np.asarray(out[1]["receivers"][b]), np.asarray(per_round["receivers"])
+        )
+        np.testing.assert_allclose(
+            np.asarray(out[2]["test_acc"][b]), np.asarray(ev["test_acc"]), atol=1e-4
+        )
 
 
 def test_many_local_steps_run_in_a_loop_and_equal_unrolled_steps(monkeypatch):
@@ -167,8 +226,18 @@ def test_many_local_steps_run_in_a_loop_and_equal_unrolled_steps(monkeypatch):
 
     def make_train():  # a new function each time: no trace cache shared
         def train(x, opt):
-            return training.local_train(exp.model, exp.task, tx, x, opt,
-                                        inputs.train_x, inputs.train_y, ids[0], w[0])
+            return training.local_train(
+                exp.model,
+                exp.task,
+                tx,
+                x,
+                opt,
+                inputs.train_x,
+                inputs.train_y,
+                ids[0],
+                w[0],
+            )
+
         return jax.jit(train)
 
     opt0 = jax.tree.map(lambda a: a[0], state.opt)
@@ -179,6 +248,7 @@ def test_many_local_steps_run_in_a_loop_and_equal_unrolled_steps(monkeypatch):
     train = make_train()
     unrolled = train(state.x[0], opt0)
     assert "while" not in train.lower(state.x[0], opt0).as_text()
-    np.testing.assert_allclose(np.asarray(looped[0]), np.asarray(unrolled[0]),
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(looped[0]), np.asarray(unrolled[0]), rtol=1e-5, atol=1e-6
+    )
     np.testing.assert_allclose(float(looped[2]), float(unrolled[2]), rtol=1e-5)

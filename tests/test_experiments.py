@@ -5,13 +5,15 @@ import pathlib
 import pytest
 
 from jwins_jax.config import Config
-from jwins_jax.sharing.partial import PAPER_ALPHA_LIST
 from jwins_jax.errors import ConfigError
+from jwins_jax.sharing.partial import PAPER_ALPHA_LIST
 
 EXPERIMENTS = pathlib.Path(__file__).resolve().parents[1] / "experiments"
 
 
-@pytest.mark.parametrize("path", sorted(EXPERIMENTS.glob("*.toml")), ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path", sorted(EXPERIMENTS.glob("*.toml")), ids=lambda p: p.name
+)
 def test_experiment_configs_validate(path):
     c = Config.from_file(path).validate()
     assert c.nodes == 96 and c.topology == "edges"
@@ -20,15 +22,26 @@ def test_experiment_configs_validate(path):
 def test_paper_cifar_config_matches_spec():
     c = Config.from_file(EXPERIMENTS / "cifar_jwins_paper.toml").validate()
     # SPEC 3 (cifar HEAD): tau 3, b 8, lr 0.01, T 2166, ta 21; SPEC 4.5 JWINS table
-    assert (c.local_steps, c.batch_size, c.lr, c.rounds, c.eval_every) == (3, 8, 0.01, 2166, 21)
+    assert (c.local_steps, c.batch_size, c.lr, c.rounds, c.eval_every) == (
+        3,
+        8,
+        0.01,
+        2166,
+        21,
+    )
     assert c.model == "gn_lenet" and c.sharing == "jwins"
     assert c.alpha_list == PAPER_ALPHA_LIST and c.metadata_cap == 0.5
-    assert (c.wavelet, c.level, c.accumulation, c.selection) == ("sym2", 4, "legacy", "change")
+    assert (c.wavelet, c.level, c.accumulation, c.selection) == (
+        "sym2",
+        4,
+        "legacy",
+        "change",
+    )
 
 
 def test_unknown_field_in_config_file(tmp_path):
     p = tmp_path / "bad.toml"
-    p.write_text('nodes = 8\nlearning_rate = 0.1\n')
+    p.write_text("nodes = 8\nlearning_rate = 0.1\n")
     with pytest.raises(ConfigError, match="unknown field 'learning_rate'"):
         Config.from_file(p)
 
@@ -40,9 +53,13 @@ def test_malformed_config_file(tmp_path):
         Config.from_file(p)
 
 
-STAND_IN = {"cifar10": "synthetic_cifar", "femnist": "synthetic_femnist",
-            "celeba": "synthetic_celeba", "shakespeare": "synthetic_shakespeare",
-            "movielens": "synthetic_movielens"}
+STAND_IN = {
+    "cifar10": "synthetic_cifar",
+    "femnist": "synthetic_femnist",
+    "celeba": "synthetic_celeba",
+    "shakespeare": "synthetic_shakespeare",
+    "movielens": "synthetic_movielens",
+}
 PAPER_CONFIGS = sorted(EXPERIMENTS.glob("*_paper.toml"))
 
 
@@ -66,7 +83,9 @@ def test_every_paper_config_builds_on_its_synthetic_stand_in(path):
     assert exp.drop_last == c.dataset.endswith("femnist")
 
 
-@pytest.mark.parametrize("name", ["femnist_topk_paper.toml", "movielens_jwins_paper.toml"])
+@pytest.mark.parametrize(
+    "name", ["femnist_topk_paper.toml", "movielens_jwins_paper.toml"]
+)
 def test_one_block_of_paper_workloads_on_stand_ins(name):
     """One round and an evaluation of paper workloads through the pipeline, shrunk to
     8 nodes and one local step so it compiles fast: FEMNIST (drop_last, a 1.7M
@@ -80,8 +99,14 @@ def test_one_block_of_paper_workloads_on_stand_ins(name):
     from jwins_jax import experiment as ex
 
     c = _on_stand_in(EXPERIMENTS / name).replace(
-        nodes=8, topology="ring", local_steps=1, eval_every=1, rounds=1, test_subset=64,
-        batch_size=4)
+        nodes=8,
+        topology="ring",
+        local_steps=1,
+        eval_every=1,
+        rounds=1,
+        test_subset=64,
+        batch_size=4,
+    )
     if c.sharing == "jwins":
         c = c.replace(level=2)
     exp, inputs, hp = ex.build(c)

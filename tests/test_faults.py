@@ -144,8 +144,17 @@ def test_churn_schedule_file(tmp_path):
     rows = faults.read_schedule(path, nodes=6, rounds=100)
     assert rows.dtype == np.int32 and rows.shape == (6, 3)
     at = jax.jit(lambda t: faults.scheduled_offline(jnp.asarray(rows), t, 6))
-    expected = {0: [1, 2], 1: [], 2: [3, 5], 3: [1, 3, 5], 4: [3, 5], 5: [], 89: [],
-                90: [0], 99: [0]}
+    expected = {
+        0: [1, 2],
+        1: [],
+        2: [3, 5],
+        3: [1, 3, 5],
+        4: [3, 5],
+        5: [],
+        89: [],
+        90: [0],
+        99: [0],
+    }
     for t, off in expected.items():
         assert np.flatnonzero(np.asarray(at(t))).tolist() == off, t
     empty = tmp_path / "empty.txt"
@@ -236,8 +245,11 @@ def test_faulty_round_matches_the_reference(name, params):
     sh = make_sharing(name, n_params=n_params, **params)
     net = ref.make_network(name, x0, **params)
     table = neighbor_table(ref.adjacency_from_neighbors(nb), d_max=6)
-    step = jax.jit(lambda s, x, k, on, up, **kw: faults.sharing_step(
-        sh, s, x, k, table, sh.hp, on, up, **kw))
+    step = jax.jit(
+        lambda s, x, k, on, up, **kw: faults.sharing_step(
+            sh, s, x, k, table, sh.hp, on, up, **kw
+        )
+    )
     state = sh.init(jnp.asarray(x0))
     x_pkg = x_ref = np.asarray(x0)
     wavelet = name == "jwins"
@@ -257,8 +269,13 @@ def test_faulty_round_matches_the_reference(name, params):
         key = jax.random.PRNGKey(t)
         out, state, stats = step(state, jnp.asarray(x_in), key, on, up, **kw)
         x_pkg = np.asarray(out)
-        x_ref, st = net.step((x_ref + deltas[t]).astype(np.float32), nb, ref_inputs,
-                             online=online, down=down)
+        x_ref, st = net.step(
+            (x_ref + deltas[t]).astype(np.float32),
+            nb,
+            ref_inputs,
+            online=online,
+            down=down,
+        )
         where = f"{name} round {t}"
         scale = max(1.0, float(np.abs(x_ref).max()))
         atol = (1e-5 * (t + 1) if wavelet else 1e-5) * scale
@@ -284,8 +301,9 @@ def test_faulty_round_matches_the_reference(name, params):
             w_t = _dense(live)[online][:, online]
             s = np.asarray(state.s, np.float64)
             xhat = np.asarray(state.xhat, np.float64)
-            np.testing.assert_allclose(s[online], w_t @ xhat[online], atol=1e-5,
-                                       err_msg=where)
+            np.testing.assert_allclose(
+                s[online], w_t @ xhat[online], atol=1e-5, err_msg=where
+            )
     assert net.history[2].delivered.sum() == 0 and net.history[2].copies.sum() > 0
 
 
@@ -332,9 +350,20 @@ def digits():
 
 
 def _config(**changes) -> Config:
-    base = {"nodes": 8, "topology": "regular", "degree": 3, "partition": "iid",
-            "rounds": 6, "eval_every": 3, "local_steps": 1, "batch_size": 8,
-            "test_subset": 64, "lr": 0.2, "seed": 4, "train_chunk": 0}
+    base = {
+        "nodes": 8,
+        "topology": "regular",
+        "degree": 3,
+        "partition": "iid",
+        "rounds": 6,
+        "eval_every": 3,
+        "local_steps": 1,
+        "batch_size": 8,
+        "test_subset": 64,
+        "lr": 0.2,
+        "seed": 4,
+        "train_chunk": 0,
+    }
     return Config(**{**base, **changes})
 
 
@@ -405,8 +434,17 @@ def test_all_links_down_is_training_alone(digits):
             key, k_batch, _ = jax.random.split(key, 3)
             ids, w = sample_batches(k_batch, inputs.nodes, c.local_steps, c.batch_size)
             x, opt, _ = training.train_all(
-                exp.model, exp.task, exp.optimizer(hp), x, opt, inputs.train_x,
-                inputs.train_y, ids, w, c.train_chunk)
+                exp.model,
+                exp.task,
+                exp.optimizer(hp),
+                x,
+                opt,
+                inputs.train_x,
+                inputs.train_y,
+                ids,
+                w,
+                c.train_chunk,
+            )
         return x
 
     x = alone(state0.x, state0.opt, state0.key)
@@ -421,8 +459,10 @@ def test_all_nodes_offline_changes_nothing(digits):
     """q = 1: no node trains, sends or receives; every state stays bit for bit."""
     config = _config(sharing="jwins", level=1, churn=1.0)
     _, state0, state, m = _run(config, digits, rounds=3)
-    _assert_trees_equal((state.x, state.opt, state.share.ref, state.share.acc),
-                        (state0.x, state0.opt, state0.share.ref, state0.share.acc))
+    _assert_trees_equal(
+        (state.x, state.opt, state.share.ref, state.share.acc),
+        (state0.x, state0.opt, state0.share.ref, state0.share.acc),
+    )
     assert int(state.round) == 3
     assert not m["online"].any() and np.isnan(m["train_loss"]).all()
     for k in ("sent", "meta_bytes", "receivers", "delivered", "received", "full"):
@@ -430,8 +470,10 @@ def test_all_nodes_offline_changes_nothing(digits):
 
 
 def test_vmapped_fault_probabilities_equal_each_run_alone(digits):
-    configs = [_config(sharing="full", link_failure=p, churn=q, seed=s)
-               for p, q, s in ((0.2, 0.0, 4), (0.6, 0.25, 5))]
+    configs = [
+        _config(sharing="full", link_failure=p, churn=q, seed=s)
+        for p, q, s in ((0.2, 0.0, 4), (0.6, 0.25, 5))
+    ]
     exp, _, _, _ = _program(configs[0], digits)
     items = [ex.build_inputs(c.validate(), digits) for c in configs]
     hps = [ex.hparams(exp, c.validate()) for c in configs]
@@ -440,11 +482,13 @@ def test_vmapped_fault_probabilities_equal_each_run_alone(digits):
     keys = jnp.stack([jax.random.PRNGKey(c.seed) for c in configs])
     state = jax.jit(jax.vmap(exp.init))(keys, hp)
     out = jax.jit(jax.vmap(exp.block, in_axes=(0, 0, ex.inputs_axes(stacked), None)))(
-        state, hp, stacked, jnp.int32(3))
+        state, hp, stacked, jnp.int32(3)
+    )
     for b, c in enumerate(configs):
         _, _, alone, m = _run(c, digits, rounds=3, inputs=items[b])
-        np.testing.assert_allclose(np.asarray(out[0].x[b]), np.asarray(alone.x),
-                                   rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(
+            np.asarray(out[0].x[b]), np.asarray(alone.x), rtol=1e-6, atol=1e-6
+        )
         for k in ("online", "receivers", "delivered", "received", "sent"):
             np.testing.assert_array_equal(np.asarray(out[1][k][b]), m[k], err_msg=k)
     for b in (0, 1):  # some copies were lost in both

@@ -414,8 +414,10 @@ def test_models_without_an_eval_formulation_evaluate_with_the_training_forward()
         spec = get_model(name)
         flat = spec.init_flat(jax.random.key(3))
         x = jnp.zeros((2, *spec.input_shape), spec.input_dtype)
-        np.testing.assert_array_equal(np.asarray(spec.apply_flat_eval(flat, x)),
-                                      np.asarray(spec.apply_flat(flat, x)))
+        np.testing.assert_array_equal(
+            np.asarray(spec.apply_flat_eval(flat, x)),
+            np.asarray(spec.apply_flat(flat, x)),
+        )
 
 
 @pytest.mark.parametrize("name", EVAL_FORMULATIONS)

@@ -20,9 +20,16 @@ def test_notebook_is_valid_and_has_its_parts():
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert "install" in code[0].metadata.get("tags", [])
     text = "\n".join(c.source for c in nb.cells)
-    for needle in ("JWINS_NOTEBOOK_SMOKE", "jax.devices()", "run_config",
-                   "parse_spec", "run_sweep", "accuracy_vs_bytes", "data_dir",
-                   "drive.mount"):
+    for needle in (
+        "JWINS_NOTEBOOK_SMOKE",
+        "jax.devices()",
+        "run_config",
+        "parse_spec",
+        "run_sweep",
+        "accuracy_vs_bytes",
+        "data_dir",
+        "drive.mount",
+    ):
         assert needle in text, needle
     assert all(not c.get("outputs") for c in code), "commit it without outputs"
 
@@ -34,7 +41,9 @@ def test_notebook_runs_in_smoke_mode(tmp_path, monkeypatch):
     # The install cell skips itself in smoke mode; leave it out all the same.
     nb.cells = [c for c in nb.cells if "install" not in c.metadata.get("tags", [])]
     client = nbclient.NotebookClient(
-        nb, timeout=300, kernel_name="python3",
+        nb,
+        timeout=300,
+        kernel_name="python3",
         resources={"metadata": {"path": str(tmp_path)}},
     )
     client.execute()  # raises CellExecutionError on any error

@@ -26,7 +26,12 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 
 def _run(cmd: list[str], cwd: pathlib.Path, env: dict[str, str], timeout: float = 300):
     result = subprocess.run(
-        cmd, check=False, cwd=cwd, env=env, capture_output=True, text=True,
+        cmd,
+        check=False,
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
         timeout=timeout,
     )
     assert result.returncode == 0, (
@@ -52,12 +57,28 @@ def installed(tmp_path_factory) -> pathlib.Path:
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(REPO / name, src / name)
     shutil.copytree(
-        REPO / "jwins_jax", src / "jwins_jax",
+        REPO / "jwins_jax",
+        src / "jwins_jax",
         ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
     )
     dist = root / "dist"
-    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-          "--no-index", "--quiet", "-w", str(dist), str(src)], root, env)
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--quiet",
+            "-w",
+            str(dist),
+            str(src),
+        ],
+        root,
+        env,
+    )
     wheels = list(dist.glob("jwins_jax-*.whl"))
     assert len(wheels) == 1, wheels
     with zipfile.ZipFile(wheels[0]) as whl:
@@ -70,15 +91,30 @@ def installed(tmp_path_factory) -> pathlib.Path:
     py = venv / "bin" / "python"
     purelib = _run(
         [str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        root, env,
+        root,
+        env,
     ).stdout.strip()
     # The dependencies come from this environment, listed after the venv's own
     # site-packages, so the wheel's jwins_jax is the one imported.
     paths = sysconfig.get_paths()
     ours = dict.fromkeys(site.getsitepackages() + [paths["purelib"], paths["platlib"]])
     pathlib.Path(purelib, "test_dependencies.pth").write_text("\n".join(ours) + "\n")
-    _run([sys.executable, "-m", "pip", "--python", str(py), "install", "--no-deps",
-          "--no-index", "--quiet", str(wheels[0])], root, env)
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(py),
+            "install",
+            "--no-deps",
+            "--no-index",
+            "--quiet",
+            str(wheels[0]),
+        ],
+        root,
+        env,
+    )
     return venv / "bin"
 
 
@@ -106,8 +142,22 @@ def test_installed_package_is_the_wheel_with_its_graph(installed, tmp_path):
     ids=["ring8", "paper_graph96"],
 )
 def test_jwins_run_works_from_another_directory(installed, tmp_path, flags):
-    _run([str(installed / "jwins"), "run", *flags, "--test-subset", "50",
-          "--out-dir", "out", "--name", "r", "--quiet"], tmp_path, _clean_env())
+    _run(
+        [
+            str(installed / "jwins"),
+            "run",
+            *flags,
+            "--test-subset",
+            "50",
+            "--out-dir",
+            "out",
+            "--name",
+            "r",
+            "--quiet",
+        ],
+        tmp_path,
+        _clean_env(),
+    )
     summary = json.loads((tmp_path / "out" / "r" / "summary.json").read_text())
     assert summary["status"] == "finished"
     assert summary["rounds_done"] == int(flags[flags.index("--rounds") + 1])

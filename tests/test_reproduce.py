@@ -42,7 +42,11 @@ def test_claim_specs_are_the_paper_setting(dataset):
         for sc in sweep.configs:
             c = sc.config
             assert (c.nodes, c.topology, c.edges_file, c.dataset) == (
-                96, "edges", None, dataset)
+                96,
+                "edges",
+                None,
+                dataset,
+            )
     assert {sc.config.sharing for sc in one.configs} == {"full", "jwins"}
     jwins = [sc.config for sc in one.configs if sc.config.sharing == "jwins"]
     assert all(c.alpha_list == rp.PAPER_ALPHA_LIST for c in jwins)
@@ -50,7 +54,8 @@ def test_claim_specs_are_the_paper_setting(dataset):
     for sc in two.configs:
         c = sc.config
         points.setdefault(rp.method_of(c.sharing, c.accumulation), set()).add(
-            rp.budget_of(c.sharing, c.alpha, c.alpha_list))
+            rp.budget_of(c.sharing, c.alpha, c.alpha_list)
+        )
         if c.sharing == "jwins":  # the lists in the spec are the documented mapping
             budget = rp.budget_of(c.sharing, c.alpha, c.alpha_list)
             assert c.alpha_list == pytest.approx(rp.scaled_alpha_list(budget), abs=1e-4)
@@ -60,8 +65,20 @@ def test_claim_specs_are_the_paper_setting(dataset):
 
 
 def test_unknown_dataset_names_the_specs_there(tmp_path, capsys):
-    assert rp.main(["--dataset", "nope", "--specs-dir", str(SPECS), "--report-only",
-                    "--runs-dir", str(tmp_path)]) == 2
+    assert (
+        rp.main(
+            [
+                "--dataset",
+                "nope",
+                "--specs-dir",
+                str(SPECS),
+                "--report-only",
+                "--runs-dir",
+                str(tmp_path),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "nope_claim1.toml" in err and "digits" in err and "cifar10" in err
 
@@ -87,11 +104,13 @@ def _tiny_specs(folder: pathlib.Path) -> pathlib.Path:
     folder.mkdir()
     lists = [list(rp.scaled_alpha_list(b)) for b in (0.1, 0.3)]
     (folder / "digits_claim1.toml").write_text(
-        'name = "tiny_claim1"\n' + TINY_BASE
+        'name = "tiny_claim1"\n'
+        + TINY_BASE
         + '\n[[configs]]\nsharing = "full"\n\n[[configs]]\nsharing = "jwins"\n'
     )
     (folder / "digits_claim2.toml").write_text(
-        'name = "tiny_claim2"\n' + TINY_BASE
+        'name = "tiny_claim2"\n'
+        + TINY_BASE
         + '\n[[configs]]\nsharing = "choco"\nalpha = [0.1, 0.3]\n'
         + f'\n[[configs]]\nsharing = "jwins"\nalpha_list = {lists}\n'
     )
@@ -106,13 +125,28 @@ def _rows(path: pathlib.Path) -> list[dict[str, str]]:
 def test_report_of_a_tiny_run_takes_its_numbers_from_the_sweep_csvs(tmp_path):
     specs = _tiny_specs(tmp_path / "specs")
     out, report = tmp_path / "repro", tmp_path / "REPORT.md"
-    args = ["--specs-dir", str(specs), "--runs-dir", str(tmp_path / "runs"),
-            "--out", str(out), "--report", str(report), "--quiet"]
+    args = [
+        "--specs-dir",
+        str(specs),
+        "--runs-dir",
+        str(tmp_path / "runs"),
+        "--out",
+        str(out),
+        "--report",
+        str(report),
+        "--quiet",
+    ]
     assert rp.main(args) == 0
     text = report.read_text()
-    for name in ("claim1_accuracy_vs_rounds.png", "claim1_accuracy_vs_bytes.png",
-                 "claim2_accuracy_vs_bytes.png", "bytes_values_vs_metadata.png",
-                 "claim1_sweep.csv", "claim2_sweep.csv", "curves.csv"):
+    for name in (
+        "claim1_accuracy_vs_rounds.png",
+        "claim1_accuracy_vs_bytes.png",
+        "claim2_accuracy_vs_bytes.png",
+        "bytes_values_vs_metadata.png",
+        "claim1_sweep.csv",
+        "claim2_sweep.csv",
+        "curves.csv",
+    ):
         assert (out / name).is_file(), name
     for link in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text):
         assert (report.parent / link).is_file(), link
@@ -126,18 +160,31 @@ def test_report_of_a_tiny_run_takes_its_numbers_from_the_sweep_csvs(tmp_path):
         rows = [r for r in one if r["sharing"] == sharing]
         acc = [float(r["final_test_acc"]) for r in rows]
         nbytes = np.mean([float(r["bytes_per_node"]) for r in rows])
-        line = next(li for li in text.splitlines()
-                    if li.startswith(f"| {rp.METHODS[sharing]} | 2 | 4 |"))
+        line = next(
+            li
+            for li in text.splitlines()
+            if li.startswith(f"| {rp.METHODS[sharing]} | 2 | 4 |")
+        )
         assert f"{np.mean(acc):.2f} ± {np.std(acc, ddof=1):.2f} %" in line
         assert f"{nbytes / 2**20:.2f} MiB" in line
     # Claim 2: one row per method and budget, same numbers.
     two = _rows(out / "claim2_sweep.csv")
     assert len(two) == 8
     for sharing, budget, rows in (
-        ("choco", 0.1, [r for r in two
-                        if r["sharing"] == "choco" and r["alpha"] == "0.1"]),
-        ("jwins", 0.3, [r for r in two if r["sharing"] == "jwins"
-                        and r["alpha_list"].startswith("0.0875")]),
+        (
+            "choco",
+            0.1,
+            [r for r in two if r["sharing"] == "choco" and r["alpha"] == "0.1"],
+        ),
+        (
+            "jwins",
+            0.3,
+            [
+                r
+                for r in two
+                if r["sharing"] == "jwins" and r["alpha_list"].startswith("0.0875")
+            ],
+        ),
     ):
         assert len(rows) == 2
         acc = [float(r["final_test_acc"]) for r in rows]
@@ -153,7 +200,8 @@ def test_report_of_a_tiny_run_takes_its_numbers_from_the_sweep_csvs(tmp_path):
     last = [c for c in curves if c["claim"] == "1" and c["method"] == "full"][-1]
     assert float(last["test_acc_mean"]) == pytest.approx(
         np.mean([float(r["final_test_acc"]) for r in one if r["sharing"] == "full"]),
-        abs=1e-3)
+        abs=1e-3,
+    )
 
     # --report-only rewrites the same numbers from the runs already there.
     report.unlink()

@@ -72,11 +72,19 @@ def test_vmap_over_independent_runs(name):
     )
     keys = jax.random.split(jax.random.PRNGKey(2), 2)
     states = jax.vmap(sh.init)(jnp.stack([x0, x0]))
-    out, _, stats = jax.jit(jax.vmap(lambda s, x, k: sh.step(s, x, k, table, sh.hp)))(states, xs, keys)
+    out, _, stats = jax.jit(jax.vmap(lambda s, x, k: sh.step(s, x, k, table, sh.hp)))(
+        states, xs, keys
+    )
     for b in range(2):
-        single, _, st = jax.jit(lambda s, x, k: sh.step(s, x, k, table, sh.hp))(sh.init(x0), xs[b], keys[b])
-        np.testing.assert_allclose(np.asarray(out[b]), np.asarray(single), rtol=1e-5, atol=1e-5)
-        np.testing.assert_array_equal(np.asarray(stats["sent"][b]), np.asarray(st["sent"]))
+        single, _, st = jax.jit(lambda s, x, k: sh.step(s, x, k, table, sh.hp))(
+            sh.init(x0), xs[b], keys[b]
+        )
+        np.testing.assert_allclose(
+            np.asarray(out[b]), np.asarray(single), rtol=1e-5, atol=1e-5
+        )
+        np.testing.assert_array_equal(
+            np.asarray(stats["sent"][b]), np.asarray(st["sent"])
+        )
 
 
 def test_jwins_alpha_draws_are_uniform():
@@ -110,7 +118,9 @@ def test_jwins_full_share_fraction_and_reset():
     state = sh.init(x0)
     alphas = jnp.array([1.0, 0.1, 0.4, 1.0, 0.2, 0.25, 0.3, 0.15])
     x = x0 + 0.1 * jax.random.normal(jax.random.PRNGKey(5), x0.shape)
-    _, state, stats = sh.step(state, x, jax.random.PRNGKey(0), table, sh.hp, alphas=alphas)
+    _, state, stats = sh.step(
+        state, x, jax.random.PRNGKey(0), table, sh.hp, alphas=alphas
+    )
     full = np.asarray(stats["full"])
     np.testing.assert_array_equal(full, np.asarray(alphas) >= 0.5)
     m = sh.params["coefficients"]
@@ -151,8 +161,11 @@ def test_partial_round_where_nobody_sends_keeps_every_model(name):
 
 def test_byte_counters_do_not_overflow_for_large_models_on_dense_graphs():
     """4 N receivers overflows int32 for N of millions; the host multiplies in int64."""
-    stats = {"sent": np.array([4_317_906], np.int32), "meta_bytes": np.array([0], np.int32),
-             "receivers": np.array([1023], np.int32)}
+    stats = {
+        "sent": np.array([4_317_906], np.int32),
+        "meta_bytes": np.array([0], np.int32),
+        "receivers": np.array([1023], np.int32),
+    }
     values, meta = message_bytes(stats)
     assert values.dtype == np.int64 and int(values[0]) == 4 * 4_317_906 * 1023
     assert int(values[0]) > 2**31
@@ -167,7 +180,10 @@ def test_traced_hyperparameters_vmap_like_separate_builds(name):
     traced = {
         "random": [{"alpha": 0.2}, {"alpha": 0.5}],
         "topk": [{"alpha": 0.1}, {"alpha": 0.3}],
-        "wavelet": [{"alpha": 0.1, "metadata_cap": 0.5}, {"alpha": 0.6, "metadata_cap": 0.5}],
+        "wavelet": [
+            {"alpha": 0.1, "metadata_cap": 0.5},
+            {"alpha": 0.6, "metadata_cap": 0.5},
+        ],
         "jwins": [{"alpha_list": [0.1, 0.2]}, {"alpha_list": [0.3, 1.0]}],
         "choco": [{"alpha": 0.1, "gamma": 0.3}, {"alpha": 0.4, "gamma": 0.9}],
     }[name]
@@ -177,11 +193,19 @@ def test_traced_hyperparameters_vmap_like_separate_builds(name):
     key = jax.random.PRNGKey(7)
     sh = built[0]
     states = jax.vmap(sh.init)(jnp.stack([x0, x0]))
-    out, _, stats = jax.jit(jax.vmap(lambda s, h: sh.step(s, x, key, table, h)))(states, hps)
+    out, _, stats = jax.jit(jax.vmap(lambda s, h: sh.step(s, x, key, table, h)))(
+        states, hps
+    )
     sent = []
     for b, one in enumerate(built):
-        single, _, st = jax.jit(lambda s: one.step(s, x, key, table, one.hp))(one.init(x0))
-        np.testing.assert_allclose(np.asarray(out[b]), np.asarray(single), rtol=1e-5, atol=1e-6)
-        np.testing.assert_array_equal(np.asarray(stats["sent"][b]), np.asarray(st["sent"]))
+        single, _, st = jax.jit(lambda s: one.step(s, x, key, table, one.hp))(
+            one.init(x0)
+        )
+        np.testing.assert_allclose(
+            np.asarray(out[b]), np.asarray(single), rtol=1e-5, atol=1e-6
+        )
+        np.testing.assert_array_equal(
+            np.asarray(stats["sent"][b]), np.asarray(st["sent"])
+        )
         sent.append(np.asarray(st["sent"]).sum())
     assert sent[0] != sent[1], "the two hyperparameter values must make a difference"

@@ -369,7 +369,11 @@ def compare_runs(
         x_pre_pkg = (x_pkg + deltas[t]).astype(np.float32)
         x_pre_ref = (x_ref + deltas[t]).astype(np.float32)
         out, state, stats = sh.step(
-            state, jnp.asarray(x_pre_pkg), jax.random.fold_in(key, t), table, sh.hp,
+            state,
+            jnp.asarray(x_pre_pkg),
+            jax.random.fold_in(key, t),
+            table,
+            sh.hp,
             **override,
         )
         x_pkg = np.asarray(out)

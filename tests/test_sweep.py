@@ -9,12 +9,22 @@ import jax
 import numpy as np
 import pytest
 
-from jwins_jax import cli, experiment as ex, runner, sweep as sw
+from jwins_jax import cli, runner
+from jwins_jax import experiment as ex
+from jwins_jax import sweep as sw
 from jwins_jax.config import Config
 from jwins_jax.results import RunLog, read_metrics
 
-BASE = {"nodes": 6, "topology": "ring", "partition": "dirichlet", "rounds": 4,
-        "eval_every": 2, "local_steps": 1, "batch_size": 8, "test_subset": 64}
+BASE = {
+    "nodes": 6,
+    "topology": "ring",
+    "partition": "dirichlet",
+    "rounds": 4,
+    "eval_every": 2,
+    "local_steps": 1,
+    "batch_size": 8,
+    "test_subset": 64,
+}
 
 
 def _spec(tmp_path, **extra):
@@ -44,15 +54,25 @@ class _Traces:
 
 # ------------------------------------------------------------------- parsing
 def test_grid_and_explicit_configs_expand_and_group(tmp_path):
-    spec = sw.parse_spec(_spec(
-        tmp_path,
-        grid={"lr": [0.05, 0.1], "seed": [1, 2]},
-        configs=[{"sharing": "full"}, {"sharing": "jwins", "alpha_list": [[0.1, 1.0], [0.2]]},
-                 {"sharing": "choco", "alpha": [0.1, 0.2]}],
-    ))
+    spec = sw.parse_spec(
+        _spec(
+            tmp_path,
+            grid={"lr": [0.05, 0.1], "seed": [1, 2]},
+            configs=[
+                {"sharing": "full"},
+                {"sharing": "jwins", "alpha_list": [[0.1, 1.0], [0.2]]},
+                {"sharing": "choco", "alpha": [0.1, 0.2]},
+            ],
+        )
+    )
     assert len(spec.configs) == 4 + 8 + 8
     assert spec.axes[:3] == ["sharing", "alpha_list", "lr"] or set(spec.axes) >= {
-        "sharing", "alpha_list", "alpha", "lr", "seed"}
+        "sharing",
+        "alpha_list",
+        "alpha",
+        "lr",
+        "seed",
+    }
     groups = spec.groups()
     # full: one group; jwins: two alpha-list lengths; choco: one group (alpha traced)
     assert sorted(len(g) for g in groups) == [4, 4, 4, 8]
@@ -64,7 +84,9 @@ def test_grid_and_explicit_configs_expand_and_group(tmp_path):
 
 def test_auto_batch_follows_free_memory(tmp_path):
     spec = sw.parse_spec(_spec(tmp_path, grid={"seed": [1, 2, 3, 4]}))
-    exp = ex.build_experiment(spec.configs[0].config, ex.load_data(spec.configs[0].config))
+    exp = ex.build_experiment(
+        spec.configs[0].config, ex.load_data(spec.configs[0].config)
+    )
     per = sw.state_bytes(exp)
     assert per > 6 * exp.n_params * 4 * 0.99  # at least the (n, N) models
     assert sw.auto_batch(exp, 4, free=1) == 1
@@ -84,7 +106,10 @@ BAD_SPECS = [
     ({"grid": {"lr": ["fast"]}}, "lr='fast' is not allowed"),
     ({"grid": {"lr": [-1.0]}}, "lr=-1.0 is not allowed"),
     ({"grid": {"rounds": [2, 4]}, "one_program": True}, "rounds is a static option"),
-    ({"grid": {"alpha_list": [0.1, 0.2]}}, "grid.alpha_list must be a non-empty list of lists"),
+    (
+        {"grid": {"alpha_list": [0.1, 0.2]}},
+        "grid.alpha_list must be a non-empty list of lists",
+    ),
     ({"configs": []}, "configs is empty"),
     ({"configs": {"sharing": "full"}}, "configs must be an array of tables"),
     ({"speed": 3}, "unknown key 'speed'"),
@@ -95,7 +120,9 @@ BAD_SPECS = [
 
 
 @pytest.mark.parametrize("extra,message", BAD_SPECS, ids=[m for _, m in BAD_SPECS])
-def test_bad_specs_are_one_line_exit_2_and_write_nothing(tmp_path, capsys, extra, message):
+def test_bad_specs_are_one_line_exit_2_and_write_nothing(
+    tmp_path, capsys, extra, message
+):
     path = tmp_path / "spec.json"
     out = tmp_path / "out"
     path.write_text(json.dumps(_spec(out, **extra)))
@@ -140,8 +167,10 @@ def _run_alone(configs: list[Config], root: pathlib.Path) -> dict[str, list[dict
 PAIRS = {
     "full": ({}, {}),
     "random": ({"alpha": 0.2}, {"alpha": 0.4}),
-    "jwins": ({"alpha_list": [0.1, 0.2, 1.0], "level": 2},
-              {"alpha_list": [0.3, 0.4, 1.0], "level": 2, "metadata_cap": 0.35}),
+    "jwins": (
+        {"alpha_list": [0.1, 0.2, 1.0], "level": 2},
+        {"alpha_list": [0.3, 0.4, 1.0], "level": 2, "metadata_cap": 0.35},
+    ),
     "choco": ({"alpha": 0.1, "gamma": 0.4}, {"alpha": 0.3, "gamma": 0.8}),
 }
 
@@ -151,12 +180,21 @@ def test_vmapped_sweep_equals_each_config_alone(tmp_path, sharing):
     """Seeds (so partitions and graphs), learning rates and the strategy's traced
     options differ inside one batch; every config's metrics equal its run alone."""
     a, b = PAIRS[sharing]
-    data = _spec(tmp_path / "sweep", configs=[
-        {"sharing": sharing, "seed": 1, "lr": 0.05, **a},
-        {"sharing": sharing, "seed": 7, "lr": 0.02, "momentum": 0.5, **b},
-    ])
-    data["base"].update(topology="small_world", degree=2, rounds=3, momentum=0.1, nodes=5,
-                        test_subset=16)
+    data = _spec(
+        tmp_path / "sweep",
+        configs=[
+            {"sharing": sharing, "seed": 1, "lr": 0.05, **a},
+            {"sharing": sharing, "seed": 7, "lr": 0.02, "momentum": 0.5, **b},
+        ],
+    )
+    data["base"].update(
+        topology="small_world",
+        degree=2,
+        rounds=3,
+        momentum=0.1,
+        nodes=5,
+        test_subset=16,
+    )
     spec = sw.parse_spec(data)
     assert len(spec.groups()) == 1, "traced options only: one program"
     summaries = sw.run_sweep(spec, batch=2)
@@ -168,11 +206,18 @@ def test_vmapped_sweep_equals_each_config_alone(tmp_path, sharing):
         assert [r["round"] for r in vmapped] == [r["round"] for r in single] == [2, 3]
         for x, y in zip(vmapped, single):
             assert x["bytes_per_node"] == y["bytes_per_node"]
-            assert x["test_acc"]["mean"] == pytest.approx(y["test_acc"]["mean"], abs=0.02)
-            assert x["train_loss"]["mean"] == pytest.approx(y["train_loss"]["mean"], rel=1e-4)
+            assert x["test_acc"]["mean"] == pytest.approx(
+                y["test_acc"]["mean"], abs=0.02
+            )
+            assert x["train_loss"]["mean"] == pytest.approx(
+                y["train_loss"]["mean"], rel=1e-4
+            )
             assert x["consensus_distance"] == pytest.approx(
-                y["consensus_distance"], rel=1e-3, abs=1e-7)
-    first, second = (read_metrics(spec.directory / sc.config.name)[-1] for sc in spec.configs)
+                y["consensus_distance"], rel=1e-3, abs=1e-7
+            )
+    first, second = (
+        read_metrics(spec.directory / sc.config.name)[-1] for sc in spec.configs
+    )
     assert first["train_loss"]["mean"] != second["train_loss"]["mean"]
 
 
@@ -187,7 +232,11 @@ def test_one_program_per_group_padding_resume_and_outputs(tmp_path, monkeypatch)
     rows = _csv(root)
     assert [r["status"] for r in rows] == ["finished"] * 3
     assert [r["lr"] for r in rows] == ["0.05", "0.1", "0.2"]
-    for name in ("accuracy_vs_bytes.png", "accuracy_vs_lr.png", "accuracy_vs_rounds_0.png"):
+    for name in (
+        "accuracy_vs_bytes.png",
+        "accuracy_vs_lr.png",
+        "accuracy_vs_rounds_0.png",
+    ):
         assert (root / name).stat().st_size > 1000, name
     # running it again skips everything
     before = {p: p.stat().st_mtime_ns for p in root.glob("*/metrics.jsonl")}
@@ -233,8 +282,12 @@ def test_interrupted_batch_is_recorded_and_resumed(tmp_path, monkeypatch):
     monkeypatch.setattr(RunLog, "record", interrupt)
     with pytest.raises(KeyboardInterrupt):
         sw.run_sweep(spec, batch=2)
-    statuses = [json.loads((spec.directory / sc.config.name / "summary.json").read_text())
-                ["status"] for sc in spec.configs]
+    statuses = [
+        json.loads((spec.directory / sc.config.name / "summary.json").read_text())[
+            "status"
+        ]
+        for sc in spec.configs
+    ]
     assert statuses == ["interrupted", "interrupted"]
     assert [r["status"] for r in _csv(spec.directory)] == ["interrupted", "interrupted"]
     monkeypatch.setattr(RunLog, "record", original)
@@ -247,7 +300,7 @@ def test_sweep_command_dry_run_and_run(tmp_path, capsys):
     path.write_text(
         f'name = "cli"\n[base]\nnodes = 6\ntopology = "ring"\nrounds = 2\neval_every = 2\n'
         f'local_steps = 1\ntest_subset = 32\nout_dir = "{tmp_path / "out"}"\n'
-        f'[grid]\nseed = [1, 2]\n'
+        f"[grid]\nseed = [1, 2]\n"
     )
     assert cli.main(["sweep", str(path), "--dry-run"]) == 0
     out = capsys.readouterr().out
@@ -256,15 +309,22 @@ def test_sweep_command_dry_run_and_run(tmp_path, capsys):
     assert cli.main(["sweep", str(path), "--quiet", "--lr", "0.1"]) == 0
     out = capsys.readouterr().out
     assert "000-seed=1" in out and "finished" in out
-    config = json.loads((tmp_path / "out" / "sweep-cli" / "000-seed=1" / "config.json")
-                        .read_text())
+    config = json.loads(
+        (tmp_path / "out" / "sweep-cli" / "000-seed=1" / "config.json").read_text()
+    )
     assert config["lr"] == 0.1 and config["seed"] == 1
     assert np.isfinite(float(_csv(tmp_path / "out" / "sweep-cli")[0]["final_test_acc"]))
 
 
 @pytest.mark.parametrize(
-    "path", sorted((pathlib.Path(__file__).resolve().parents[1] / "experiments" / "sweeps")
-                   .glob("*.toml")), ids=lambda p: p.name)
+    "path",
+    sorted(
+        (pathlib.Path(__file__).resolve().parents[1] / "experiments" / "sweeps").glob(
+            "*.toml"
+        )
+    ),
+    ids=lambda p: p.name,
+)
 def test_shipped_sweep_specs_parse(path):
     spec = sw.load_spec(path)
     assert len(spec.configs) >= 2

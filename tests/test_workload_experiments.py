@@ -7,9 +7,9 @@ dataclass; ``tests/test_experiments.py`` validates every file through it.
 from __future__ import annotations
 
 import pathlib
-import tomllib
 
 import pytest
+import tomllib
 
 from jwins_jax.data import DATASETS, PARTITIONS
 from jwins_jax.models import DEFAULT_MODEL, MODELS, get_model

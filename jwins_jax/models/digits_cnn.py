@@ -91,6 +91,10 @@ def digits_cnn() -> ModelSpec:
         + linear_entries("fc1", 32 * 2 * 2, 10)
     )
     return make_spec(
-        "digits_cnn", DigitsCNN(10), (8, 8, 1), 10, entries,
+        "digits_cnn",
+        DigitsCNN(10),
+        (8, 8, 1),
+        10,
+        entries,
         eval_forward=digits_cnn_eval_forward,
     )

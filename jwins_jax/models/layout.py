@@ -478,6 +478,12 @@ def make_spec(
     if flat_shapes != expected:
         raise ValueError(f"{name}: module params {flat_shapes} != layout {expected}")
     return ModelSpec(
-        name, module, tuple(input_shape), num_classes, layout, num_params, input_dtype,
+        name,
+        module,
+        tuple(input_shape),
+        num_classes,
+        layout,
+        num_params,
+        input_dtype,
         eval_forward,
     )

@@ -116,6 +116,10 @@ def gn_lenet() -> ModelSpec:
         in_ch = c
     entries += linear_entries("fc1", 64 * 4 * 4, 10)
     return make_spec(
-        "gn_lenet", GNLeNet(10), (32, 32, 3), 10, entries,
+        "gn_lenet",
+        GNLeNet(10),
+        (32, 32, 3),
+        10,
+        entries,
         eval_forward=gn_lenet_eval_forward,
     )

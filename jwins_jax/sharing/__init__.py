@@ -72,7 +72,9 @@ STRATEGIES: tuple[str, ...] = tuple(REGISTRY)
 
 def _strategy(name: str) -> Strategy:
     if name not in REGISTRY:
-        raise ConfigError(f"sharing={name!r} is unknown; allowed: {', '.join(STRATEGIES)}")
+        raise ConfigError(
+            f"sharing={name!r} is unknown; allowed: {', '.join(STRATEGIES)}"
+        )
     return REGISTRY[name]
 
 

@@ -50,26 +50,36 @@ TOPK_METHODS = ("auto", "bisect", "sort", "top_k")
 OPTIONS: dict[str, Option] = {
     "alpha": Option(
         "fraction of the model sent per round (random, topk, wavelet, choco), in (0, 1]",
-        float, unit_interval, traced=True,
+        float,
+        unit_interval,
+        traced=True,
     ),
     "alpha_list": Option(
         "JWINS: fractions drawn per node and round, comma separated, each in (0, 1]",
-        tuple, unit_list, traced=True,
+        tuple,
+        unit_list,
+        traced=True,
     ),
     "metadata_cap": Option(
         "alpha >= cap sends the whole model, without indices (random: alpha > cap)",
-        float, unit_interval, traced=True,
+        float,
+        unit_interval,
+        traced=True,
     ),
     "gamma": Option("CHOCO-SGD consensus step size, > 0", float, positive, traced=True),
     "wavelet": Option("PyWavelets discrete wavelet (wavelet, jwins)", str),
-    "level": Option("wavelet decomposition level (wavelet, jwins)", int, int_range(1, 64)),
+    "level": Option(
+        "wavelet decomposition level (wavelet, jwins)", int, int_range(1, 64)
+    ),
     "accumulation": Option(
         "ranked change: none, accumulate (since the last send) or legacy (SPEC 4.2)",
-        str, choices=ACCUMULATION_MODES,
+        str,
+        choices=ACCUMULATION_MODES,
     ),
     "selection": Option(
         "rank by the accumulated change or by the coefficients' magnitude",
-        str, choices=SELECTIONS,
+        str,
+        choices=SELECTIONS,
     ),
     "wavelet_backend": Option(
         "wavelet kernel: auto, polyphase or jaxwt", str, choices=WAVELET_BACKENDS

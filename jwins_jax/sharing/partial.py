@@ -63,8 +63,14 @@ from jwins_jax.topology import NeighborTable
 PAPER_ALPHA_LIST = (0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 1.0)
 TOPK_PARAMS = ("alpha", "metadata_cap", "accumulation", "topk_method")
 WAVELET_PARAMS = (
-    "alpha", "metadata_cap", "wavelet", "level", "accumulation", "selection",
-    "wavelet_backend", "topk_method",
+    "alpha",
+    "metadata_cap",
+    "wavelet",
+    "level",
+    "accumulation",
+    "selection",
+    "wavelet_backend",
+    "topk_method",
 )
 JWINS_PARAMS = ("alpha_list",) + WAVELET_PARAMS[1:]
 
@@ -105,7 +111,9 @@ def _build(pipe: _Pipeline, n_params: int, traced: tuple[str, ...]) -> Sharing:
         alphas = tuple(alpha_list) if alpha is None else (alpha,)
         return PartialHyper(
             alphas=jnp.asarray(np.asarray(alphas, np.float32)),
-            ks=jnp.asarray([sparsify.k_from_alpha(a, length) for a in alphas], jnp.int32),
+            ks=jnp.asarray(
+                [sparsify.k_from_alpha(a, length) for a in alphas], jnp.int32
+            ),
             cap=jnp.float32(metadata_cap),
         )
 
@@ -200,8 +208,12 @@ def topk(
         topk_method=topk_method,
     )
     sh = _build(pipe, n_params, ("alpha", "metadata_cap"))
-    params = {"alpha": alpha, "metadata_cap": metadata_cap, "accumulation": accumulation,
-              "topk_method": topk_method}
+    params = {
+        "alpha": alpha,
+        "metadata_cap": metadata_cap,
+        "accumulation": accumulation,
+        "topk_method": topk_method,
+    }
     return dataclasses.replace(sh, params=params)
 
 
@@ -214,7 +226,12 @@ def _wavelet_pipeline(
         n_params, params["wavelet"], params["level"], backend=params["wavelet_backend"]
     )
     pipe = _Pipeline(
-        name, tr, params["accumulation"], params["selection"], "elias", draw=draw,
+        name,
+        tr,
+        params["accumulation"],
+        params["selection"],
+        "elias",
+        draw=draw,
         topk_method=params["topk_method"],
     )
     sh = _build(pipe, n_params, traced)
@@ -235,7 +252,9 @@ def wavelet(
     """Wavelet top-k with a fixed alpha (SPEC 4.4)."""
     params = dict(locals())
     del params["n_params"]
-    return _wavelet_pipeline("wavelet", n_params, False, ("alpha", "metadata_cap"), params)
+    return _wavelet_pipeline(
+        "wavelet", n_params, False, ("alpha", "metadata_cap"), params
+    )
 
 
 def jwins(

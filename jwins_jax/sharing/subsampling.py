@@ -34,7 +34,9 @@ class RandomState:
     round: jax.Array  # () int32
 
 
-def random_sampling(n_params: int, alpha: float = 0.1, metadata_cap: float = 1.0) -> Sharing:
+def random_sampling(
+    n_params: int, alpha: float = 0.1, metadata_cap: float = 1.0
+) -> Sharing:
     """Builds random sampling with fraction ``alpha``."""
 
     def hparams(alpha: float, metadata_cap: float) -> RandomHyper:
@@ -65,6 +67,11 @@ def random_sampling(n_params: int, alpha: float = 0.1, metadata_cap: float = 1.0
         return x_new, state.replace(round=state.round + 1), stats
 
     return Sharing(
-        "random", n_params, init, step, hparams,
-        {"alpha": alpha, "metadata_cap": metadata_cap}, PARAMS,
+        "random",
+        n_params,
+        init,
+        step,
+        hparams,
+        {"alpha": alpha, "metadata_cap": metadata_cap},
+        PARAMS,
     )

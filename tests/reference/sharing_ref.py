@@ -628,7 +628,13 @@ class Network:
             if online[i]:
                 node.average(inbox[i])
         stats = RoundStats(
-            value_bytes, meta_bytes, sent, full, copies, delivered, received,
+            value_bytes,
+            meta_bytes,
+            sent,
+            full,
+            copies,
+            delivered,
+            received,
             received_bytes,
         )
         self.history.append(stats)
