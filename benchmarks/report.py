@@ -1,7 +1,8 @@
-"""Markdown report of the benchmark JSON files and the issue-4 targets table.
+"""Markdown report of the benchmark JSON files: measurements and ratios, no verdicts.
 
-The report is built from whatever section files exist in the output directory
-(``machine.json``, ``e2e.json``, ``kernels.json``, ``scaling.json``), so sections run
+What a number is compared against (the targets) is written in ``RESULTS.md``'s text,
+not here. The report is built from whatever section files exist in the output
+directory (``machine.json``, ``e2e.json``, ...), so sections run
 one at a time (``run.py --only SECTION``) can be combined into one dated section of
 ``benchmarks/RESULTS.md`` (``run.py --report``). Each section keeps its own
 environment record; the header names them all.
@@ -525,116 +526,6 @@ def scaling_lines(sc: dict[str, Any], image: str | None) -> list[str]:
     return lines + [""]
 
 
-# --------------------------------------------------------------------- targets
-def targets(data: dict[str, Any]) -> list[dict[str, Any]]:
-    """The issue-4 targets with the measured value, status and gap."""
-    out = []
-    gn = data.get("e2e", {}).get("models", {}).get("gn_lenet")
-
-    def add(name, measured, required, met, gap, note=""):
-        out.append(
-            {
-                "target": name,
-                "measured": measured,
-                "required": required,
-                "met": met,
-                "gap": gap,
-                "note": note,
-            }
-        )
-
-    def speedup(name: str, ratio: float) -> None:
-        """A vectorized-vs-per-node row with issue 4's 2x requirement."""
-        add(
-            name,
-            f"{ratio:.2f}x (per-node time / vectorized time)",
-            ">= 2x",
-            ratio >= 2,
-            "" if ratio >= 2 else f"{2 / ratio:.2f}x short",
-        )
-
-    if gn is not None:
-        n = gn["config"]["nodes"]
-        speedup(
-            f"JWINS round, GN-LeNet, n={n}: vectorized vs per-node",
-            gn["jwins"]["ratios"]["round"],
-        )
-        f = gn["train"]["fraction_of_matmul"]
-        add(
-            f"local training, GN-LeNet, n={n}: share of the matmul FLOP rate",
-            f"{100 * f:.1f} %",
-            ">= 35 %",
-            f >= 0.35,
-            "" if f >= 0.35 else f"{0.35 / f:.2f}x short",
-        )
-        speedup(
-            f"JWINS sharing step, n={n}, N={gn['config']['n_params']:,}: vs per-node "
-            "PyWavelets + NumPy",
-            gn["jwins"]["ratios"]["share"],
-        )
-        fr = gn["jwins"]["share_fraction_of_round"]
-        add(
-            f"JWINS sharing step, n={n}: share of the JWINS round",
-            f"{100 * fr:.1f} %",
-            "<= 20 %",
-            fr <= 0.2,
-            "" if fr <= 0.2 else f"{fr / 0.2:.2f}x over",
-        )
-    else:
-        add("end-to-end targets", "not measured", "-", None, "", "run the e2e section")
-    sc = data.get("scaling")
-    if sc is not None:
-        pts = [
-            p
-            for p in sc["points"]
-            if p["kind"] == "round" and p.get("model") == "gn_lenet"
-        ]
-        p96 = [p for p in pts if p["nodes"] == 96 and p["sharing"] == "jwins"]
-        if p96 and "max_rss_bytes" in p96[0]:
-            rss = p96[0]["max_rss_bytes"] / GIB
-            add(
-                "memory: n=96 JWINS GN-LeNet peak RSS",
-                f"{rss:.2f} GiB",
-                "< 2 GiB",
-                rss < 2,
-                "" if rss < 2 else f"{rss - 2:.2f} GiB over",
-            )
-        else:
-            add(
-                "memory: n=96 JWINS GN-LeNet peak RSS",
-                "not measured",
-                "< 2 GiB",
-                None,
-                "",
-            )
-        p1k = [p for p in pts if p["nodes"] == 1024]
-        if p1k:
-            done = [p for p in p1k if "max_rss_bytes" in p]
-            worst = max((p["max_rss_bytes"] for p in done), default=None)
-            ok = len(done) == len(p1k) and worst is not None and worst < 24 * GIB
-            failures = sorted({_short_error(p) for p in p1k if p not in done})
-            measured = "; ".join(
-                ([f"peak {worst / GIB:.2f} GiB"] if worst is not None else [])
-                + [f"{len(done)}/{len(p1k)} strategies ran"]
-                + failures
-            )
-            gap = "" if ok else "does not run"
-            add(
-                "memory: n=1024 GN-LeNet round runs", measured, "within 24 GiB", ok, gap
-            )
-        else:
-            add(
-                "memory: n=1024 GN-LeNet round runs",
-                "not measured",
-                "within 24 GiB",
-                None,
-                "",
-            )
-    else:
-        add("memory targets", "not measured", "-", None, "", "run the scaling section")
-    return out
-
-
 def _short_error(point: dict[str, Any]) -> str:
     """A point's failure in a few words."""
     text = point.get("error") or point.get("skipped") or "?"
@@ -643,21 +534,6 @@ def _short_error(point: dict[str, Any]) -> str:
         size = int(match.group(1)) / 1e9
         return f"out of memory: XLA requested one {size:.1f} GB buffer"
     return text
-
-
-def targets_lines(rows: list[dict[str, Any]]) -> list[str]:
-    table = []
-    for t in rows:
-        status = {True: "met", False: "**missed**", None: "not measured"}[t["met"]]
-        table.append(
-            [t["target"], t["measured"], t["required"], status, t["gap"] or "-"]
-        )
-    return [
-        "### Targets",
-        "",
-        *_table(["target", "measured", "required", "status", "gap"], table),
-        "",
-    ]
 
 
 def render(data: dict[str, Any], image: str | None, title: str) -> str:
@@ -672,7 +548,6 @@ def render(data: dict[str, Any], image: str | None, title: str) -> str:
         if name in data:
             lines.append(_env_line(name, data[name]["env"]))
     lines.append("")
-    lines += targets_lines(targets(data))
     if "machine" in data:
         lines += machine_lines(data["machine"]["matmul"])
     if "e2e" in data:

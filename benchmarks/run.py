@@ -166,7 +166,6 @@ def main(argv: list[str] | None = None) -> int:
     summary = {
         "quick": opts.quick,
         "sections": sorted(data),
-        "targets": report.targets(data),
         "wall_s": time.perf_counter() - start,
     }
     harness.write_json(out / "summary.json", summary)
@@ -177,9 +176,6 @@ def main(argv: list[str] | None = None) -> int:
         title = f"{env['date'][:10]}: {env['device_kind']} ({how})"
         report.append(opts.results, report.render(data, image, title))
         print(f"appended to {opts.results}")
-    for t in summary["targets"]:
-        state = {True: "met", False: "MISSED", None: "not measured"}[t["met"]]
-        print(f"  {state:>12}: {t['target']}: {t['measured']} ({t['required']})")
     print(f"wrote {out} in {summary['wall_s']:.0f} s")
     return 0
 
