@@ -6,8 +6,8 @@ Linux ``getrusage`` ``ru_maxrss`` of a fork + exec child starts at the parent's 
 see ``harness.max_rss_bytes``; it is recorded too). Two kinds of points:
 
 * ``round``: a whole round of a real model (``Experiment.advance``; GN-LeNet on
-  synthetic CIFAR-shaped data, batch 8, tau = 3, IID partition; the paper graph at
-  n = 96, a random 4-regular graph otherwise), for n = 16 ... 1024;
+  synthetic CIFAR-shaped data, 4 batches per node, batch 8, tau = 3, IID partition;
+  the paper graph at n = 96, a random 4-regular graph otherwise), for n = 16 ... 1024;
 * ``share``: the sharing step alone on random ``(n, N)`` models (the local-training
   cost depends on the architecture, not on N), for N = 1e4 ... 1e7 at n = 96, next
   to the two real models' rounds (digits CNN, N = 6,090; GN-LeNet, N = 89,834).
@@ -69,7 +69,16 @@ def run_point(spec: dict[str, Any]) -> dict[str, Any]:
         cfg = base_config(spec["model"], spec["nodes"], test_subset=64).replace(
             sharing=spec["sharing"], partition="iid"
         )
-        sim = Simulation(cfg)
+        dataset = None
+        if cfg.dataset == "synthetic_cifar":
+            # every node holds a few minibatches (the default 2,048 samples give a
+            # node of n = 1,024 only 2, fewer than a batch)
+            from jwins_jax.data.datasets import load_dataset
+            from jwins_jax.experiment import DATA_SEED
+
+            size = max(2048, 4 * cfg.batch_size * cfg.nodes)
+            dataset = load_dataset(cfg.dataset, seed=DATA_SEED, synthetic_size=size)
+        sim = Simulation(cfg, dataset)
         state = sim.init(jax.random.PRNGKey(0))
         t0 = time.perf_counter()
         state, metrics = sim.advance(state, 1)

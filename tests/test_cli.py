@@ -114,59 +114,6 @@ def test_compare_writes_table_and_plot(tmp_path, capsys):
     assert 0.15 < ratio < 0.75
 
 
-BAD_INPUTS = [
-    (["--topology", "hypercube"], "topology='hypercube' is unknown"),
-    (["--dataset", "mnist"], "dataset='mnist' is unknown"),
-    (["--partition", "zipf"], "partition='zipf' is unknown"),
-    (["--model", "resnet"], "model='resnet' is unknown"),
-    (["--lr", "0"], "lr=0.0"),
-    (["--lr", "-1"], "lr=-1.0"),
-    (["--rounds", "0"], "rounds=0"),
-    (["--batch-size", "0"], "batch_size=0"),
-    (["--local-steps", "-2"], "local_steps=-2"),
-    (["--eval-every", "0"], "eval_every=0"),
-    (["--dirichlet-alpha", "0"], "dirichlet_alpha=0.0"),
-    (["--nodes", "5000", "--topology", "ring"], "nodes=5000"),
-    (["--sharing", "gossip"], "sharing='gossip' is unknown"),
-    (["--sharing", "topk", "--alpha", "1.5"], "alpha=1.5"),
-    (["--sharing", "topk", "--alpha", "0"], "alpha=0.0"),
-    (["--sharing", "jwins", "--alpha-list", ""], "alpha_list is empty"),
-    (["--sharing", "jwins", "--alpha-list", "0.1,1.2"], "alpha_list entry=1.2"),
-    (["--sharing", "jwins", "--metadata-cap", "0"], "metadata_cap=0.0"),
-    (["--sharing", "wavelet", "--metadata-cap", "1.5"], "metadata_cap=1.5"),
-    (["--sharing", "wavelet", "--wavelet", "nosuch"], "nosuch"),
-    (["--sharing", "wavelet", "--level", "40"], "level=40"),
-    (["--sharing", "choco", "--gamma", "0"], "gamma=0.0"),
-    (["--sharing", "topk", "--accumulation", "sometimes"], "accumulation='sometimes'"),
-    (["--rounds", "abc"], "invalid int value"),
-]
-
-
-@pytest.mark.parametrize("flags,message", BAD_INPUTS)
-def test_bad_input_is_one_line_exit_2(flags, message, tmp_path, capsys):
-    code, out, err = _run(
-        [
-            "run",
-            "--nodes",
-            "8",
-            "--topology",
-            "ring",
-            "--rounds",
-            "1",
-            "--out-dir",
-            str(tmp_path),
-            *flags,
-        ],
-        capsys,
-    )
-    assert code == 2
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert message in lines[0]
-    assert "Traceback" not in err
-    assert not list(tmp_path.iterdir()), "nothing may be written for bad input"
-
-
 def _edges(tmp_path, text):
     p = tmp_path / "g.edges"
     p.write_text(text)
