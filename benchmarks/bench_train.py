@@ -43,11 +43,9 @@ the baseline is not penalised by other processes' load.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import pathlib
-import platform
 import statistics
 import subprocess
 import sys
@@ -62,13 +60,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-import jwins_jax  # noqa: F401  (host allocator settings before JAX starts)
-
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
+import harness
 import torch_baseline as tb
 
 from jwins_jax import compiler, evaluation, tasks, training
+from jwins_jax.hostmem import tune_host_allocator
 from jwins_jax.models import ModelSpec, get_model
 
 MODELS = ("gn_lenet", "digits_cnn")
@@ -341,33 +339,13 @@ def print_model(r: dict[str, Any]) -> None:
 
 
 def environment() -> dict[str, Any]:
-    """Device, versions, date and load of this run."""
-    import jaxlib
-
-    dev = jax.devices()[0]
+    """The benchmark suite's environment record, with PyTorch's settings added."""
     return {
-        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "device": f"{jax.default_backend()} ({dev.device_kind})",
-        "cpu": _cpu_model(),
-        "cpu_count": os.cpu_count(),
-        "jax": jax.__version__,
-        "jaxlib": jaxlib.__version__,
+        **harness.environment(),
         "torch": tb.torch_version() if tb.torch_available() else "not installed",
         "torch_threads": tb.torch_threads(),
         "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY"),
-        "python": platform.python_version(),
-        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
     }
-
-
-def _cpu_model() -> str:
-    try:
-        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 # ------------------------------------------------------------------ compile cache
@@ -454,6 +432,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
+    # an entry point: the allocator settings the simulator's entry points use, before
+    # the first JAX computation (the per-node PyTorch loop runs under them too)
+    tune_host_allocator()
     argv = sys.argv[1:] if argv is None else argv
     opts = parse_args(argv)
     if opts.cache_child:
