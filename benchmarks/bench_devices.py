@@ -11,43 +11,30 @@ from __future__ import annotations
 
 import json
 import os
+import pathlib
 import subprocess
 import sys
 from typing import Any
 
 TAG = "DEVICES_RESULT"
+HERE = pathlib.Path(__file__).resolve().parent
 
 _CHILD = r"""
-import json, sys, time
-import jax, jax.numpy as jnp
-from jwins_jax import devices, experiment, runner
+import json, sys
+sys.path.insert(0, __BENCH__)
+from jwins_jax.hostmem import tune_host_allocator
+tune_host_allocator()
+import jax
 from jwins_jax.config import Config
+from simulation import time_blocks
 n, rounds, repeats = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 c = Config(nodes=n, topology="edges" if n == 96 else "regular", degree=4,
            partition="iid", batch_size=1, local_steps=3, sharing="jwins",
            rounds=rounds, eval_every=rounds, test_subset=64)
-exp, inputs, hp = experiment.build(c)
-mesh = devices.node_mesh(n)
-if mesh is not None:
-    inputs = devices.place_inputs(inputs, mesh, n)
-progs = runner.programs(exp, mesh=mesh, hp=hp)
-state = progs.init(jax.random.PRNGKey(0), hp)
-t0 = time.perf_counter()
-state, m = progs.advance(state, hp, inputs, jnp.int32(rounds))
-jax.block_until_ready(state)
-first = time.perf_counter() - t0
-times = []
-for _ in range(repeats):
-    t0 = time.perf_counter()
-    state, m = progs.advance(state, hp, inputs, jnp.int32(rounds))
-    jax.block_until_ready(state)
-    times.append((time.perf_counter() - t0) / rounds)
-times.sort()
-print("__TAG__" + json.dumps({
-    "devices": len(jax.devices()), "mesh": 1 if mesh is None else mesh.size,
-    "platform": jax.devices()[0].platform, "first_call_s": first,
-    "round_s": times[len(times) // 2], "rounds_per_s": 1.0 / times[len(times) // 2]}))
-""".replace("__TAG__", TAG)
+r = time_blocks(c, None, rounds, repeats, shard=True)
+print("__TAG__" + json.dumps({"devices": len(jax.devices()),
+                              "platform": jax.devices()[0].platform, **r}))
+""".replace("__TAG__", TAG).replace("__BENCH__", repr(str(HERE)))
 
 
 def point(

@@ -31,6 +31,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from simulation import time_blocks
 
 from jwins_jax import evaluation, experiment, runner
 from jwins_jax.config import Config
@@ -73,30 +74,6 @@ def _device_memory() -> int | None:
         return int(stats.get("bytes_limit", 0)) or None
     except Exception:  # noqa: BLE001 - no statistics on this backend
         return None
-
-
-def time_blocks(config: Config, dataset, rounds: int, repeats: int) -> dict[str, Any]:
-    """Compile time and steady seconds per round of ``rounds``-round blocks."""
-    exp, inputs, hp = experiment.build(config, dataset=dataset)
-    progs = runner.programs(exp)
-    state = progs.init(jax.random.PRNGKey(0), hp)
-    t0 = time.perf_counter()
-    state, per_round = progs.advance(state, hp, inputs, jnp.int32(rounds))
-    jax.block_until_ready(state)
-    first = time.perf_counter() - t0
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        state, per_round = progs.advance(state, hp, inputs, jnp.int32(rounds))
-        jax.block_until_ready(state)
-        times.append((time.perf_counter() - t0) / rounds)
-    round_s = float(np.median(times))
-    return {
-        "compile_s": max(first - rounds * round_s, 0.0),
-        "round_s": round_s,
-        "rounds_per_s": 1.0 / round_s,
-        "finite": bool(np.all(np.isfinite(np.asarray(state.x)))),
-    }
 
 
 def paper_run(quick: bool) -> dict[str, Any]:

@@ -8,13 +8,14 @@ strategy's ``step``) with the data, graph and hyperparameters as arguments.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jwins_jax import compiler, experiment, training
+from jwins_jax import compiler, devices, experiment, runner, training
 from jwins_jax.config import Config
 from jwins_jax.topology import make_graph
 
@@ -132,4 +133,46 @@ class BenchSim:
         return float(np.mean(np.asarray(self.node_data.size)))
 
 
-__all__ = ["BenchSim", "jnp"]
+def time_blocks(
+    config: Config, dataset, rounds: int, repeats: int, shard: bool = False
+) -> dict[str, Any]:
+    """Compile time and steady seconds per round of ``rounds``-round blocks.
+
+    The blocks are the runner's programs (``runner.programs(...).advance``), as
+    ``jwins run`` calls them; with ``shard`` the node axis is split over the local
+    devices the way ``jwins run`` splits it (``jwins_jax.devices``).
+
+    Returns:
+        ``first_call_s`` (compile and one block), ``compile_s`` (the first call less a
+        steady block), the median ``round_s``, ``rounds_per_s``, ``mesh`` (devices
+        used) and ``finite`` (the final models hold no NaN or infinity).
+    """
+    exp, inputs, hp = experiment.build(config, dataset=dataset)
+    mesh = devices.node_mesh(config.nodes) if shard else None
+    if mesh is not None:
+        inputs = devices.place_inputs(inputs, mesh, config.nodes)
+    progs = runner.programs(exp, mesh=mesh, hp=hp)
+    state = progs.init(jax.random.PRNGKey(0), hp)
+    length = jnp.int32(rounds)
+    t0 = time.perf_counter()
+    state, _ = progs.advance(state, hp, inputs, length)
+    jax.block_until_ready(state)
+    first = time.perf_counter() - t0
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        state, _ = progs.advance(state, hp, inputs, length)
+        jax.block_until_ready(state)
+        times.append((time.perf_counter() - t0) / rounds)
+    round_s = float(np.median(times))
+    return {
+        "first_call_s": first,
+        "compile_s": max(first - rounds * round_s, 0.0),
+        "round_s": round_s,
+        "rounds_per_s": 1.0 / round_s,
+        "mesh": 1 if mesh is None else mesh.size,
+        "finite": bool(np.all(np.isfinite(np.asarray(state.x)))),
+    }
+
+
+__all__ = ["BenchSim", "time_blocks"]
