@@ -39,18 +39,11 @@ import numpy as np
 from simulation import BenchSim
 
 from jwins_jax.config import Config
+from jwins_jax.data.datasets import STAND_INS
 from jwins_jax.hostmem import tune_host_allocator
 
 EXPERIMENTS = HERE.parent / "experiments"
 WORKLOADS = ("cifar", "femnist", "celeba", "shakespeare", "movielens")
-# the paper's dataset -> its stand-in (same shapes, classes, users, partition rule)
-STAND_IN = {
-    "cifar10": "synthetic_cifar",
-    "femnist": "synthetic_femnist",
-    "celeba": "synthetic_celeba",
-    "shakespeare": "synthetic_shakespeare",
-    "movielens": "synthetic_movielens",
-}
 
 
 def paper_config(workload: str, nodes: int = 96) -> Config:
@@ -62,7 +55,7 @@ def paper_config(workload: str, nodes: int = 96) -> Config:
             quick check).
     """
     config = Config.from_file(EXPERIMENTS / f"{workload}_jwins_paper.toml")
-    config = config.replace(dataset=STAND_IN[config.dataset])
+    config = config.replace(dataset=STAND_INS[config.dataset])
     if nodes != config.nodes:
         config = config.replace(nodes=nodes, topology="regular", degree=4)
     return config

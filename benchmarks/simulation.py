@@ -17,7 +17,6 @@ import numpy as np
 
 from jwins_jax import compiler, devices, experiment, runner, training
 from jwins_jax.config import Config
-from jwins_jax.topology import make_graph
 
 
 class BenchSim:
@@ -37,15 +36,7 @@ class BenchSim:
         self.node_data = self.inputs.nodes
         self.table = self.inputs.graph
         self.y_test = self.inputs.test_y
-        c = self.config
-        self.adjacency = make_graph(
-            c.topology,
-            c.nodes,
-            degree=c.degree,
-            edges_file=c.edges_file,
-            seed=c.seed,
-            beta=c.beta,
-        )
+        self.adjacency = experiment.build_adjacency(self.config)
         self.trace_count = 0
         self._init = compiler.jit(self.exp.init)
         self._advance: dict[int, Any] = {}

@@ -402,10 +402,10 @@ def partition_nodes(config: Config, dataset: Dataset) -> list[np.ndarray]:
     return parts
 
 
-def build_graph(config: Config) -> NeighborTable:
-    """The round's neighbour table, or the stacked per-round tables when dynamic."""
+def build_adjacency(config: Config) -> np.ndarray:
+    """The config's (static) graph as an ``(n, n)`` adjacency matrix."""
     c = config
-    adj = make_graph(
+    return make_graph(
         c.topology,
         c.nodes,
         degree=c.degree,
@@ -413,6 +413,12 @@ def build_graph(config: Config) -> NeighborTable:
         seed=c.seed,
         beta=c.beta,
     )
+
+
+def build_graph(config: Config) -> NeighborTable:
+    """The round's neighbour table, or the stacked per-round tables when dynamic."""
+    c = config
+    adj = build_adjacency(c)
     if c.dynamic:
         return dynamic_bank(
             c.nodes, c.degree, c.seed, min(c.rounds, DYNAMIC_BANK_ROUNDS)

@@ -5,6 +5,7 @@ import pathlib
 import pytest
 
 from jwins_jax.config import Config
+from jwins_jax.data.datasets import STAND_INS
 from jwins_jax.errors import ConfigError
 from jwins_jax.sharing.partial import PAPER_ALPHA_LIST
 
@@ -53,19 +54,12 @@ def test_malformed_config_file(tmp_path):
         Config.from_file(p)
 
 
-STAND_IN = {
-    "cifar10": "synthetic_cifar",
-    "femnist": "synthetic_femnist",
-    "celeba": "synthetic_celeba",
-    "shakespeare": "synthetic_shakespeare",
-    "movielens": "synthetic_movielens",
-}
 PAPER_CONFIGS = sorted(EXPERIMENTS.glob("*_paper.toml"))
 
 
 def _on_stand_in(path: pathlib.Path) -> Config:
     c = Config.from_file(path)
-    return c.replace(dataset=STAND_IN.get(c.dataset, c.dataset), data_dir=None)
+    return c.replace(dataset=STAND_INS.get(c.dataset, c.dataset), data_dir=None)
 
 
 @pytest.mark.parametrize("path", PAPER_CONFIGS, ids=lambda p: p.name)

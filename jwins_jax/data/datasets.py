@@ -55,6 +55,16 @@ DATASETS = (
     "synthetic_movielens",
 )
 
+# Each dataset read from prepared files -> its stand-in with the same shapes, classes,
+# users and partition rule, which needs no files (tests and benchmarks run on these).
+STAND_INS = {
+    "cifar10": "synthetic_cifar",
+    "femnist": "synthetic_femnist",
+    "celeba": "synthetic_celeba",
+    "shakespeare": "synthetic_shakespeare",
+    "movielens": "synthetic_movielens",
+}
+
 # Where the file-based workloads (femnist, celeba, shakespeare, movielens) look when
 # no data_dir is given.
 DEFAULT_DATA_DIR = "data"
