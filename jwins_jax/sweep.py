@@ -56,6 +56,7 @@ from jwins_jax.results import (
     check_out_dir,
     finish_plot,
     read_metrics,
+    read_summary,
     write_json,
 )
 
@@ -327,16 +328,6 @@ def describe(sweep: Sweep, batch: int | None = None) -> str:
 
 
 # ---------------------------------------------------------------- running
-def _existing_status(run_dir: pathlib.Path) -> str | None:
-    import json
-
-    try:
-        summary = json.loads((run_dir / "summary.json").read_text())
-        return summary.get("status") if isinstance(summary, dict) else None
-    except (OSError, ValueError):
-        return None
-
-
 def prepare_directory(sweep: Sweep) -> pathlib.Path:
     """Creates (or reopens) the sweep directory; refuses one holding another sweep."""
     check_out_dir(sweep.out_dir)
@@ -423,8 +414,9 @@ def _run_sweep(sweep: Sweep, batch: int | None, progress, stop) -> list[dict[str
     todo_total = 0
     for group, *_ in built:
         for sc in group:
-            if _existing_status(root / sc.config.name) == "finished":
-                summaries[sc.index] = _read_summary(root / sc.config.name)
+            summary = read_summary(root / sc.config.name)
+            if summary is not None and summary.get("status") == "finished":
+                summaries[sc.index] = summary
             else:
                 todo_total += 1
     progress.total = todo_total * sweep.configs[0].config.rounds
@@ -485,12 +477,6 @@ def _run_sweep(sweep: Sweep, batch: int | None, progress, stop) -> list[dict[str
     write_table(sweep, root, summaries)
     plot_sweep(sweep, root, summaries)
     return [summaries[sc.index] for sc in sweep.configs if sc.index in summaries]
-
-
-def _read_summary(run_dir: pathlib.Path) -> dict[str, Any]:
-    import json
-
-    return json.loads((run_dir / "summary.json").read_text())
 
 
 # ----------------------------------------------------------------- outputs
