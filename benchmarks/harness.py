@@ -23,6 +23,7 @@ import jax
 import numpy as np
 
 from jwins_jax import compiler
+from jwins_jax.platform import cpu_model
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -155,17 +156,6 @@ def device_peak_bytes() -> int | None:
     if not stats:
         return None
     return stats.get("peak_bytes_in_use")
-
-
-def cpu_model() -> str:
-    """The CPU model name from /proc/cpuinfo (or the platform's description)."""
-    try:
-        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def environment() -> dict[str, Any]:

@@ -15,6 +15,9 @@ a value given explicitly always wins.
 
 from __future__ import annotations
 
+import pathlib
+import platform as _platform
+
 import jax
 
 DEFAULTS: dict[str, dict[str, int]] = {
@@ -34,3 +37,14 @@ def backend() -> str:
 def default(name: str) -> int:
     """The default of ``name`` on the current backend."""
     return DEFAULTS[backend()][name]
+
+
+def cpu_model() -> str:
+    """The host CPU's model name (``/proc/cpuinfo``, else Python's description)."""
+    try:
+        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return _platform.processor() or _platform.machine()

@@ -40,7 +40,6 @@ import datetime
 import json
 import os
 import pathlib
-import platform
 import shutil
 import sys
 import time
@@ -1101,14 +1100,9 @@ def load(path: pathlib.Path, args: argparse.Namespace):
 def environment() -> dict[str, str]:
     import jax
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    from jwins_jax.platform import cpu_model
+
+    cpu = cpu_model()
     dev = jax.devices()[0]
     device = (
         f"{os.cpu_count()}-core CPU ({cpu})"
