@@ -57,7 +57,7 @@ from simulation import BenchSim as Simulation
 from jwins_jax import accounting, compiler, gossip, sparsify, wavelets
 from jwins_jax.config import Config
 from jwins_jax.data.batches import sample_batches
-from jwins_jax.sharing import strategy_defaults
+from jwins_jax.sharing import RoundInputs, strategy_defaults
 from jwins_jax.sparsify import k_from_alpha
 
 
@@ -334,7 +334,7 @@ def _check_against_vectorized(
             share_state,
             jnp.asarray(before),
             jax.random.PRNGKey(0),
-            alphas=jnp.asarray(alphas, jnp.float32),
+            RoundInputs(alphas=jnp.asarray(alphas, jnp.float32)),
         )
     else:
         x_new = compiler.jit(gossip.mix)(sim.table, jnp.asarray(before))

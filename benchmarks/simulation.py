@@ -115,9 +115,9 @@ class BenchSim:
             self.config.train_chunk,
         )
 
-    def share_step(self, share_state, x, key, **override):
+    def share_step(self, share_state, x, key, inputs=None):
         return self.sharing.step(
-            share_state, x, key, self.table, self.hp.sharing, **override
+            share_state, x, key, self.table, self.hp.sharing, inputs
         )
 
     def mean_train_size(self) -> float:

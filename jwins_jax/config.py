@@ -314,7 +314,14 @@ class Config:
 
     # --------------------------------------------------------------- validation
     def validate(self) -> Config:
-        """Checks every field; returns the resolved config or raises ConfigError."""
+        """Checks every field; returns the resolved config or raises ConfigError.
+
+        The returned config is marked as validated (:attr:`validated`), so the
+        functions it is handed to trust it instead of checking it again; any
+        ``replace`` gives an unmarked copy.
+        """
+        if self.validated:
+            return self
         values = {}
         for name, field in self.fields().items():
             value = getattr(self, name)
@@ -341,7 +348,13 @@ class Config:
             )
         if c.eval_every > c.rounds:
             c = c.replace(eval_every=c.rounds)
+        object.__setattr__(c, "_validated", True)
         return c
+
+    @property
+    def validated(self) -> bool:
+        """Whether this object came out of :meth:`validate` (and was not replaced)."""
+        return self.__dict__.get("_validated", False)
 
     @property
     def faults_enabled(self) -> bool:

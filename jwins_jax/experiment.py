@@ -324,12 +324,12 @@ def load_data(config: Config, say: Callable[[str], None] | None = None) -> Datas
 
 
 def build_experiment(config: Config, dataset: Dataset) -> Experiment:
-    """The static part of an experiment (validates the config and its fit to the data).
+    """The static part of an experiment (checks the model's fit to the data).
 
     Raises:
         ConfigError: a bad config, or a model that does not take the dataset's inputs.
     """
-    c = config.validate()
+    c = config.validate()  # a validated config is returned as it is
     if c.train_chunk is None:
         c = c.replace(train_chunk=platform.default("train_chunk"))
     model = get_model(c.model)

@@ -66,7 +66,6 @@ round runs the fault-free program.
 
 from __future__ import annotations
 
-import inspect
 import pathlib
 from typing import Any
 
@@ -77,7 +76,7 @@ from flax import struct
 
 from jwins_jax.errors import ConfigError
 from jwins_jax.options import read_text_file
-from jwins_jax.sharing.base import Sharing, Stats
+from jwins_jax.sharing.base import RoundInputs, Sharing, Stats
 from jwins_jax.topology import NeighborTable
 
 # fold_in data of the fault stream of a round key (any constant apart from the splits).
@@ -193,15 +192,6 @@ def keep_offline(online: jax.Array, new: Any, old: Any) -> Any:
     return jax.tree.map(pick, new, old)
 
 
-def _step_options(sharing: Sharing) -> dict[str, Any]:
-    """``faults=True`` for strategies whose step takes it (CHOCO-SGD)."""
-    try:
-        params = inspect.signature(sharing.step).parameters
-    except (TypeError, ValueError):  # pragma: no cover - builtins
-        return {}
-    return {"faults": True} if "faults" in params else {}
-
-
 def fault_free_stats(stats: Stats, table: NeighborTable) -> Stats:
     """A fault-free round's stats with ``delivered``, ``received`` and ``online``."""
     out = dict(stats)
@@ -223,7 +213,7 @@ def sharing_step(
     hp: Any,
     online: jax.Array,
     link_up: jax.Array,
-    **override: Any,
+    inputs: RoundInputs | None = None,
 ) -> tuple[jax.Array, Any, Stats]:
     """One gossip round with the given offline nodes and failed links.
 
@@ -237,15 +227,17 @@ def sharing_step(
         hp: the strategy's hyperparameters.
         online: ``(n,)`` bool nodes taking part.
         link_up: ``(n, D)`` bool links up, symmetric (see :func:`draw`).
-        **override: passed to the strategy's step (e.g. JWINS's ``alphas``).
+        inputs: other round inputs for the strategy (e.g. forced ``alphas``); its
+            ``online`` is set here.
 
     Returns:
         ``(x_new, state, stats)`` as a strategy's step, with the offline nodes' rows
         of ``x`` and of the state unchanged, and the stats of the module docstring.
     """
     live = surviving_table(table, online, link_up)
+    inputs = RoundInputs() if inputs is None else inputs
     x_new, new_state, stats = sharing.step(
-        state, x, key, live, hp, **_step_options(sharing), **override
+        state, x, key, live, hp, inputs.replace(online=online)
     )
     x_new = jnp.where(online[:, None], x_new, x)
     new_state = keep_offline(online, new_state, state)

@@ -29,7 +29,7 @@ from jwins_jax.errors import ConfigError
 from jwins_jax.models.layers import Linear
 from jwins_jax.models.layout import linear_entries, make_spec
 from jwins_jax.results import RunLog, delivered_bytes
-from jwins_jax.sharing import make_sharing, message_bytes
+from jwins_jax.sharing import RoundInputs, make_sharing, message_bytes
 from jwins_jax.topology import neighbor_table, regular
 from tests.reference import sharing_ref as ref
 from tests.test_sharing_reference import (
@@ -246,8 +246,8 @@ def test_faulty_round_matches_the_reference(name, params):
     net = ref.make_network(name, x0, **params)
     table = neighbor_table(ref.adjacency_from_neighbors(nb), d_max=6)
     step = jax.jit(
-        lambda s, x, k, on, up, **kw: faults.sharing_step(
-            sh, s, x, k, table, sh.hp, on, up, **kw
+        lambda s, x, k, on, up, inputs: faults.sharing_step(
+            sh, s, x, k, table, sh.hp, on, up, inputs
         )
     )
     state = sh.init(jnp.asarray(x0))
@@ -258,16 +258,16 @@ def test_faulty_round_matches_the_reference(name, params):
         up = _table_masks(table, down)
         on = jnp.asarray(online)
         x_in = np.where(online[:, None], x_pkg + deltas[t], x_pkg).astype(np.float32)
-        kw, ref_inputs = {}, None
+        given, ref_inputs = RoundInputs(), None
         if name == "jwins":
-            kw = {"alphas": jnp.asarray(alphas[t])}
+            given = RoundInputs(alphas=jnp.asarray(alphas[t]))
             ref_inputs = {"alpha": [float(a) for a in alphas[t]]}
         elif name == "random":
-            kw = {"mask": jnp.asarray(samples[t])}
+            given = RoundInputs(mask=jnp.asarray(samples[t]))
             ref_inputs = {"mask": samples[t]}
         old = state
         key = jax.random.PRNGKey(t)
-        out, state, stats = step(state, jnp.asarray(x_in), key, on, up, **kw)
+        out, state, stats = step(state, jnp.asarray(x_in), key, on, up, given)
         x_pkg = np.asarray(out)
         x_ref, st = net.step(
             (x_ref + deltas[t]).astype(np.float32),

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from jwins_jax.errors import ConfigError
-from jwins_jax.sharing import STRATEGIES, make_sharing, message_bytes
+from jwins_jax.sharing import STRATEGIES, RoundInputs, make_sharing, message_bytes
 from jwins_jax.topology import neighbor_table, regular
 
 N = 301
@@ -119,11 +119,11 @@ def test_jwins_full_share_fraction_and_reset():
     alphas = jnp.array([1.0, 0.1, 0.4, 1.0, 0.2, 0.25, 0.3, 0.15])
     x = x0 + 0.1 * jax.random.normal(jax.random.PRNGKey(5), x0.shape)
     _, state, stats = sh.step(
-        state, x, jax.random.PRNGKey(0), table, sh.hp, alphas=alphas
+        state, x, jax.random.PRNGKey(0), table, sh.hp, RoundInputs(alphas=alphas)
     )
     full = np.asarray(stats["full"])
     np.testing.assert_array_equal(full, np.asarray(alphas) >= 0.5)
-    m = sh.params["coefficients"]
+    m = sh.info["coefficients"]
     sent = np.asarray(stats["sent"])
     assert np.all(sent[full] == m)
     assert np.all(np.asarray(stats["meta_bytes"])[full] == 0)

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from jwins_jax import resources
-from jwins_jax.sharing import STRATEGIES, make_sharing, message_bytes
+from jwins_jax.sharing import STRATEGIES, RoundInputs, make_sharing, message_bytes
 from jwins_jax.topology import neighbor_table
 from tests.reference import sharing_ref as ref
 
@@ -374,7 +374,7 @@ def compare_runs(
             jax.random.fold_in(key, t),
             table,
             sh.hp,
-            **override,
+            RoundInputs(**override),
         )
         x_pkg = np.asarray(out)
         stats = {k: np.asarray(v) for k, v in stats.items()}

@@ -33,7 +33,13 @@ from jwins_jax.sharing import choco as _choco
 from jwins_jax.sharing import full as _full
 from jwins_jax.sharing import partial as _partial
 from jwins_jax.sharing import subsampling as _subsampling
-from jwins_jax.sharing.base import OPTIONS, Sharing, Stats, message_bytes
+from jwins_jax.sharing.base import (
+    OPTIONS,
+    RoundInputs,
+    Sharing,
+    Stats,
+    message_bytes,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,6 +126,7 @@ def make_sharing(name: str, n_params: int, **params: Any) -> Sharing:
 __all__ = [
     "OPTIONS",
     "REGISTRY",
+    "RoundInputs",
     "STRATEGIES",
     "Sharing",
     "Stats",

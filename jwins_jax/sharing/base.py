@@ -4,12 +4,15 @@ A strategy is a factory returning a :class:`Sharing`: pure functions over the st
 node axis, in the spirit of optax's ``GradientTransformation``:
 
 * ``init(x0) -> state`` with ``x0`` the ``(n, N)`` float32 initial models;
-* ``step(state, x, key, table, hp, **override) -> (x_new, state, stats)`` runs one
-  communication round (SPEC 1.3 steps 5-8) on the models after local training;
-* ``hparams(**values) -> hp`` turns the strategy's traced hyperparameters (the
-  options marked ``traced``) into the pytree of arrays ``step`` takes. It runs on the
-  host (e.g. ``k = round(alpha * L)`` with Python rounding), so a sweep builds one
-  ``hp`` per config, stacks them and ``vmap``s ``step`` over them.
+* ``step(state, x, key, table, hp, inputs=None) -> (x_new, state, stats)`` runs one
+  communication round (SPEC 1.3 steps 5-8) on the models after local training.
+  ``inputs`` is an optional :class:`RoundInputs`: per-round inputs from outside the
+  strategy (who is online, forced alphas or masks). Every strategy takes the same
+  argument and reads only the fields it uses;
+* ``hparams(**values) -> hp`` turns the strategy's traced hyperparameters (its
+  options marked ``traced``, and only those) into the pytree of arrays ``step``
+  takes. It runs on the host (e.g. ``k = round(alpha * L)`` with Python rounding), so
+  a sweep builds one ``hp`` per config, stacks them and ``vmap``s ``step`` over them.
 
 ``stats`` is a dict of ``(n,)`` arrays, the same keys for every strategy:
 
@@ -28,12 +31,13 @@ ones it takes (``PARAMS``) and its factory's signature holds its defaults.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import struct
 
 from jwins_jax import accounting
 from jwins_jax.options import Option, int_range, positive, unit_interval, unit_list
@@ -90,6 +94,27 @@ OPTIONS: dict[str, Option] = {
 }
 
 
+@struct.dataclass
+class RoundInputs:
+    """Optional inputs of one round, from outside the strategy.
+
+    A field left ``None`` is not given; whether a field is given is part of the
+    pytree's structure, so it is static for ``jit``. A strategy reads the fields it
+    uses and ignores the others.
+    """
+
+    # (n,) bool nodes taking part. Given when the round draws faults
+    # (jwins_jax.faults): the table is then the surviving graph, and a strategy whose
+    # state mirrors its neighbours' (CHOCO-SGD) must not assume every copy arrived.
+    online: jax.Array | None = None
+    # (n,) float32 each node's fraction for this round instead of the drawn or
+    # configured one (JWINS, wavelet, top-k).
+    alphas: jax.Array | None = None
+    # (n, L) bool each node's selection for this round instead of the ranked or
+    # random one (random sampling: L = N; partial strategies: L = transform length).
+    mask: jax.Array | None = None
+
+
 @dataclasses.dataclass(frozen=True)
 class Sharing:
     """A sharing strategy as pure functions.
@@ -98,11 +123,12 @@ class Sharing:
         name: registry name of the strategy.
         n_params: N, the flat model length it was built for.
         init: ``x0 (n, N) -> state``.
-        step: ``(state, x (n, N), key, table, hp, **override) -> (x_new, state,
+        step: ``(state, x (n, N), key, table, hp, inputs=None) -> (x_new, state,
             stats)``.
         hparams: ``(**traced values) -> hp`` on the host.
         params: the resolved constructor parameters (for logs and results).
-        traced: names of the parameters ``hparams`` takes.
+        info: facts the strategy reports about itself (e.g. the transform length).
+        options: the options its parameters are declared by (name -> Option).
     """
 
     name: str
@@ -111,7 +137,13 @@ class Sharing:
     step: Callable[..., tuple[jax.Array, Any, Stats]]
     hparams: Callable[..., Any]
     params: dict[str, Any] = dataclasses.field(default_factory=dict)
-    traced: tuple[str, ...] = ()
+    info: dict[str, Any] = dataclasses.field(default_factory=dict)
+    options: Mapping[str, Option] = dataclasses.field(default_factory=lambda: OPTIONS)
+
+    @property
+    def traced(self) -> tuple[str, ...]:
+        """The parameters ``hparams`` takes: those whose option is traced."""
+        return tuple(p for p in self.params if self.options[p].traced)
 
     @property
     def hp(self) -> Any:
@@ -168,6 +200,7 @@ def as_stack(x: jax.Array) -> jax.Array:
 __all__ = [
     "ACCUMULATION_MODES",
     "OPTIONS",
+    "RoundInputs",
     "SELECTIONS",
     "Sharing",
     "Stats",

@@ -11,10 +11,10 @@ neighbours' public copies, both starting at 0. Each round::
 The message carries the non-zero entries of ``q`` as float32 values with int64
 indices, so each sent value costs 4 + 8 bytes (SPEC decisions table).
 
-With faults (:mod:`jwins_jax.faults`, ``step(..., faults=True)``) a receiver misses the
-increments ``q_j`` sent over a failed link, so adding up what arrived would leave its
-copy of ``xhat_j`` behind for good. Instead ``s`` is recomputed every round from the
-public copies over the round's surviving table::
+With faults (:mod:`jwins_jax.faults`; the round's ``RoundInputs.online`` is given) a
+receiver misses the increments ``q_j`` sent over a failed link, so adding up what
+arrived would leave its copy of ``xhat_j`` behind for good. Instead ``s`` is
+recomputed every round from the public copies over the round's surviving table::
 
     s = sum_j w_ij xhat_j + w_ii xhat_i    # W_t of the surviving graph, after xhat += q
 
@@ -33,7 +33,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from jwins_jax import accounting, gossip, sparsify
-from jwins_jax.sharing.base import Sharing, as_stack, make_stats
+from jwins_jax.sharing.base import RoundInputs, Sharing, as_stack, make_stats
 from jwins_jax.topology import NeighborTable
 
 PARAMS: tuple[str, ...] = ("alpha", "gamma")
@@ -49,7 +49,6 @@ class ChocoHyper:
 class ChocoState:
     xhat: jax.Array  # (n, N) public copies
     s: jax.Array  # (n, N) weighted sums of neighbours' public copies
-    round: jax.Array  # () int32
 
 
 def choco(n_params: int, alpha: float = 0.1, gamma: float = 0.5) -> Sharing:
@@ -61,7 +60,7 @@ def choco(n_params: int, alpha: float = 0.1, gamma: float = 0.5) -> Sharing:
 
     def init(x0: jax.Array) -> ChocoState:
         zeros = jnp.zeros_like(as_stack(x0))
-        return ChocoState(xhat=zeros, s=zeros, round=jnp.zeros((), jnp.int32))
+        return ChocoState(xhat=zeros, s=zeros)
 
     def step(
         state: ChocoState,
@@ -69,10 +68,11 @@ def choco(n_params: int, alpha: float = 0.1, gamma: float = 0.5) -> Sharing:
         key: jax.Array,
         table: NeighborTable,
         hp,
-        faults: bool = False,
+        inputs: RoundInputs | None = None,
     ):
-        """One round; ``faults`` (static) recomputes ``s`` over ``table``."""
+        """One round; with faults (``inputs.online`` given) ``s`` is recomputed."""
         del key
+        faults = inputs is not None and inputs.online is not None
         x = as_stack(x)
         n = x.shape[0]
         diff = x - state.xhat
@@ -88,9 +88,7 @@ def choco(n_params: int, alpha: float = 0.1, gamma: float = 0.5) -> Sharing:
         stats = make_stats(
             table, nnz, accounting.CHOCO_INDEX_BYTES * nnz, jnp.zeros((n,), bool)
         )
-        new_state = state.replace(xhat=xhat, s=s, round=state.round + 1)
-        return x_new, new_state, stats
+        return x_new, state.replace(xhat=xhat, s=s), stats
 
-    return Sharing(
-        "choco", n_params, init, step, hparams, {"alpha": alpha, "gamma": gamma}, PARAMS
-    )
+    params = {"alpha": alpha, "gamma": gamma}
+    return Sharing("choco", n_params, init, step, hparams, params)

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from jwins_jax import gossip
-from jwins_jax.sharing.base import Sharing, as_stack, make_stats
+from jwins_jax.sharing.base import RoundInputs, Sharing, as_stack, make_stats
 from jwins_jax.topology import NeighborTable
 
 PARAMS: tuple[str, ...] = ()
@@ -19,7 +19,7 @@ PARAMS: tuple[str, ...] = ()
 
 @struct.dataclass
 class FullState:
-    round: jax.Array  # () int32 rounds done
+    """Full sharing keeps no state of its own."""
 
 
 def full(n_params: int) -> Sharing:
@@ -27,10 +27,17 @@ def full(n_params: int) -> Sharing:
 
     def init(x0: jax.Array) -> FullState:
         as_stack(x0)
-        return FullState(round=jnp.zeros((), jnp.int32))
+        return FullState()
 
-    def step(state: FullState, x: jax.Array, key: jax.Array, table: NeighborTable, hp):
-        del key, hp
+    def step(
+        state: FullState,
+        x: jax.Array,
+        key: jax.Array,
+        table: NeighborTable,
+        hp,
+        inputs: RoundInputs | None = None,
+    ):
+        del key, hp, inputs
         x = as_stack(x)
         n = x.shape[0]
         x_new = gossip.mix(table, x)
@@ -40,6 +47,6 @@ def full(n_params: int) -> Sharing:
             meta_per_message=jnp.zeros((n,), jnp.int32),
             full=jnp.ones((n,), bool),
         )
-        return x_new, state.replace(round=state.round + 1), stats
+        return x_new, state, stats
 
     return Sharing("full", n_params, init, step, lambda: {}, {})

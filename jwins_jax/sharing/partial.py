@@ -56,7 +56,7 @@ import numpy as np
 from flax import struct
 
 from jwins_jax import accounting, gossip, sparsify, wavelets
-from jwins_jax.sharing.base import Sharing, as_stack, make_stats
+from jwins_jax.sharing.base import RoundInputs, Sharing, as_stack, make_stats
 from jwins_jax.topology import NeighborTable
 
 # JWINS's alpha list of the shipped configs (SPEC 4.5).
@@ -86,7 +86,6 @@ class PartialHyper:
 class PartialState:
     ref: jax.Array  # (n, N) model after the previous averaging (r_i = p_i)
     acc: jax.Array  # (n, L) accumulated change; (n, 0) without accumulation
-    round: jax.Array  # () int32
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,7 +99,7 @@ class _Pipeline:
     topk_method: str
 
 
-def _build(pipe: _Pipeline, n_params: int, traced: tuple[str, ...]) -> Sharing:
+def _build(pipe: _Pipeline, n_params: int, params: dict) -> Sharing:
     tr = pipe.transform
     length = tr.m
     accumulate = pipe.accumulation != "none"
@@ -121,7 +120,7 @@ def _build(pipe: _Pipeline, n_params: int, traced: tuple[str, ...]) -> Sharing:
         x0 = as_stack(x0)
         n = x0.shape[0]
         acc = jnp.zeros((n, length if accumulate else 0), jnp.float32)
-        return PartialState(ref=x0, acc=acc, round=jnp.zeros((), jnp.int32))
+        return PartialState(ref=x0, acc=acc)
 
     def cutoff(hp: PartialHyper, key, n: int, alphas):
         if alphas is not None:
@@ -141,8 +140,9 @@ def _build(pipe: _Pipeline, n_params: int, traced: tuple[str, ...]) -> Sharing:
         key: jax.Array,
         table: NeighborTable,
         hp: PartialHyper,
-        alphas: jax.Array | None = None,
+        inputs: RoundInputs | None = None,
     ):
+        inputs = RoundInputs() if inputs is None else inputs
         x = as_stack(x)
         n = x.shape[0]
         coef = tr.forward(x)  # (n, L) P
@@ -158,12 +158,15 @@ def _build(pipe: _Pipeline, n_params: int, traced: tuple[str, ...]) -> Sharing:
                 score = change
         if pipe.selection == "magnitude":
             score = coef
-        alpha, k = cutoff(hp, key, n, alphas)
+        alpha, k = cutoff(hp, key, n, inputs.alphas)
         full = alpha >= hp.cap
-        k = jnp.where(full, length, k)
-        mask = sparsify.topk_mask(
-            jnp.abs(score), k, method=pipe.topk_method, k_max=length
-        )
+        if inputs.mask is not None:  # a given selection replaces the ranked one
+            mask = jnp.asarray(inputs.mask, bool) | full[:, None]
+        else:
+            k = jnp.where(full, length, k)
+            mask = sparsify.topk_mask(
+                jnp.abs(score), k, method=pipe.topk_method, k_max=length
+            )
         if accumulate:
             acc = jnp.where(mask, 0.0, acc)  # rewind; a full share resets all
         # When no node sends anything there is nothing to average. The conditional
@@ -184,10 +187,11 @@ def _build(pipe: _Pipeline, n_params: int, traced: tuple[str, ...]) -> Sharing:
             meta = accounting.RAW_INDEX_BYTES * sent
         meta = jnp.where(full, 0, meta)
         stats = make_stats(table, sent, meta, full)
-        new_state = state.replace(ref=x_new, acc=acc, round=state.round + 1)
-        return x_new, new_state, stats
+        return x_new, state.replace(ref=x_new, acc=acc), stats
 
-    return Sharing(pipe.name, n_params, init, step, hparams, {}, traced)
+    return Sharing(
+        pipe.name, n_params, init, step, hparams, params, {"coefficients": length}
+    )
 
 
 def topk(
@@ -207,19 +211,16 @@ def topk(
         draw=False,
         topk_method=topk_method,
     )
-    sh = _build(pipe, n_params, ("alpha", "metadata_cap"))
     params = {
         "alpha": alpha,
         "metadata_cap": metadata_cap,
         "accumulation": accumulation,
         "topk_method": topk_method,
     }
-    return dataclasses.replace(sh, params=params)
+    return _build(pipe, n_params, params)
 
 
-def _wavelet_pipeline(
-    name: str, n_params: int, draw: bool, traced: tuple[str, ...], params: dict
-) -> Sharing:
+def _wavelet_pipeline(name: str, n_params: int, draw: bool, params: dict) -> Sharing:
     """Builds the wavelet-domain pipeline shared by wavelet and jwins."""
     wavelets.validate_wavelet(params["wavelet"], params["level"], n_params)
     tr = wavelets.make_wavelet_transform(
@@ -234,8 +235,7 @@ def _wavelet_pipeline(
         draw=draw,
         topk_method=params["topk_method"],
     )
-    sh = _build(pipe, n_params, traced)
-    return dataclasses.replace(sh, params=dict(params, coefficients=tr.m))
+    return _build(pipe, n_params, params)
 
 
 def wavelet(
@@ -252,9 +252,7 @@ def wavelet(
     """Wavelet top-k with a fixed alpha (SPEC 4.4)."""
     params = dict(locals())
     del params["n_params"]
-    return _wavelet_pipeline(
-        "wavelet", n_params, False, ("alpha", "metadata_cap"), params
-    )
+    return _wavelet_pipeline("wavelet", n_params, False, params)
 
 
 def jwins(
@@ -274,12 +272,10 @@ def jwins(
     ``[0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 1.0]``, metadata_cap 0.5 (so only 1.0 is a
     full share), change-based selection with legacy accumulation.
 
-    ``step(..., alphas=(n,) array)`` uses the given per-node alphas for the round
-    instead of drawing them.
+    ``step(..., inputs=RoundInputs(alphas=(n,) array))`` uses the given per-node
+    alphas for the round instead of drawing them.
     """
     params = dict(locals())
     del params["n_params"]
     params["alpha_list"] = tuple(alpha_list)
-    return _wavelet_pipeline(
-        "jwins", n_params, True, ("alpha_list", "metadata_cap"), params
-    )
+    return _wavelet_pipeline("jwins", n_params, True, params)

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from jwins_jax import accounting, gossip, sparsify
-from jwins_jax.sharing.base import Sharing, as_stack, make_stats
+from jwins_jax.sharing.base import RoundInputs, Sharing, as_stack, make_stats
 from jwins_jax.topology import NeighborTable
 
 PARAMS: tuple[str, ...] = ("alpha", "metadata_cap")
@@ -31,7 +31,7 @@ class RandomHyper:
 
 @struct.dataclass
 class RandomState:
-    round: jax.Array  # () int32
+    """Random sampling keeps no state of its own (masks come from the round key)."""
 
 
 def random_sampling(
@@ -44,7 +44,7 @@ def random_sampling(
 
     def init(x0: jax.Array) -> RandomState:
         as_stack(x0)
-        return RandomState(round=jnp.zeros((), jnp.int32))
+        return RandomState()
 
     def step(
         state: RandomState,
@@ -52,11 +52,12 @@ def random_sampling(
         key: jax.Array,
         table: NeighborTable,
         hp: RandomHyper,
-        mask: jax.Array | None = None,
+        inputs: RoundInputs | None = None,
     ):
         x = as_stack(x)
         n = x.shape[0]
         full = jnp.broadcast_to(hp.alpha > hp.cap, (n,))
+        mask = None if inputs is None else inputs.mask
         if mask is None:
             mask = sparsify.bernoulli_mask(key, x.shape, hp.alpha)
         mask = jnp.asarray(mask, bool) | full[:, None]
@@ -64,14 +65,7 @@ def random_sampling(
         sent = jnp.sum(mask, axis=1, dtype=jnp.int32)
         meta = jnp.where(full, 0, accounting.SEED_BYTES)
         stats = make_stats(table, sent, meta, full)
-        return x_new, state.replace(round=state.round + 1), stats
+        return x_new, state, stats
 
-    return Sharing(
-        "random",
-        n_params,
-        init,
-        step,
-        hparams,
-        {"alpha": alpha, "metadata_cap": metadata_cap},
-        PARAMS,
-    )
+    params = {"alpha": alpha, "metadata_cap": metadata_cap}
+    return Sharing("random", n_params, init, step, hparams, params)
