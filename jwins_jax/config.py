@@ -115,6 +115,81 @@ class Config:
             opt.path_text,
         ),
     )
+    # simulated time (jwins_jax.simtime)
+    node_gflops: float = _field(
+        10.0,
+        Option(
+            "simulated compute speed of a node, GFLOP/s (> 0)",
+            float,
+            opt.positive,
+            traced=True,
+        ),
+    )
+    bandwidth_mbps: float = _field(
+        100.0,
+        Option(
+            "simulated uplink bandwidth of a node, Mbit/s (> 0)",
+            float,
+            opt.positive,
+            traced=True,
+        ),
+    )
+    downlink_mbps: float | None = _field(
+        None,
+        Option(
+            "simulated downlink bandwidth of a node, Mbit/s (> 0; default: "
+            "bandwidth_mbps)",
+            float,
+            opt.positive,
+            traced=True,
+        ),
+    )
+    latency_ms: float = _field(
+        1.0,
+        Option(
+            "simulated one-way latency of every link, ms (>= 0)",
+            float,
+            opt.interval(0.0, float("inf")),
+            traced=True,
+        ),
+    )
+    node_spread: float = _field(
+        0.0,
+        Option(
+            "heterogeneity: sigma of the log-normal factors (mean 1) that multiply "
+            "each node's compute speed and bandwidths, in [0, 3]",
+            float,
+            opt.interval(0.0, 3.0),
+            traced=True,
+        ),
+    )
+    spread_seed: int = _field(
+        0,
+        Option(
+            "seed of the node_spread factors (drawn once per node)",
+            int,
+            opt.int_range(0, MAX_SEED),
+            traced=True,
+        ),
+    )
+    node_profile: str | None = _field(
+        None,
+        Option(
+            "CSV of per-node speeds 'node,compute,up,down' (GFLOP/s, Mbit/s, Mbit/s); "
+            "listed nodes replace the uniform values",
+            str,
+            opt.path_text,
+        ),
+    )
+    straggler_trace: str | None = _field(
+        None,
+        Option(
+            "CSV 'round,node,factor': multiplies that node's compute time in that "
+            "round (stragglers that come and go)",
+            str,
+            opt.path_text,
+        ),
+    )
     # data and model
     dataset: str = _field(
         "digits", Option("training and test data", str, choices=DATASETS)
@@ -306,6 +381,8 @@ class Config:
             for p, default in REGISTRY[self.sharing].defaults.items():
                 if getattr(self, p) is None:
                     changes[p] = default
+        if self.downlink_mbps is None:
+            changes["downlink_mbps"] = self.bandwidth_mbps
         if self.name is None:
             changes["name"] = (
                 f"{self.sharing}-{self.dataset}-n{self.nodes}-s{self.seed}"

@@ -41,7 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from jwins_jax import evaluation, faults, gossip, platform, tasks, training
+from jwins_jax import evaluation, faults, gossip, platform, simtime, tasks, training
 from jwins_jax.config import Config
 from jwins_jax.data.batches import NodeData, node_data, sample_batches
 from jwins_jax.data.datasets import Dataset, load_dataset
@@ -72,6 +72,7 @@ class Hparams:
     weight_decay: jax.Array  # () float32
     sharing: Any  # the strategy's hyperparameter pytree (Sharing.hparams)
     faults: faults.FaultHyper  # () float32 link_failure and churn probabilities
+    time: simtime.TimeHyper  # () the simulated clock's speeds, latency and spread
 
 
 @struct.dataclass
@@ -87,6 +88,8 @@ class Inputs:
     tests: NodeData | None  # (n, L_test) local test ids per node; None: global test
     graph: NeighborTable  # (n, d) tables, or (T, n, d) per round on dynamic graphs
     churn_schedule: jax.Array | None = None  # (K, 3) int32 (first, last round, node)
+    node_profile: jax.Array | None = None  # (n, 3) float32 GFLOP/s, Mbit/s up, down
+    straggler_trace: jax.Array | None = None  # (K, 3) float32 (round, node, factor)
 
 
 # The Inputs fields that differ between the configs of a sweep group.
@@ -102,6 +105,7 @@ class SimState:
     share: Any  # the sharing strategy's state
     key: jax.Array  # PRNG key of the run
     round: jax.Array  # () int32 rounds done
+    clock: jax.Array  # (n,) float32 simulated clocks, offsets from the host's base
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,6 +119,7 @@ class Experiment:
         task: how outputs are scored.
         sharing: the strategy's pure functions.
         drop_last: whether local training skips short minibatches (FEMNIST).
+        work: the FLOPs of a round at a node, for the simulated clock.
     """
 
     config: Config
@@ -122,6 +127,7 @@ class Experiment:
     task: Task
     sharing: Sharing
     drop_last: bool = False
+    work: simtime.Work = simtime.Work(train=0.0)
 
     @property
     def nodes(self) -> int:
@@ -159,6 +165,7 @@ class Experiment:
             share=self.sharing.init(x),
             key=k_run,
             round=jnp.zeros((), jnp.int32),
+            clock=jnp.zeros((self.nodes,), jnp.float32),
         )
 
     # ------------------------------------------------------------------ rounds
@@ -175,8 +182,11 @@ class Experiment:
             The new state and the round's ``(n,)`` metrics: the strategy's message
             statistics (``sent``, ``meta_bytes``, ``receivers``, ``full``), the
             fault statistics (``delivered``, ``received``, ``online``; see
-            :mod:`jwins_jax.faults`) and ``train_loss``, each node's mean minibatch
-            loss (NaN for an offline node).
+            :mod:`jwins_jax.faults`), ``train_loss``, each node's mean minibatch
+            loss (NaN for an offline node), and the simulated clock
+            (:mod:`jwins_jax.simtime`): ``clock`` (the offsets after the round),
+            ``compute_s`` (each node's compute seconds) and the scalar
+            ``clock_shift``.
         """
         c = self.config
         key, k_batch, k_share = jax.random.split(state.key, 3)
@@ -196,6 +206,7 @@ class Experiment:
             c.train_chunk,
         )
         table = self.table(inputs, state.round)
+        link_up = None
         if self.has_faults:
             k_fault = jax.random.fold_in(state.key, faults.FAULT_STREAM)
             offline = None
@@ -222,9 +233,22 @@ class Experiment:
                 state.share, x, k_share, table, hp.sharing
             )
             stats = faults.fault_free_stats(stats, table)
+        clock, shift, compute = simtime.advance(
+            state.clock,
+            simtime.node_speeds(hp.time, self.nodes, inputs.node_profile),
+            self.work,
+            hp.time.latency_ms / 1000.0,
+            table,
+            stats,
+            simtime.straggler_factor(inputs.straggler_trace, state.round, self.nodes),
+            link_up,
+        )
         metrics = dict(stats)
         metrics["train_loss"] = loss
-        new = state.replace(x=x, opt=opt, share=share, key=key, round=state.round + 1)
+        metrics.update(clock=clock, compute_s=compute, clock_shift=shift)
+        new = state.replace(
+            x=x, opt=opt, share=share, key=key, round=state.round + 1, clock=clock
+        )
         return new, metrics
 
     def advance(
@@ -345,6 +369,9 @@ def build_experiment(config: Config, dataset: Dataset) -> Experiment:
         task=tasks.TASKS[dataset.task],
         sharing=sharing,
         drop_last=bool(dataset.drop_last),
+        work=simtime.round_work(
+            model.forward_flops, c.batch_size, c.local_steps, sharing.cost
+        ),
     )
 
 
@@ -360,6 +387,14 @@ def hparams(experiment: Experiment, config: Config) -> Hparams:
         weight_decay=jnp.float32(c.weight_decay),
         sharing=share,
         faults=faults.hparams(c.link_failure, c.churn),
+        time=simtime.hparams(
+            c.node_gflops,
+            c.bandwidth_mbps,
+            c.downlink_mbps,
+            c.latency_ms,
+            c.node_spread,
+            c.spread_seed,
+        ),
     )
 
 
@@ -451,10 +486,15 @@ def build_inputs(
     parts = partition_nodes(c, dataset)
     _say(say, f"building the {c.topology} graph")
     graph = build_graph(c)
-    schedule = None
+    schedule = profile = trace = None
     if c.churn_schedule is not None:
         rows = faults.read_schedule(c.churn_schedule, c.nodes, c.rounds)
         schedule = jnp.asarray(rows)
+    if c.node_profile is not None:
+        profile = jnp.asarray(simtime.read_profile(c.node_profile, c.nodes))
+    if c.straggler_trace is not None:
+        rows = simtime.read_trace(c.straggler_trace, c.nodes, c.rounds)
+        trace = jnp.asarray(rows)
     if data is None:
         n_test = len(dataset.y_test)
         if c.test_subset:
@@ -476,7 +516,12 @@ def build_inputs(
         )
         tests = _node_ids(local_test_parts(dataset.users_test, owner, c.nodes))
     return data.replace(
-        nodes=node_data(parts), tests=tests, graph=graph, churn_schedule=schedule
+        nodes=node_data(parts),
+        tests=tests,
+        graph=graph,
+        churn_schedule=schedule,
+        node_profile=profile,
+        straggler_trace=trace,
     )
 
 

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from jwins_jax import simtime
 from jwins_jax.config import Config
 from jwins_jax.errors import ConfigError
 
@@ -183,6 +184,7 @@ class RunLog:
         self.meta_cum = np.zeros(n, np.int64)
         self.full_count = np.zeros(n, np.int64)
         self.delivered_cum = np.zeros(n, np.int64)  # bytes of its copies that arrived
+        self.clock = simtime.Clock(n)  # the simulated clocks' base, compute seconds
         self.done = 0
         self.records: list[dict[str, Any]] = []
         self.status = "running"
@@ -213,6 +215,7 @@ class RunLog:
             "meta_cum": self.meta_cum.copy(),
             "full_count": self.full_count.copy(),
             "delivered_cum": self.delivered_cum.copy(),
+            "clock": self.clock.state(),
             "done": self.done,
             "pending": [dict(seg) for seg in self.pending],
         }
@@ -224,6 +227,10 @@ class RunLog:
         # counters written before faults existed: every copy arrived
         delivered = counters.get("delivered_cum", self.value_cum + self.meta_cum)
         self.delivered_cum = np.asarray(delivered, np.int64).copy()
+        clock = counters.get("clock") or {}
+        self.clock = simtime.Clock(
+            self.config.nodes, clock.get("base", 0.0), clock.get("compute")
+        )
         self.done = int(counters["done"])
         self.pending = [dict(seg) for seg in counters.get("pending", [])]
 
@@ -278,6 +285,7 @@ class RunLog:
         self.meta_cum += meta.sum(axis=0)
         self.full_count += np.asarray(rounds["full"]).sum(axis=0)
         self.delivered_cum += delivered_bytes(rounds).sum(axis=0)
+        offsets = self.clock.add(rounds)
         done, n = self.done, self.config.nodes
         record = {
             "round": done,
@@ -297,6 +305,9 @@ class RunLog:
             "full_share_fraction": float(self.full_count.sum() / max(done * n, 1)),
             "elapsed_s": time.perf_counter() - self.t_start + self.elapsed_before,
         }
+        if offsets is not None:
+            record["sim_time_s"] = summarize_nodes(self.clock.absolute(offsets))
+            record["sim_compute_s"] = float(self.clock.compute.mean())
         record = clean(record)
         append_line(self.run_dir / "metrics.jsonl", record)
         self.records.append(record)

@@ -58,6 +58,8 @@ class Transform:
         m: Output (coefficient) length M.
         forward: Maps ``(B, n)`` float32 to ``(B, m)`` float32.
         inverse: Maps ``(B, m)`` float32 to ``(B, n)`` float32.
+        flops: Arithmetic of one forward (or inverse) transform of one vector: 2
+            per multiply-add of the filters (the simulated clock's cost model).
     """
 
     name: str
@@ -65,6 +67,7 @@ class Transform:
     m: int
     forward: Callable[[jax.Array], jax.Array]  # (B, n) -> (B, m)
     inverse: Callable[[jax.Array], jax.Array]  # (B, m) -> (B, n)
+    flops: float = 0.0
 
 
 def identity_transform(n: int) -> Transform:
@@ -429,10 +432,13 @@ def make_wavelet_transform(
     n, level = int(n), int(level)
     build = _polyphase_pair if resolved == "polyphase" else _jaxwt_pair
     forward, inverse = build(n, wavelet, level, lengths)
+    # each level writes len(cA_j) + len(cD_j) = 2 len(cD_j) outputs of F multiply-adds
+    details = sum(lengths[1:])
     return Transform(
         name=f"{wavelet}/{level}/{resolved}",
         n=n,
         m=sum(lengths),
         forward=jax.jit(forward),
         inverse=jax.jit(inverse),
+        flops=4.0 * _filter_length(wavelet) * details,
     )

@@ -23,7 +23,14 @@ from jwins_jax.models.layers import (
     max_pool_2x2,
     nhwc_to_cbhw,
 )
-from jwins_jax.models.layout import ModelSpec, conv_entries, linear_entries, make_spec
+from jwins_jax.models.layout import (
+    ModelSpec,
+    conv_entries,
+    conv_flops,
+    dense_flops,
+    linear_entries,
+    make_spec,
+)
 
 NUM_CLASSES = 2
 _BLOCKS = 4
@@ -59,5 +66,13 @@ def celeba_cnn() -> ModelSpec:
         in_ch = _CHANNELS
     entries += linear_entries("fc1", _CHANNELS * 5 * 5, NUM_CLASSES)
     return make_spec(
-        "celeba_cnn", CelebaCNN(NUM_CLASSES), (84, 84, 3), NUM_CLASSES, entries
+        "celeba_cnn",
+        CelebaCNN(NUM_CLASSES),
+        (84, 84, 3),
+        NUM_CLASSES,
+        entries,
+        # 3x3 convs 3->32 at 84x84, 32->32 at 42x42, 21x21, 10x10, Linear(800 -> 2)
+        forward_flops=conv_flops(84 * 84, 3, _CHANNELS, 9)
+        + sum(conv_flops(s * s, _CHANNELS, _CHANNELS, 9) for s in (42, 21, 10))
+        + dense_flops(_CHANNELS * 5 * 5, NUM_CLASSES),
     )

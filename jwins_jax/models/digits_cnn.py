@@ -26,6 +26,8 @@ from jwins_jax.models.layout import (
     ModelSpec,
     ParamEntry,
     conv_entries,
+    conv_flops,
+    dense_flops,
     linear_entries,
     make_spec,
 )
@@ -97,4 +99,8 @@ def digits_cnn() -> ModelSpec:
         10,
         entries,
         eval_forward=digits_cnn_eval_forward,
+        # 3x3 convs 1->16 at 8x8 and 16->32 at 4x4, Linear(128 -> 10)
+        forward_flops=conv_flops(8 * 8, 1, 16, 9)
+        + conv_flops(4 * 4, 16, 32, 9)
+        + dense_flops(128, 10),
     )

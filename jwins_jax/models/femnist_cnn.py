@@ -22,7 +22,14 @@ from jwins_jax.models.layers import (
     max_pool_2x2,
     nhwc_to_cbhw,
 )
-from jwins_jax.models.layout import ModelSpec, conv_entries, linear_entries, make_spec
+from jwins_jax.models.layout import (
+    ModelSpec,
+    conv_entries,
+    conv_flops,
+    dense_flops,
+    linear_entries,
+    make_spec,
+)
 
 NUM_CLASSES = 62
 
@@ -59,5 +66,14 @@ def femnist_cnn() -> ModelSpec:
         + linear_entries("fc2", 512, NUM_CLASSES)
     )
     return make_spec(
-        "femnist_cnn", FemnistCNN(NUM_CLASSES), (28, 28, 1), NUM_CLASSES, entries
+        "femnist_cnn",
+        FemnistCNN(NUM_CLASSES),
+        (28, 28, 1),
+        NUM_CLASSES,
+        entries,
+        # 5x5 convs 1->32 at 28x28, 32->64 at 14x14, Linear(3136 -> 512 -> 62)
+        forward_flops=conv_flops(28 * 28, 1, 32, 25)
+        + conv_flops(14 * 14, 32, 64, 25)
+        + dense_flops(3136, 512)
+        + dense_flops(512, NUM_CLASSES),
     )

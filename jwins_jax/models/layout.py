@@ -257,6 +257,10 @@ class ModelSpec:
         num_params: N, the length of the flat vector.
         input_dtype: dtype of the inputs, ``"float32"`` (images) or ``"int32"``
             (token or id sequences).
+        forward_flops: the model's forward arithmetic per sample, 2 per
+            multiply-add of its convolutions, linear layers and recurrent matmuls
+            (normalisation, activations, pooling and look-ups left out); the
+            simulated clock charges 3x this per trained sample.
         eval_forward: optional forward-only function ``(layout, flats, x) ->
             logits`` of a group of models on shared inputs, ``flats (g, N)``, ``x
             (B, H, W, C)`` -> ``(g, B, num_classes)``, used by evaluation
@@ -276,6 +280,7 @@ class ModelSpec:
     eval_forward: (
         Callable[[tuple[ParamEntry, ...], jax.Array, jax.Array], jax.Array] | None
     ) = None
+    forward_flops: int = 0
 
     def __post_init__(self) -> None:
         end = 0
@@ -435,6 +440,16 @@ def _init_flat(spec: ModelSpec, key: jax.Array) -> jax.Array:
     return jnp.concatenate(parts)
 
 
+def conv_flops(pixels: int, in_channels: int, out_channels: int, taps: int) -> int:
+    """Forward FLOPs of a convolution: 2 x output pixels x in x out x kernel taps."""
+    return 2 * pixels * in_channels * out_channels * taps
+
+
+def dense_flops(in_features: int, out_features: int) -> int:
+    """Forward FLOPs of a matrix-vector product: 2 x in x out."""
+    return 2 * in_features * out_features
+
+
 def make_spec(
     name: str,
     module: nn.Module,
@@ -445,6 +460,8 @@ def make_spec(
     eval_forward: (
         Callable[[tuple[ParamEntry, ...], jax.Array, jax.Array], jax.Array] | None
     ) = None,
+    *,
+    forward_flops: int,
 ) -> ModelSpec:
     """Builds a :class:`ModelSpec`, checking the layout against the module's params.
 
@@ -457,6 +474,7 @@ def make_spec(
         input_dtype: ``"float32"`` or ``"int32"``.
         eval_forward: optional forward-only formulation for evaluation (see
             :class:`ModelSpec`).
+        forward_flops: forward FLOPs per sample (see :class:`ModelSpec`).
 
     Returns:
         The spec with offsets assigned back to back.
@@ -486,4 +504,5 @@ def make_spec(
         num_params,
         input_dtype,
         eval_forward,
+        int(forward_flops),
     )

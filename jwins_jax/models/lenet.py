@@ -32,6 +32,8 @@ from jwins_jax.models.layout import (
     ModelSpec,
     ParamEntry,
     conv_entries,
+    conv_flops,
+    dense_flops,
     group_norm_entries,
     linear_entries,
     make_spec,
@@ -122,4 +124,9 @@ def gn_lenet() -> ModelSpec:
         10,
         entries,
         eval_forward=gn_lenet_eval_forward,
+        # 5x5 convs 3->32 at 32x32, 32->32 at 16x16, 32->64 at 8x8, Linear(1024 -> 10)
+        forward_flops=conv_flops(32 * 32, 3, 32, 25)
+        + conv_flops(16 * 16, 32, 32, 25)
+        + conv_flops(8 * 8, 32, 64, 25)
+        + dense_flops(1024, 10),
     )

@@ -15,7 +15,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jwins_jax.models.layout import ModelSpec, embedding_entries, make_spec
+from jwins_jax.models.layout import ModelSpec, dense_flops, embedding_entries, make_spec
 from jwins_jax.models.sequence import Embedding
 
 NUM_USERS = 610
@@ -41,5 +41,11 @@ def movielens_mf() -> ModelSpec:
         "user_factors", NUM_USERS, NUM_FACTORS, "uniform", INIT_BOUND
     ) + embedding_entries("item_factors", NUM_ITEMS, NUM_FACTORS, "uniform", INIT_BOUND)
     return make_spec(
-        "movielens_mf", MatrixFactorization(), (2,), 0, entries, input_dtype="int32"
+        "movielens_mf",
+        MatrixFactorization(),
+        (2,),
+        0,
+        entries,
+        input_dtype="int32",
+        forward_flops=dense_flops(NUM_FACTORS, 1),  # one dot product
     )

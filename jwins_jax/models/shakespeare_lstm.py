@@ -20,6 +20,7 @@ import jax.numpy as jnp
 from jwins_jax.models.layers import Linear
 from jwins_jax.models.layout import (
     ModelSpec,
+    dense_flops,
     embedding_entries,
     linear_entries,
     lstm_entries,
@@ -64,4 +65,11 @@ def shakespeare_lstm() -> ModelSpec:
         VOCAB_SIZE,
         entries,
         input_dtype="int32",
+        # per step the four gates of each layer ([x, h] -> 4 hidden), then the head
+        forward_flops=SEQ_LENGTH
+        * (
+            dense_flops(EMBEDDING_DIM + HIDDEN, 4 * HIDDEN)
+            + dense_flops(2 * HIDDEN, 4 * HIDDEN)
+        )
+        + dense_flops(HIDDEN * SEQ_LENGTH, VOCAB_SIZE),
     )

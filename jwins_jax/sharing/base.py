@@ -31,6 +31,7 @@ ones it takes (``PARAMS``) and its factory's signature holds its defaults.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -116,6 +117,32 @@ class RoundInputs:
 
 
 @dataclasses.dataclass(frozen=True)
+class Cost:
+    """A strategy's own arithmetic per node and round, for the simulated clock.
+
+    FLOPs counted as the arithmetic of a straightforward implementation (2 per
+    multiply-add, 1 per other operation on a value, ``L log2 L`` comparisons to rank
+    L scores), not what a particular kernel does; :mod:`jwins_jax.simtime` turns
+    them into seconds with each node's speed.
+
+    Attributes:
+        pre: before sending: transforms, scoring, selection.
+        post: after receiving, independent of what arrived: inverse transform,
+            state updates.
+        per_value: per value received: the fill and the weighted add.
+    """
+
+    pre: float = 0.0
+    post: float = 0.0
+    per_value: float = 0.0
+
+
+def ranking_flops(length: int) -> float:
+    """Comparisons to rank ``length`` scores (a sort): ``L ceil(log2 L)``."""
+    return float(length) * max(1, math.ceil(math.log2(max(length, 2))))
+
+
+@dataclasses.dataclass(frozen=True)
 class Sharing:
     """A sharing strategy as pure functions.
 
@@ -129,6 +156,7 @@ class Sharing:
         params: the resolved constructor parameters (for logs and results).
         info: facts the strategy reports about itself (e.g. the transform length).
         options: the options its parameters are declared by (name -> Option).
+        cost: its own arithmetic per node and round (the simulated clock's model).
     """
 
     name: str
@@ -139,6 +167,7 @@ class Sharing:
     params: dict[str, Any] = dataclasses.field(default_factory=dict)
     info: dict[str, Any] = dataclasses.field(default_factory=dict)
     options: Mapping[str, Option] = dataclasses.field(default_factory=lambda: OPTIONS)
+    cost: Cost = Cost()
 
     @property
     def traced(self) -> tuple[str, ...]:
@@ -199,6 +228,7 @@ def as_stack(x: jax.Array) -> jax.Array:
 
 __all__ = [
     "ACCUMULATION_MODES",
+    "Cost",
     "OPTIONS",
     "RoundInputs",
     "SELECTIONS",
@@ -207,4 +237,5 @@ __all__ = [
     "as_stack",
     "make_stats",
     "message_bytes",
+    "ranking_flops",
 ]

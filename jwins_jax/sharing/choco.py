@@ -33,7 +33,14 @@ import jax.numpy as jnp
 from flax import struct
 
 from jwins_jax import accounting, gossip, sparsify
-from jwins_jax.sharing.base import RoundInputs, Sharing, as_stack, make_stats
+from jwins_jax.sharing.base import (
+    Cost,
+    RoundInputs,
+    Sharing,
+    as_stack,
+    make_stats,
+    ranking_flops,
+)
 from jwins_jax.topology import NeighborTable
 
 PARAMS: tuple[str, ...] = ("alpha", "gamma")
@@ -91,4 +98,10 @@ def choco(n_params: int, alpha: float = 0.1, gamma: float = 0.5) -> Sharing:
         return x_new, state.replace(xhat=xhat, s=s), stats
 
     params = {"alpha": alpha, "gamma": gamma}
-    return Sharing("choco", n_params, init, step, hparams, params)
+    # x - xhat, |.|, q, ranking; then xhat += q, s += w_ii q_i, x += gamma (s - xhat)
+    cost = Cost(
+        pre=3.0 * n_params + ranking_flops(n_params),
+        post=5.0 * n_params,
+        per_value=2.0,
+    )
+    return Sharing("choco", n_params, init, step, hparams, params, cost=cost)

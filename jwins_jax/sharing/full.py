@@ -11,7 +11,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from jwins_jax import gossip
-from jwins_jax.sharing.base import RoundInputs, Sharing, as_stack, make_stats
+from jwins_jax.sharing.base import Cost, RoundInputs, Sharing, as_stack, make_stats
 from jwins_jax.topology import NeighborTable
 
 PARAMS: tuple[str, ...] = ()
@@ -49,4 +49,6 @@ def full(n_params: int) -> Sharing:
         )
         return x_new, state, stats
 
-    return Sharing("full", n_params, init, step, lambda: {}, {})
+    # w_ii x_i, then w_ij x_j added per value received
+    cost = Cost(pre=0.0, post=float(n_params), per_value=2.0)
+    return Sharing("full", n_params, init, step, lambda: {}, {}, cost=cost)

@@ -56,7 +56,14 @@ import numpy as np
 from flax import struct
 
 from jwins_jax import accounting, gossip, sparsify, wavelets
-from jwins_jax.sharing.base import RoundInputs, Sharing, as_stack, make_stats
+from jwins_jax.sharing.base import (
+    Cost,
+    RoundInputs,
+    Sharing,
+    as_stack,
+    make_stats,
+    ranking_flops,
+)
 from jwins_jax.topology import NeighborTable
 
 # JWINS's alpha list of the shipped configs (SPEC 4.5).
@@ -190,8 +197,27 @@ def _build(pipe: _Pipeline, n_params: int, params: dict) -> Sharing:
         return x_new, state.replace(ref=x_new, acc=acc), stats
 
     return Sharing(
-        pipe.name, n_params, init, step, hparams, params, {"coefficients": length}
+        pipe.name,
+        n_params,
+        init,
+        step,
+        hparams,
+        params,
+        {"coefficients": length},
+        cost=_cost(pipe, n_params),
     )
+
+
+def _cost(pipe: _Pipeline, n_params: int) -> Cost:
+    """The pipeline's arithmetic per node and round (see :class:`Cost`)."""
+    tr, length = pipe.transform, pipe.transform.m
+    pre = tr.flops + 2 * length + ranking_flops(length)  # P; |score|, rewind; rank
+    if pipe.selection == "change" or pipe.accumulation != "none":
+        pre += n_params + tr.flops + length  # T(x - r), accumulate
+    post = tr.flops  # the inverse
+    if pipe.accumulation == "legacy":
+        post += n_params + tr.flops + length  # A += T(x_post - r)
+    return Cost(pre=pre, post=post, per_value=3.0)  # Z += w (P_j - P_i)
 
 
 def topk(

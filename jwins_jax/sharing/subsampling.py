@@ -17,7 +17,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from jwins_jax import accounting, gossip, sparsify
-from jwins_jax.sharing.base import RoundInputs, Sharing, as_stack, make_stats
+from jwins_jax.sharing.base import Cost, RoundInputs, Sharing, as_stack, make_stats
 from jwins_jax.topology import NeighborTable
 
 PARAMS: tuple[str, ...] = ("alpha", "metadata_cap")
@@ -68,4 +68,6 @@ def random_sampling(
         return x_new, state, stats
 
     params = {"alpha": alpha, "metadata_cap": metadata_cap}
-    return Sharing("random", n_params, init, step, hparams, params)
+    # one uniform draw per parameter; the fill and weighted add per value received
+    cost = Cost(pre=float(n_params), post=0.0, per_value=3.0)
+    return Sharing("random", n_params, init, step, hparams, params, cost=cost)
