@@ -172,19 +172,40 @@ def _fmt_bytes(b: float) -> str:
     return f"{b:.1f} TiB"
 
 
+def _fmt_seconds(s: float) -> str:
+    if s >= 3600:
+        return f"{s / 3600:.2f} h"
+    if s >= 60:
+        return f"{s / 60:.1f} min"
+    return f"{s:.2f} s" if s >= 1 else f"{s * 1000:.1f} ms"
+
+
 def print_table(rows: list[dict[str, Any]], out=None) -> None:
-    """A plain-text table of final accuracy and bytes per node, one row per run."""
+    """A plain-text table of final accuracy, bytes per node and simulated time (mean
+    over nodes), one row per run, with each run's ratio to full sharing's (or the
+    first run's) bytes and time."""
     out = sys.stdout if out is None else out
     done = [r for r in rows if r.get("final")]
     base = next(
         (r for r in done if r.get("sharing") == "full"), done[0] if done else None
     )
     base_name = (base.get("sharing") or base.get("label") or "first") if base else "-"
+
+    def ratio(r: dict[str, Any], value) -> str:
+        ref = value(base["final"]) if base is not None else None
+        mine = value(r.get("final") or {})
+        return f"{mine / ref:.3f}x" if mine is not None and ref else "-"
+
+    def sim_time(final: dict[str, Any]) -> float | None:
+        return (final.get("sim_time_s") or {}).get("mean")
+
     header = (
         "run",
         "status",
         "test acc (mean ± std)",
         "bytes/node",
+        "vs " + base_name,
+        "sim time",
         "vs " + base_name,
         "rounds",
     )
@@ -197,16 +218,16 @@ def print_table(rows: list[dict[str, Any]], out=None) -> None:
         else:
             acc_text = f"{acc['mean']:.2f} ± {acc.get('std') or 0.0:.2f} %"
         b = f.get("bytes_per_node")
-        ratio = "-"
-        if b is not None and base is not None and base["final"].get("bytes_per_node"):
-            ratio = f"{b / base['final']['bytes_per_node']:.3f}x"
+        t = sim_time(f)
         lines.append(
             (
                 str(r.get("label") or r.get("sharing") or r.get("name") or "?"),
                 str(r.get("status", "?")),
                 acc_text,
                 _fmt_bytes(b) if b is not None else "-",
-                ratio,
+                ratio(r, lambda f: f.get("bytes_per_node")),
+                _fmt_seconds(t) if t is not None else "-",
+                ratio(r, sim_time),
                 str(r.get("rounds_done", f.get("round", 0))),
             )
         )
@@ -304,9 +325,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
             summary = json.loads((out / c.name / "summary.json").read_text())
         summaries.append(summary)
     runs = {s["sharing"]: read_metrics(s["run_dir"]) for s in summaries}
-    plot_accuracy_vs_bytes(
-        runs, out / "accuracy_vs_bytes.png", f"{v.dataset}, {v.nodes} nodes"
-    )
+    title = f"{v.dataset}, {v.nodes} nodes"
+    plot_accuracy_vs_bytes(runs, out / "accuracy_vs_bytes.png", title)
+    plot_accuracy_vs_bytes(runs, out / "accuracy_vs_time.png", title, x="sim_time_s")
     write_json(out / "comparison.json", {s["sharing"]: s for s in summaries})
     print_table(summaries)
     print(f"results: {out}")

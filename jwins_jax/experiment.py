@@ -19,6 +19,7 @@ One communication round (SPEC 1.3, 9 "Order within a round")::
     x        = train_all(x, opt, ids, w)                    # vmap(local_train) by groups
     table    = inputs.graph (or its round-t slice on dynamic graphs)
     x, s, st = sharing.step(s, x, key, table, hp.sharing)   # gossip on the node axis
+    clock    = simtime.advance(clock, speeds, work, ..., st)  # simulated time
 
 With faults enabled (``link_failure``, ``churn``, ``churn_schedule``) offline nodes keep
 their model, optimizer and strategy state, and the gossip runs on the round's surviving

@@ -362,6 +362,13 @@ class RunLog:
                 plot_accuracy(
                     self.records, self.run_dir / "accuracy.png", self.config.name
                 )
+                if "sim_time_s" in self.records[-1]:
+                    plot_accuracy(
+                        self.records,
+                        self.run_dir / "accuracy_vs_time.png",
+                        self.config.name,
+                        x="sim_time_s",
+                    )
             except Exception:  # noqa: BLE001 - a plot never hides how the run ended
                 pass
         return summary
@@ -410,40 +417,60 @@ def _pyplot():
     return plt
 
 
+# x axes of the per-run plots: a record's key (a number, or {mean, ...} over nodes)
+# and its label
+PLOT_AXES = {
+    "round": "round",
+    "sim_time_s": "simulated time (s, mean over nodes)",
+}
+
+
 def plot_accuracy(
-    records: list[dict[str, Any]], path: pathlib.Path, title: str
+    records: list[dict[str, Any]], path: pathlib.Path, title: str, x: str = "round"
 ) -> None:
-    """Test accuracy (mean over nodes, min-max band) against rounds."""
+    """Test accuracy (mean over nodes, min-max band) against rounds or another axis
+    of :data:`PLOT_AXES`."""
     plt = _pyplot()
-    r = [rec["round"] for rec in records]
+    records = [rec for rec in records if rec.get(x) is not None]
+    r = [
+        _num(rec[x]["mean"] if isinstance(rec[x], dict) else rec[x]) for rec in records
+    ]
     mean = [_num(rec["test_acc"]["mean"]) for rec in records]
     lo = [_num(rec["test_acc"]["min"]) for rec in records]
     hi = [_num(rec["test_acc"]["max"]) for rec in records]
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(r, mean, label="mean over nodes")
     ax.fill_between(r, lo, hi, alpha=0.25, label="min-max over nodes")
-    finish_plot(fig, ax, path, "round", "test accuracy (%)", title)
+    finish_plot(fig, ax, path, PLOT_AXES[x], "test accuracy (%)", title)
 
 
 def plot_accuracy_vs_bytes(
-    runs: dict[str, list[dict[str, Any]]], path: pathlib.Path, title: str
+    runs: dict[str, list[dict[str, Any]]],
+    path: pathlib.Path,
+    title: str,
+    x: str = "bytes_per_node",
 ) -> None:
-    """Test accuracy against cumulative bytes sent per node, one line per run."""
+    """Test accuracy against cumulative bytes sent per node (or simulated time,
+    ``x="sim_time_s"``), one line per run."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     for label, records in runs.items():
-        mb = [rec["bytes_per_node"] / 2**20 for rec in records]
+        records = [rec for rec in records if rec.get(x) is not None]
+        if x == "bytes_per_node":
+            xs = [rec[x] / 2**20 for rec in records]
+        else:
+            xs = [_num(rec[x]["mean"]) for rec in records]
         mean = np.array([_num(rec["test_acc"]["mean"]) for rec in records])
         std = np.array([_num(rec["test_acc"]["std"]) for rec in records])
-        ax.plot(mb, mean, marker=".", label=label)
-        ax.fill_between(mb, mean - std, mean + std, alpha=0.2)
+        ax.plot(xs, mean, marker=".", label=label)
+        ax.fill_between(xs, mean - std, mean + std, alpha=0.2)
+    xlabel = (
+        "cumulative bytes sent per node (MiB)"
+        if x == "bytes_per_node"
+        else PLOT_AXES[x]
+    )
     finish_plot(
-        fig,
-        ax,
-        path,
-        "cumulative bytes sent per node (MiB)",
-        "test accuracy (%), mean ± std over nodes",
-        title,
+        fig, ax, path, xlabel, "test accuracy (%), mean ± std over nodes", title
     )
 
 

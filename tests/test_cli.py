@@ -61,6 +61,16 @@ def test_run_end_to_end_learns_and_writes_results(tmp_path, capsys):
     assert summary["final"]["bytes_per_node"] == pytest.approx(40 * 2 * 4 * n_params)
     assert summary["final"]["meta_bytes_per_node"] == 0
     assert "test acc" in out
+    # simulated time at the default network (10 GFLOP/s, 100 Mbit/s, 1 ms): identical
+    # nodes on a ring run in lockstep, each round the same closed form
+    flops = 3 * 168_448 * 16 * 2 + n_params + 2 * 2 * n_params  # train; w_ii x; 2 msgs
+    send = 4 * n_params / (100e6 / 8 / 2)  # two copies share the uplink
+    per_round = flops / 10e9 + send + 1e-3
+    for rec in records:
+        assert rec["sim_time_s"]["min"] == pytest.approx(rec["round"] * per_round)
+        assert rec["sim_time_s"]["max"] == pytest.approx(rec["round"] * per_round)
+    assert summary["final"]["sim_compute_s"] == pytest.approx(40 * flops / 10e9)
+    assert (run_dir / "accuracy_vs_time.png").stat().st_size > 1000
 
 
 def test_config_file_and_flags_combine(tmp_path, capsys):

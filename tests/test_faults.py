@@ -27,7 +27,7 @@ from jwins_jax.data.batches import sample_batches
 from jwins_jax.data.datasets import load_dataset
 from jwins_jax.errors import ConfigError
 from jwins_jax.models.layers import Linear
-from jwins_jax.models.layout import linear_entries, make_spec
+from jwins_jax.models.layout import dense_flops, linear_entries, make_spec
 from jwins_jax.results import RunLog, delivered_bytes
 from jwins_jax.sharing import RoundInputs, make_sharing, message_bytes
 from jwins_jax.topology import neighbor_table, regular
@@ -341,7 +341,14 @@ class _Linear(nn.Module):
         return Linear(10, name="fc1")(x.reshape(x.shape[0], -1))
 
 
-LINEAR = make_spec("linear", _Linear(), (8, 8, 1), 10, linear_entries("fc1", 64, 10))
+LINEAR = make_spec(
+    "linear",
+    _Linear(),
+    (8, 8, 1),
+    10,
+    linear_entries("fc1", 64, 10),
+    forward_flops=dense_flops(64, 10),
+)
 
 
 @pytest.fixture(scope="module")

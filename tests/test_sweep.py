@@ -177,14 +177,17 @@ PAIRS = {
 
 @pytest.mark.parametrize("sharing", list(PAIRS))
 def test_vmapped_sweep_equals_each_config_alone(tmp_path, sharing):
-    """Seeds (so partitions and graphs), learning rates and the strategy's traced
-    options differ inside one batch; every config's metrics equal its run alone."""
+    """Seeds (so partitions and graphs), learning rates, the strategy's traced
+    options and the simulated network differ inside one batch; every config's
+    metrics, simulated time included, equal its run alone."""
     a, b = PAIRS[sharing]
+    net_a = {"bandwidth_mbps": 10.0, "latency_ms": 5.0}
+    net_b = {"bandwidth_mbps": 1000.0, "downlink_mbps": 50.0, "node_spread": 0.5}
     data = _spec(
         tmp_path / "sweep",
         configs=[
-            {"sharing": sharing, "seed": 1, "lr": 0.05, **a},
-            {"sharing": sharing, "seed": 7, "lr": 0.02, "momentum": 0.5, **b},
+            {"sharing": sharing, "seed": 1, "lr": 0.05, **a, **net_a},
+            {"sharing": sharing, "seed": 7, "lr": 0.02, "momentum": 0.5, **b, **net_b},
         ],
     )
     data["base"].update(
@@ -215,10 +218,13 @@ def test_vmapped_sweep_equals_each_config_alone(tmp_path, sharing):
             assert x["consensus_distance"] == pytest.approx(
                 y["consensus_distance"], rel=1e-3, abs=1e-7
             )
+            for k in ("min", "mean", "max"):
+                assert x["sim_time_s"][k] == pytest.approx(y["sim_time_s"][k], rel=1e-6)
     first, second = (
         read_metrics(spec.directory / sc.config.name)[-1] for sc in spec.configs
     )
     assert first["train_loss"]["mean"] != second["train_loss"]["mean"]
+    assert first["sim_time_s"]["mean"] != second["sim_time_s"]["mean"]
 
 
 def test_one_program_per_group_padding_resume_and_outputs(tmp_path, monkeypatch):
