@@ -57,16 +57,12 @@ def _rule(mesh: Mesh, n: int, axis: int):
 
 
 def state_shardings(abstract_state: Any, mesh: Mesh, n: int, axis: int = 0) -> Any:
-    """Shardings of a SimState: the node axis of models, optimizer and strategy
-    states split, the key and the round counter replicated."""
-    pick = _rule(mesh, n, axis)
+    """Shardings of a SimState: the node axis of every per-node leaf split (models,
+    optimizer and strategy states, clocks), the key and the round counter
+    replicated."""
     rep = replicated(mesh)
-    return abstract_state.replace(
-        x=pick(abstract_state.x),
-        opt=jax.tree.map(pick, abstract_state.opt),
-        share=jax.tree.map(pick, abstract_state.share),
-        key=rep,
-        round=rep,
+    return jax.tree.map(_rule(mesh, n, axis), abstract_state).replace(
+        key=rep, round=rep
     )
 
 
