@@ -163,28 +163,16 @@ class Config:
     )
     # local training
     rounds: int | None = _field(
-        None,
-        Option(
-            "communication rounds T",
-            int,
-            opt.int_range(1, MAX_ROUNDS),
-        ),
+        None, Option("communication rounds T", int, opt.int_range(1, MAX_ROUNDS))
     )
     local_steps: int | None = _field(
-        None,
-        Option(
-            "local SGD steps per round (tau)",
-            int,
-            opt.int_range(1, 10_000),
-        ),
+        None, Option("local SGD steps per round (tau)", int, opt.int_range(1, 10_000))
     )
     batch_size: int | None = _field(
-        None,
-        Option("minibatch size b", int, opt.int_range(1, 1_000_000)),
+        None, Option("minibatch size b", int, opt.int_range(1, 1_000_000))
     )
     lr: float | None = _field(
-        None,
-        Option("learning rate, > 0", float, opt.positive, traced=True),
+        None, Option("learning rate, > 0", float, opt.positive, traced=True)
     )
     momentum: float = _field(
         0.0,
@@ -228,12 +216,7 @@ class Config:
     )
     # evaluation
     eval_every: int | None = _field(
-        None,
-        Option(
-            "rounds between evaluations",
-            int,
-            opt.int_range(1, MAX_ROUNDS),
-        ),
+        None, Option("rounds between evaluations", int, opt.int_range(1, MAX_ROUNDS))
     )
     test_subset: int = _field(
         0,

@@ -376,6 +376,22 @@ def test_reddit_loader_ids_targets_and_users(tmp_path):
     assert data.y_test.tolist() == [2]
 
 
+def test_reddit_files_build_an_experiment_with_the_datasets_settings(tmp_path):
+    """LEAF-format files through the pipeline's host side: the dataset's own
+    model and natural partition, one user per node."""
+    from jwins_jax import experiment as ex
+    from jwins_jax.config import Config
+
+    _reddit_dir(tmp_path)
+    c = Config(
+        dataset="reddit", data_dir=str(tmp_path), nodes=2, topology="complete"
+    ).replace(batch_size=1)
+    exp, inputs, hp = ex.build(c)
+    assert exp.model.name == "reddit_rnn" and exp.config.partition == "natural"
+    assert sorted(inputs.nodes.size.tolist()) == [1, 2]  # users "b" and "a"
+    assert float(hp.lr) == 1.0 and exp.config.local_steps == 4
+
+
 def test_reddit_target_is_the_last_non_pad_token(tmp_path):
     reddit = _reddit_dir(tmp_path)
     row = ["<BOS>", "a", "dog", "sat", "on", "the", "mat", "cat", "a", "dog"]
@@ -743,3 +759,41 @@ def test_synthetic_stand_ins_are_learnable(synthetic):
     rmse_item = np.sqrt(np.mean((item_mean[mov.x_test[:, 1]] - mov.y_test) ** 2))
     rmse_global = np.sqrt(np.mean((mov.y_train.mean() - mov.y_test) ** 2))
     assert rmse_item < 0.95 * rmse_global
+
+
+# ------------------------------------------------------------------ the data package
+
+
+def test_data_package_has_no_import_circle():
+    """Within jwins_jax.data, module-level and function-level imports form no
+    cycle (the loaders import the Dataset type, the registry imports the loaders)."""
+    import ast
+    import pathlib
+
+    import jwins_jax.data
+
+    root = pathlib.Path(jwins_jax.data.__file__).parent
+    modules = {p.stem for p in root.glob("*.py") if p.stem != "__init__"}
+    graph: dict[str, set[str]] = {}
+    for name in modules:
+        tree = ast.parse((root / f"{name}.py").read_text())
+        deps = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                if node.module.startswith("jwins_jax.data."):
+                    deps.add(node.module.split(".")[2])
+                elif node.module == "jwins_jax.data":
+                    deps |= {a.name for a in node.names if a.name in modules}
+        graph[name] = deps & modules
+    assert graph["registry"] >= {"images", "leaf", "reddit", "movielens", "synthetic"}
+    done: set[str] = set()
+
+    def visit(name: str, path: tuple[str, ...]) -> None:
+        assert name not in path, " -> ".join((*path, name))
+        if name not in done:
+            for dep in graph[name]:
+                visit(dep, (*path, name))
+            done.add(name)
+
+    for name in sorted(graph):
+        visit(name, ())
