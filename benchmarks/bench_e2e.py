@@ -1,6 +1,6 @@
 """End-to-end round times of every model against the per-node ways (issues 4, 9, 10).
 
-For each workload of :data:`MODELS` (the six models of ``jwins_jax.models`` on their
+For each workload of :data:`MODELS` (the seven models of ``jwins_jax.models`` on their
 stand-in datasets, 96 nodes on the paper's graph, the paper's batch size, tau and
 learning rate: see the table) and each of its strategies (``full``, ``jwins``), this
 measures, in one process:
@@ -107,6 +107,8 @@ MODELS: dict[str, Workload] = {
     "shakespeare_lstm": Workload("synthetic_shakespeare", "natural", lr=0.5,
                                  batch_size=16, local_steps=2, paper_local_steps=2,
                                  **_HEAVY),
+    "reddit_rnn": Workload("synthetic_reddit", "natural", lr=1.0, batch_size=16,
+                           local_steps=4, paper_local_steps=4, **_HEAVY),
     # cheaper than the paper's tau = 47, to keep the section bounded
     "femnist_cnn": Workload("synthetic_femnist", "natural", lr=0.01, batch_size=16,
                             local_steps=4, paper_local_steps=47, **_HEAVY),

@@ -35,7 +35,7 @@ from simulation import time_blocks
 
 from jwins_jax import evaluation, experiment, runner
 from jwins_jax.config import Config
-from jwins_jax.data.datasets import load_dataset
+from jwins_jax.data import load_dataset
 from jwins_jax.models import get_model
 
 # model -> (stand-in dataset, learning rate)

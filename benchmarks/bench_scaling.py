@@ -73,7 +73,7 @@ def run_point(spec: dict[str, Any]) -> dict[str, Any]:
         if cfg.dataset == "synthetic_cifar":
             # every node holds a few minibatches (the default 2,048 samples give a
             # node of n = 1,024 only 2, fewer than a batch)
-            from jwins_jax.data.datasets import load_dataset
+            from jwins_jax.data import load_dataset
             from jwins_jax.experiment import DATA_SEED
 
             size = max(2048, 4 * cfg.batch_size * cfg.nodes)

@@ -39,11 +39,11 @@ import numpy as np
 from simulation import BenchSim
 
 from jwins_jax.config import Config
-from jwins_jax.data.datasets import STAND_INS
+from jwins_jax.data import STAND_INS
 from jwins_jax.hostmem import tune_host_allocator
 
 EXPERIMENTS = HERE.parent / "experiments"
-WORKLOADS = ("cifar", "femnist", "celeba", "shakespeare", "movielens")
+WORKLOADS = ("cifar", "femnist", "celeba", "shakespeare", "reddit", "movielens")
 
 
 def paper_config(workload: str, nodes: int = 96) -> Config:

@@ -294,6 +294,9 @@ def forward_flops(model: str) -> int:
       Linear(800 -> 2);
     * Shakespeare LSTM: per step of 80, the gates of layer 0 (4 * 256 x (8 + 256))
       and layer 1 (4 * 256 x (256 + 256)), then Linear(20480 -> 92);
+    * Reddit RNN: per step of 10, the gates of layer 0 (4 * 256 x (200 + 256)) and
+      layer 1 (4 * 256 x (256 + 256)), then Linear(256 -> 128) and
+      Linear(128 -> 9999);
     * MovieLens MF: one 20-dimensional dot product.
     """
     convs: list[tuple[int, int, int, int]] = []  # (pixels, in, out, kernel taps)
@@ -314,6 +317,10 @@ def forward_flops(model: str) -> int:
         steps, hidden = 80, 256
         linear = [(8 + hidden, 4 * hidden)] * steps + [(2 * hidden, 4 * hidden)] * steps
         linear += [(steps * hidden, 92)]
+    elif model == "reddit_rnn":
+        steps, hidden = 10, 256
+        linear = [(200 + hidden, 4 * hidden)] * steps
+        linear += [(2 * hidden, 4 * hidden)] * steps + [(hidden, 128), (128, 9999)]
     elif model == "movielens_mf":
         linear = [(20, 1)]
     else:

@@ -210,6 +210,36 @@ def _shakespeare_lstm(spec: ModelSpec) -> Any:
     return LSTMModel()
 
 
+def _reddit_rnn(spec: ModelSpec) -> Any:
+    """The Reddit RNN (SPEC 7.2) as the original defines it.
+
+    ``Embedding(9999, 200, padding_idx=0)`` -> ``nn.LSTM(200, 256, num_layers=2,
+    batch_first=True)`` -> the top layer's final hidden state ``h_n[1]`` ->
+    ``Linear(256, 128)`` -> ReLU -> ``Linear(128, 9999)``. Inputs are ``(B, 10)``
+    int64 token ids.
+    """
+    torch = _torch()
+    nn = torch.nn
+    vocab, dim = spec.entry("embedding.weight").torch_shape
+    hidden = spec.entry("rnn_cells.weight_hh_l0").torch_shape[1]
+    layers = sum(e.torch_name.startswith("rnn_cells.weight_ih_l") for e in spec.layout)
+    fc = spec.entry("l1.weight").torch_shape[0]
+
+    class RNN(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embedding = nn.Embedding(vocab, dim, padding_idx=0)
+            self.rnn_cells = nn.LSTM(dim, hidden, batch_first=True, num_layers=layers)
+            self.l1 = nn.Linear(hidden, fc)
+            self.l2 = nn.Linear(fc, vocab)
+
+        def forward(self, x: Any) -> Any:
+            _, (h_n, _) = self.rnn_cells(self.embedding(x))
+            return self.l2(torch.relu(self.l1(h_n[-1])))
+
+    return RNN()
+
+
 def _movielens_mf(spec: ModelSpec) -> Any:
     """MovieLens matrix factorisation (SPEC 7.2): two embeddings and a dot product.
 
@@ -242,6 +272,7 @@ TORCH_BUILDERS: dict[str, Callable[[ModelSpec], Any]] = {
     "femnist_cnn": _femnist_cnn,
     "celeba_cnn": _celeba_cnn,
     "shakespeare_lstm": _shakespeare_lstm,
+    "reddit_rnn": _reddit_rnn,
     "movielens_mf": _movielens_mf,
 }
 

@@ -43,21 +43,32 @@ def _alpha_list(text: str) -> tuple[float, ...]:
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
+def _value_text(value: Any) -> str:
+    if isinstance(value, tuple):
+        return ",".join(f"{v:g}" for v in value)
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
 def _default_text(name: str, default: Any) -> str:
+    from jwins_jax.data import DATASET_FIELDS, DATASETS
     from jwins_jax.sharing import OPTIONS, REGISTRY
 
+    by_value: dict[str, list[str]] = {}
+    if name in DATASET_FIELDS:
+        for info in DATASETS.values():
+            if info.stands_in_for is None:
+                value = _value_text(getattr(info.defaults, name))
+                by_value.setdefault(value, []).append(info.name)
+        return (
+            "default per dataset: "
+            + "; ".join(f"{', '.join(v)}: {k}" for k, v in by_value.items())
+            + "; a synthetic stand-in as the dataset it replaces"
+        )
     if name not in OPTIONS:
         return f"default: {default}"
-    by_value: dict[str, list[str]] = {}
     for s in REGISTRY.values():
         if name in s.params:
-            value = s.defaults[name]
-            text = (
-                ",".join(f"{v:g}" for v in value)
-                if isinstance(value, tuple)
-                else str(value)
-            )
-            by_value.setdefault(text, []).append(s.name)
+            by_value.setdefault(_value_text(s.defaults[name]), []).append(s.name)
     return "default: " + "; ".join(f"{', '.join(v)}: {k}" for k, v in by_value.items())
 
 
@@ -99,7 +110,15 @@ def build_parser() -> argparse.ArgumentParser:
         description="Simulate decentralized learning with JWINS and its baselines.",
     )
     sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
-    run = sub.add_parser("run", help="run one experiment")
+    run = sub.add_parser(
+        "run",
+        help="run one experiment",
+        description="Run one experiment. The dataset brings the paper's settings "
+        "of the fields whose default is 'per dataset' (model, partition, rounds, "
+        "local_steps, batch_size, lr, eval_every); a value set in --config FILE or "
+        "as a flag wins. The run's first status line names the values taken from "
+        "the dataset.",
+    )
     _add_config_flags(run)
     run.add_argument(
         "--resume",

@@ -7,9 +7,14 @@ an :class:`~jwins_jax.options.Option` in the field's metadata; the options of th
 sharing strategies belong to the strategies (:mod:`jwins_jax.sharing`) and the
 matching fields here only refer to them.
 
-Fields that default to ``None`` take a value that depends on other fields (the model
-follows the dataset; a strategy's parameters follow the strategy, e.g. metadata_cap
-is 0.5 for JWINS and 1.0 otherwise); :meth:`Config.resolved` fills them in.
+Fields that default to ``None`` take a value that depends on other fields;
+:meth:`Config.resolved` fills them in. The dataset brings the paper's run settings
+(``model``, ``partition``, ``rounds``, ``local_steps``, ``batch_size``, ``lr``,
+``eval_every``: :mod:`jwins_jax.data.registry`), and a strategy its parameters
+(e.g. metadata_cap is 0.5 for JWINS and 1.0 otherwise). A value the user sets (in a
+config file, as a flag or a sweep axis) always wins; ``null`` in a file, like a
+field left out, means "the default". :meth:`Config.dataset_defaults_used` says which
+values came from the dataset.
 
 Fields are *static* (they shape the compiled program: model, nodes, rounds, ...) or
 *traced* (hyperparameters that change no shape: lr, seed, alpha, ...);
@@ -26,10 +31,15 @@ from typing import Any
 
 from jwins_jax import options as opt
 from jwins_jax import platform
-from jwins_jax.data.datasets import DATASETS
 from jwins_jax.data.partition import PARTITIONS
+from jwins_jax.data.registry import (
+    DATASET_FIELDS,
+    DATASET_NAMES,
+    check_partition,
+    dataset_info,
+)
 from jwins_jax.errors import ConfigError
-from jwins_jax.models import DEFAULT_MODEL, MODELS
+from jwins_jax.models import MODELS
 from jwins_jax.options import Option
 from jwins_jax.sharing import OPTIONS as SHARING_OPTIONS
 from jwins_jax.sharing import REGISTRY, STRATEGIES
@@ -41,6 +51,9 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 MAX_ROUNDS = 10_000_000
+# Fields whose default is another field's value: resolved() fills them in, and a
+# replace() of the source on a resolved config lets them follow it again.
+DERIVED = {"downlink_mbps": ("bandwidth_mbps",)}
 # Fields that say where and how results are written, not what is computed.
 RUN_CONTROL = ("name", "out_dir", "checkpoint_every", "shard_nodes")
 MAX_SEED = 2**32 - 1
@@ -192,13 +205,17 @@ class Config:
     )
     # data and model
     dataset: str = _field(
-        "digits", Option("training and test data", str, choices=DATASETS)
+        "digits",
+        Option(
+            "training and test data; it brings the paper's settings of the fields "
+            "marked 'per dataset'",
+            str,
+            choices=DATASET_NAMES,
+        ),
     )
-    model: str | None = _field(
-        None, Option("model (default: the dataset's model)", str, choices=MODELS)
-    )
-    partition: str = _field(
-        "dirichlet",
+    model: str | None = _field(None, Option("model", str, choices=MODELS))
+    partition: str | None = _field(
+        None,
         Option(
             "how the training data is split over nodes (SPEC 7.1; natural: by user)",
             str,
@@ -223,17 +240,17 @@ class Config:
         ),
     )
     # local training
-    rounds: int = _field(
-        150, Option("communication rounds T", int, opt.int_range(1, MAX_ROUNDS))
+    rounds: int | None = _field(
+        None, Option("communication rounds T", int, opt.int_range(1, MAX_ROUNDS))
     )
-    local_steps: int = _field(
-        3, Option("local SGD steps per round (tau)", int, opt.int_range(1, 10_000))
+    local_steps: int | None = _field(
+        None, Option("local SGD steps per round (tau)", int, opt.int_range(1, 10_000))
     )
-    batch_size: int = _field(
-        8, Option("minibatch size b", int, opt.int_range(1, 1_000_000))
+    batch_size: int | None = _field(
+        None, Option("minibatch size b", int, opt.int_range(1, 1_000_000))
     )
-    lr: float = _field(
-        0.05, Option("learning rate, > 0", float, opt.positive, traced=True)
+    lr: float | None = _field(
+        None, Option("learning rate, > 0", float, opt.positive, traced=True)
     )
     momentum: float = _field(
         0.0,
@@ -276,8 +293,8 @@ class Config:
         ),
     )
     # evaluation
-    eval_every: int = _field(
-        10, Option("rounds between evaluations", int, opt.int_range(1, MAX_ROUNDS))
+    eval_every: int | None = _field(
+        None, Option("rounds between evaluations", int, opt.int_range(1, MAX_ROUNDS))
     )
     test_subset: int = _field(
         0,
@@ -360,7 +377,57 @@ class Config:
         return cls.from_dict(read_table(path), source=str(path))
 
     def replace(self, **changes: Any) -> Config:
-        return dataclasses.replace(self, **changes)
+        """A copy with ``changes``; never marked as validated.
+
+        Fields filled in from the dataset stay marked as such unless changed; a
+        change of ``dataset`` sets them back to None, so the new dataset's values
+        fill them (a resolved config handed another dataset does not keep the old
+        one's learning rate).
+        """
+        kept = [f for f in self._from_dataset if f not in changes]
+        if kept and changes.get("dataset", self.dataset) != self.dataset:
+            changes = {**{f: None for f in kept}, **changes}
+            kept = []
+        derived = []
+        for field in self.__dict__.get("_derived", ()):
+            if field in changes:
+                continue
+            if any(source in changes for source in DERIVED[field]):
+                changes = {**changes, field: None}  # follows its source again
+            else:
+                derived.append(field)
+        out = dataclasses.replace(self, **changes)._mark_from_dataset(kept)
+        object.__setattr__(out, "_derived", tuple(derived))
+        return out
+
+    @property
+    def _from_dataset(self) -> tuple[str, ...]:
+        """The fields :meth:`resolved` filled in from the dataset."""
+        return self.__dict__.get("_dataset_fields", ())
+
+    def _mark_from_dataset(self, fields: Any) -> Config:
+        marked = tuple(f for f in DATASET_FIELDS if f in set(fields))
+        object.__setattr__(self, "_dataset_fields", marked)
+        return self
+
+    def dataset_defaults_used(self) -> dict[str, Any]:
+        """The fields whose value is the dataset's, with that value.
+
+        These are the fields of ``jwins_jax.data.DATASET_FIELDS`` left unset (None)
+        here or filled in from the dataset by :meth:`resolved` (and
+        :meth:`validate`); a field the user set is not among them, even when its
+        value equals the dataset's, and neither is an ``eval_every`` that
+        :meth:`validate` capped at ``rounds``. In ``DATASET_FIELDS`` order.
+        """
+        defaults = dataset_info(self.dataset).defaults
+        out = {}
+        for name in DATASET_FIELDS:
+            value = getattr(self, name)
+            if value is None:
+                out[name] = getattr(defaults, name)
+            elif name in self._from_dataset:
+                out[name] = value
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -373,21 +440,33 @@ class Config:
         return {p: getattr(self, p) for p in REGISTRY[self.sharing].params}
 
     def resolved(self) -> Config:
-        """Fills in the fields whose default depends on other fields."""
+        """Fills in the fields whose default depends on other fields.
+
+        Raises:
+            ConfigError: an unknown dataset.
+        """
         changes: dict[str, Any] = {}
-        if self.model is None:
-            changes["model"] = DEFAULT_MODEL.get(self.dataset, "digits_cnn")
+        defaults = dataset_info(self.dataset).defaults
+        filled = list(self._from_dataset)
+        for name in DATASET_FIELDS:
+            if getattr(self, name) is None:
+                changes[name] = getattr(defaults, name)
+                filled.append(name)
         if self.sharing in REGISTRY:
             for p, default in REGISTRY[self.sharing].defaults.items():
                 if getattr(self, p) is None:
                     changes[p] = default
+        derived = list(self.__dict__.get("_derived", ()))
         if self.downlink_mbps is None:
             changes["downlink_mbps"] = self.bandwidth_mbps
+            derived.append("downlink_mbps")
         if self.name is None:
             changes["name"] = (
                 f"{self.sharing}-{self.dataset}-n{self.nodes}-s{self.seed}"
             )
-        return dataclasses.replace(self, **changes)
+        out = dataclasses.replace(self, **changes)._mark_from_dataset(filled)
+        object.__setattr__(out, "_derived", tuple(derived))
+        return out
 
     # --------------------------------------------------------------- validation
     def validate(self) -> Config:
@@ -407,7 +486,10 @@ class Config:
                     value = opt.parse_float_list(value)
                 value = field.metadata["option"].validate(name, value)
             values[name] = value
-        c = Config(**values).resolved()
+        c = Config(**values)._mark_from_dataset(self._from_dataset)
+        object.__setattr__(c, "_derived", self.__dict__.get("_derived", ()))
+        c = c.resolved()
+        check_partition(c.dataset, c.partition)
         if c.edges_file is not None and c.topology != "edges":
             raise ConfigError(
                 f"edges_file={c.edges_file!r} is only used with topology='edges', "

@@ -44,8 +44,8 @@ from flax import struct
 
 from jwins_jax import evaluation, faults, gossip, platform, simtime, tasks, training
 from jwins_jax.config import Config
+from jwins_jax.data import Dataset, load_dataset
 from jwins_jax.data.batches import NodeData, node_data, sample_batches
-from jwins_jax.data.datasets import Dataset, load_dataset
 from jwins_jax.data.partition import local_test_parts, partition, user_nodes
 from jwins_jax.errors import ConfigError
 from jwins_jax.models import ModelSpec, get_model
@@ -341,9 +341,30 @@ def _say(say: Callable[[str], None] | None, text: str) -> None:
 DATA_SEED = 0
 
 
+def dataset_defaults_line(config: Config) -> str | None:
+    """One status line naming the values ``config`` takes from its dataset, or None.
+
+    E.g. ``"celeba brings model=celeba_cnn, lr=0.001 (set a field to override)"``.
+    """
+    used = config.dataset_defaults_used()
+    if not used:
+        return None
+    values = ", ".join(
+        f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in used.items()
+    )
+    return f"{config.dataset} brings {values} (set a field to override)"
+
+
 def load_data(config: Config, say: Callable[[str], None] | None = None) -> Dataset:
-    """The config's dataset (independent of the run seed, so sweeps share it)."""
+    """The config's dataset (independent of the run seed, so sweeps share it).
+
+    ``say`` gets the values the config takes from the dataset
+    (:func:`dataset_defaults_line`) and then ``"loading <dataset>"``.
+    """
     c = config
+    line = dataset_defaults_line(c)
+    if line is not None:
+        _say(say, line)
     _say(say, f"loading {c.dataset}")
     return load_dataset(c.dataset, seed=DATA_SEED, data_dir=c.data_dir)
 

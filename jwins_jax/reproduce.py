@@ -1299,7 +1299,7 @@ def facts(config) -> dict[str, Any]:
         "kib": round(4 * n_params / 1024),
     }
     if config.dataset == "digits":
-        from jwins_jax.data.datasets import load_dataset
+        from jwins_jax.data import load_dataset
 
         ds = load_dataset("digits")
         out.update(

@@ -111,8 +111,19 @@ FLAG_CASES = [
     ),
     (["--dynamic", "--topology", "ring"], "dynamic=True"),
     (["--dynamic", "--topology", "regular", "--degree", "6"], "degree=6"),
-    (["--dataset", "synthetic_movielens", "--partition", "iid"], "partition='natural'"),
-    (["--partition", "natural"], "users"),
+    (
+        ["--dataset", "synthetic_movielens", "--partition", "iid"],
+        "partition='iid' is not allowed with dataset='synthetic_movielens'",
+    ),
+    (
+        ["--dataset", "movielens", "--partition", "dirichlet"],
+        "partition='dirichlet' is not allowed with dataset='movielens': allowed: "
+        "natural",
+    ),
+    (
+        ["--partition", "natural"],
+        "partition='natural' is not allowed with dataset='digits'",
+    ),
 ]
 
 
@@ -127,6 +138,27 @@ def test_bad_flags(tmp_path, capsys, flags, message):
         i = argv.index("--topology")
         del argv[i : i + 2]
     _check(argv, capsys, out, message)
+
+
+# A dataset read from files, run with its own settings (no flag but the data
+# directory), when the files are missing: the file it looked for and how to make it.
+MISSING_DATA = {
+    "cifar10": ("cifar10", "tfds build cifar10"),
+    "femnist": ("femnist/train", "leaf/data/femnist"),
+    "celeba": ("celeba/train", "leaf/data/celeba"),
+    "shakespeare": ("shakespeare/train", "leaf/data/shakespeare"),
+    "reddit": ("reddit/vocab/reddit_vocab.pck", "build_vocab.py"),
+    "movielens": ("movielens/ratings.csv", "ml-latest-small.zip"),
+}
+
+
+@pytest.mark.parametrize("dataset", MISSING_DATA)
+def test_dataset_without_its_files(tmp_path, capsys, dataset):
+    out = tmp_path / "out"
+    where, how = MISSING_DATA[dataset]
+    argv = ["run", "--dataset", dataset, "--data-dir", str(tmp_path / "d")]
+    _check([*argv, "--out-dir", str(out), "--quiet"], capsys, out, how)
+    _check([*argv, "--out-dir", str(out), "--quiet"], capsys, out, where)
 
 
 # ----------------------------------------------------------- names and paths

@@ -9,8 +9,8 @@ import pytest
 from jwins_jax import compiler, training
 from jwins_jax import experiment as ex
 from jwins_jax.config import Config
+from jwins_jax.data import load_dataset
 from jwins_jax.data.batches import sample_batches
-from jwins_jax.data.datasets import load_dataset
 
 
 def _tiny(**changes) -> Config:

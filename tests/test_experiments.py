@@ -5,7 +5,7 @@ import pathlib
 import pytest
 
 from jwins_jax.config import Config
-from jwins_jax.data.datasets import STAND_INS
+from jwins_jax.data import STAND_INS
 from jwins_jax.errors import ConfigError
 from jwins_jax.sharing.partial import PAPER_ALPHA_LIST
 
@@ -78,12 +78,19 @@ def test_every_paper_config_builds_on_its_synthetic_stand_in(path):
 
 
 @pytest.mark.parametrize(
-    "name", ["femnist_topk_paper.toml", "movielens_jwins_paper.toml"]
+    "name",
+    [
+        "femnist_topk_paper.toml",
+        "movielens_jwins_paper.toml",
+        "reddit_jwins_paper.toml",
+    ],
 )
 def test_one_block_of_paper_workloads_on_stand_ins(name):
     """One round and an evaluation of paper workloads through the pipeline, shrunk to
     8 nodes and one local step so it compiles fast: FEMNIST (drop_last, a 1.7M
-    parameter model) and MovieLens (integer inputs, the rating task, local test sets).
+    parameter model), MovieLens (integer inputs, the rating task, local test sets)
+    and Reddit (4.3M parameters, an odd N through JWINS's wavelet, whose
+    reconstruction is one longer and trimmed, SPEC Appendix B).
     Every paper config's build is checked above; every model's gradient in
     test_workload_models.py."""
     import jax

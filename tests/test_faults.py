@@ -23,8 +23,8 @@ import pytest
 from jwins_jax import experiment as ex
 from jwins_jax import faults, gossip, training
 from jwins_jax.config import Config
+from jwins_jax.data import load_dataset
 from jwins_jax.data.batches import sample_batches
-from jwins_jax.data.datasets import load_dataset
 from jwins_jax.errors import ConfigError
 from jwins_jax.models.layers import Linear
 from jwins_jax.models.layout import dense_flops, linear_entries, make_spec

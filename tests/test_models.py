@@ -476,13 +476,16 @@ def test_nhwc_blocks_match_numpy():
     np.testing.assert_array_equal(flat, y.reshape(2, -1))
 
 
-@pytest.mark.parametrize("name", [m for m in MODELS if m != "shakespeare_lstm"])
+RECURRENT = ("shakespeare_lstm", "reddit_rnn")
+
+
+@pytest.mark.parametrize("name", [m for m in MODELS if m not in RECURRENT])
 def test_forward_flops_match_the_compiled_forward(name):
     """The analytic count (the simulated clock's training cost) against XLA's own
     count of the compiled forward: within 3 % (XLA adds the activations, norms and
     pooling the analytic count leaves out). XLA does not multiply a loop's body by
-    its trip count, so the recurrent model is checked against PyTorch's counter in
-    tests/test_torch_baseline.py instead."""
+    its trip count, so the recurrent models are checked against PyTorch's counter
+    below instead."""
     spec = get_model(name)
     x = jnp.zeros((4, *spec.input_shape), spec.input_dtype)
     flat = jnp.zeros(spec.num_params, jnp.float32)
@@ -492,19 +495,25 @@ def test_forward_flops_match_the_compiled_forward(name):
     assert 0.97 * spec.forward_flops <= per_sample <= 1.03 * spec.forward_flops
 
 
-def test_recurrent_forward_flops_match_pytorchs_count():
-    """The Shakespeare LSTM's analytic count against PyTorch's FLOP counter on the
-    same computation: two LSTM cells (sizes from the flat layout) over the sequence
-    and the linear head."""
+@pytest.mark.parametrize("name", RECURRENT)
+def test_recurrent_forward_flops_match_pytorchs_count(name):
+    """The recurrent models' analytic counts against PyTorch's FLOP counter on the
+    same computation: two LSTM cells (sizes from the flat layout) over the sequence,
+    then the head (Shakespeare: on every step's output; Reddit: two layers on the
+    last step's)."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    spec = get_model("shakespeare_lstm")
-    vocab, embed = spec.entry("embedding.weight").torch_shape
-    hidden = spec.entry("lstm.weight_hh_l0").torch_shape[1]
+    spec = get_model(name)
+    prefix = "lstm" if name == "shakespeare_lstm" else "rnn_cells"
+    embed = spec.entry(f"{prefix}.weight_ih_l0").torch_shape[1]
+    hidden = spec.entry(f"{prefix}.weight_hh_l0").torch_shape[1]
     steps = spec.input_shape[0]
     cells = [torch.nn.LSTMCell(embed, hidden), torch.nn.LSTMCell(hidden, hidden)]
-    head = torch.nn.Linear(*reversed(spec.entry("l1.weight").torch_shape))
+    heads = [e for e in spec.layout if e.torch_name.endswith(".weight")][-2:]
+    if name == "shakespeare_lstm":
+        heads = heads[-1:]
+    linears = [torch.nn.Linear(e.torch_shape[1], e.torch_shape[0]) for e in heads]
     x = torch.zeros(1, steps, embed)
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         state = [(torch.zeros(1, hidden), torch.zeros(1, hidden)) for _ in cells]
@@ -515,6 +524,7 @@ def test_recurrent_forward_flops_match_pytorchs_count():
                 state[i] = cell(inp, state[i])
                 inp = state[i][0]
             outs.append(inp)
-        head(torch.cat(outs, dim=1))
+        y = torch.cat(outs, dim=1) if name == "shakespeare_lstm" else outs[-1]
+        for layer in linears:
+            y = torch.relu(layer(y))
     assert counter.get_total_flops() == spec.forward_flops
-    assert vocab == 92

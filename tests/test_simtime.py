@@ -402,4 +402,8 @@ def test_bad_time_options(field, value):
 def test_downlink_follows_the_uplink():
     c = Config(bandwidth_mbps=7.0).validate()
     assert c.downlink_mbps == 7.0
-    assert Config(bandwidth_mbps=7.0, downlink_mbps=3.0).validate().downlink_mbps == 3
+    assert c.replace(bandwidth_mbps=9.0).validate().downlink_mbps == 9.0
+    assert c.replace(lr=0.1).validate().downlink_mbps == 7.0
+    own = Config(bandwidth_mbps=7.0, downlink_mbps=3.0).validate()
+    assert own.downlink_mbps == 3.0
+    assert own.replace(bandwidth_mbps=9.0).validate().downlink_mbps == 3.0

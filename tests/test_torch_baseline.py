@@ -55,8 +55,8 @@ def test_unknown_model_names_the_registered_builders(monkeypatch):
 
 # ---------------------------------------------------------------- with torch
 
-# Small batches keep the big models (FEMNIST 1.7M, LSTM 2.7M params) fast.
-BATCH = {"femnist_cnn": 2, "shakespeare_lstm": 2}
+# Small batches keep the big models (FEMNIST 1.7M, LSTM 2.7M, RNN 4.3M params) fast.
+BATCH = {"femnist_cnn": 2, "shakespeare_lstm": 2, "reddit_rnn": 2}
 # Learning rates of the SGD test: CelebA's raw 0-255 pixels need a small one.
 LR = {"celeba_cnn": 1e-4}
 
@@ -69,9 +69,11 @@ def _inputs(spec, rng, size: int) -> np.ndarray:
         return np.stack(
             [rng.integers(0, users, size), rng.integers(0, items, size)], axis=1
         ).astype(np.int32)
-    if spec.input_dtype == "int32":  # character ids
+    if spec.input_dtype == "int32":  # character or token ids
         vocab = spec.entry("embedding.weight").torch_shape[0]
-        return rng.integers(0, vocab, (size, *spec.input_shape)).astype(np.int32)
+        ids = rng.integers(0, vocab, (size, *spec.input_shape)).astype(np.int32)
+        ids[::2, -3:] = 0  # Reddit's <PAD> (its padding_idx): no gradient in both
+        return ids
     if spec.name == "celeba_cnn":  # raw 0-255 pixels
         return rng.integers(0, 256, (size, *spec.input_shape)).astype(np.float32)
     return rng.normal(size=(size, *spec.input_shape)).astype(np.float32)
@@ -147,6 +149,7 @@ def test_torch_forward_matches_apply_flat(name):
         ("femnist_cnn", 0.0, 1),
         ("celeba_cnn", 0.0, 2),
         ("shakespeare_lstm", 0.0, 1),
+        ("reddit_rnn", 0.9, 2),
         ("movielens_mf", 0.0, 3),
     ],
 )

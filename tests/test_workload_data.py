@@ -1,10 +1,12 @@
-"""The paper's other workloads' data (SPEC 7.1-7.3): LEAF and MovieLens loaders on
-small files written here, the natural partitions, local test sets and the synthetic
-stand-ins."""
+"""The paper's other workloads' data (SPEC 7.1-7.3): LEAF (Reddit included) and
+MovieLens loaders on small files written here, the natural partitions, local test
+sets and the synthetic stand-ins."""
 
 from __future__ import annotations
 
 import json
+import os
+import pickle
 import random
 
 import numpy as np
@@ -12,17 +14,19 @@ import pytest
 
 from jwins_jax.data import (
     DATASETS,
+    STAND_INS,
     load_dataset,
     local_test_parts,
     partition,
     user_nodes,
 )
 from jwins_jax.data.leaf import SHAKESPEARE_VOCAB, char_to_id
+from jwins_jax.data.reddit import comment_rows, samples_from_rows
 from jwins_jax.errors import ConfigError
-from jwins_jax.models import DEFAULT_MODEL, get_model
+from jwins_jax.models import get_model
 
 REAL = ("femnist", "celeba", "shakespeare", "movielens")
-SYNTHETIC = tuple(f"synthetic_{name}" for name in REAL)
+SYNTHETIC = tuple(f"synthetic_{name}" for name in (*REAL, "reddit"))
 
 
 def _one_line(excinfo: pytest.ExceptionInfo) -> str:
@@ -280,6 +284,205 @@ def test_shakespeare_malformed(tmp_path, x, y, reason):
     assert reason in _one_line(excinfo)
 
 
+# ------------------------------------------------------------------------ Reddit
+
+# LEAF's build_vocab.py: <PAD> 0, <UNK> 1, then the tokens by falling count from 1
+# on, so the most frequent token ("the") shares id 1 with <UNK>.
+REDDIT_VOCAB = {
+    "vocab": {
+        "<PAD>": 0,
+        "<UNK>": 1,
+        "the": 1,
+        "<EOS>": 2,
+        "<BOS>": 3,
+        "cat": 4,
+        "sat": 5,
+        "on": 6,
+        "mat": 7,
+        "a": 8,
+        "dog": 9998,
+    },
+    "size": 10000,
+    "unk_symbol": 1,
+    "pad_symbol": 0,
+}
+P = "<PAD>"
+
+
+def _reddit_dir(root, vocab=REDDIT_VOCAB):
+    reddit = root / "reddit"
+    (reddit / "vocab").mkdir(parents=True)
+    (reddit / "vocab" / "reddit_vocab.pck").write_bytes(pickle.dumps(vocab))
+    # "the cat sat on the mat": one row; "a dog sat on a cat on the mat zebra" (9
+    # words + <BOS>, <EOS> = 11 tokens): a full row and a row whose target row is
+    # all padding (dropped). user "b" comes first in the file, "a" sorts first.
+    comment_1 = (
+        [["<BOS>", "the", "cat", "sat", "on", "the", "mat", "<EOS>", P, P]],
+        [["the", "cat", "sat", "on", "the", "mat", "<EOS>", P, P, P]],
+    )
+    words = ["a", "dog", "sat", "on", "a", "cat", "on", "the", "mat"]
+    comment_2 = (
+        [["<BOS>", *words], ["<EOS>", *[P] * 9]],
+        [[*words, "<EOS>"], [P] * 10],
+    )
+    comment_3 = (
+        [["<BOS>", "zebra", "mat", "<EOS>", *[P] * 6]],
+        [["zebra", "mat", "<EOS>", *[P] * 7]],
+    )
+
+    def user(*comments):
+        x = [c[0] for c in comments]
+        y = [{"target_tokens": c[1], "created_utc": 0.0} for c in comments]
+        return x, y
+
+    _write_leaf(
+        reddit / "train" / "all.json",
+        {"b": user(comment_3), "a": user(comment_1, comment_2)},
+    )
+    _write_leaf(reddit / "test" / "all.json", {"c": user(comment_2)})
+    return reddit
+
+
+def test_reddit_rows_follow_leaf_preprocessing():
+    # <BOS>=3, <EOS>=2: a comment of 12 words fills 14 slots, two rows of 10.
+    words = np.arange(10, 22)
+    x, y = comment_rows(words, bos=3, eos=2)
+    assert x.tolist() == [[3, *range(10, 19)], [19, 20, 21, 2, 0, 0, 0, 0, 0, 0]]
+    assert y.tolist() == [list(range(10, 20)), [20, 21, 2, 0, 0, 0, 0, 0, 0, 0]]
+    kept_x, target = samples_from_rows(x, y)
+    assert target.tolist() == [19, 2] and kept_x.tolist() == x.tolist()
+    # 8 words: <BOS> w1..w8 <EOS> is one full row, its target row ends in <PAD>.
+    x, y = comment_rows(np.arange(10, 18), bos=3, eos=2)
+    assert x.shape == (1, 10) and samples_from_rows(x, y)[1].tolist() == [2]
+    # 9 words: the second target row is all padding and is dropped.
+    x, y = comment_rows(np.arange(10, 19), bos=3, eos=2)
+    assert x.shape == (2, 10) and samples_from_rows(x, y)[1].tolist() == [2]
+
+
+def test_reddit_loader_ids_targets_and_users(tmp_path):
+    _reddit_dir(tmp_path)
+    data = load_dataset("reddit", data_dir=str(tmp_path))
+    assert data.name == "reddit" and data.num_classes == 9999
+    assert data.x_train.dtype == np.int32 and data.x_train.shape == (3, 10)
+    assert data.x_train.tolist() == [
+        [3, 1, 4, 5, 6, 1, 7, 2, 0, 0],  # user "a", comment 1
+        [3, 8, 9998, 5, 6, 8, 4, 6, 1, 7],  # its second comment's first row
+        [3, 1, 7, 2, 0, 0, 0, 0, 0, 0],  # user "b": "zebra" is unknown -> 1
+    ]
+    assert data.y_train.tolist() == [2, 2, 2]  # <EOS> ends each row's target
+    assert data.users_train.tolist() == [0, 0, 1]
+    assert data.natural == "shuffled" and data.users_test is None
+    assert data.x_test.tolist() == [[3, 8, 9998, 5, 6, 8, 4, 6, 1, 7]]
+    assert data.y_test.tolist() == [2]
+
+
+def test_reddit_files_build_an_experiment_with_the_datasets_settings(tmp_path):
+    """LEAF-format files through the pipeline's host side: the dataset's own
+    model and natural partition, one user per node."""
+    from jwins_jax import experiment as ex
+    from jwins_jax.config import Config
+
+    _reddit_dir(tmp_path)
+    c = Config(
+        dataset="reddit", data_dir=str(tmp_path), nodes=2, topology="complete"
+    ).replace(batch_size=1)
+    exp, inputs, hp = ex.build(c)
+    assert exp.model.name == "reddit_rnn" and exp.config.partition == "natural"
+    assert sorted(inputs.nodes.size.tolist()) == [1, 2]  # users "b" and "a"
+    assert float(hp.lr) == 1.0 and exp.config.local_steps == 4
+
+
+def test_reddit_target_is_the_last_non_pad_token(tmp_path):
+    reddit = _reddit_dir(tmp_path)
+    row = ["<BOS>", "a", "dog", "sat", "on", "the", "mat", "cat", "a", "dog"]
+    target = ["a", "dog", "sat", "on", "the", "mat", "cat", "a", "dog", "sat"]
+    _write_leaf(
+        reddit / "train" / "z.json",
+        {"z": ([[row, row]], [{"target_tokens": [target, [*target[:4], *[P] * 6]]}])},
+    )
+    data = load_dataset("reddit", data_dir=str(tmp_path))
+    assert data.y_train[data.users_train == 2].tolist() == [5, 6]  # "sat", "on"
+
+
+def test_reddit_missing_vocabulary_names_the_file_and_how(tmp_path):
+    with pytest.raises(ConfigError) as excinfo:
+        load_dataset("reddit", data_dir=str(tmp_path))
+    message = _one_line(excinfo)
+    assert str(tmp_path / "reddit" / "vocab" / "reddit_vocab.pck") in message
+    assert "build_vocab.py --data-dir ./data/train --target-dir vocab" in message
+    assert "leaf/data/reddit" in message
+
+
+@pytest.mark.parametrize(
+    ("vocab", "reason"),
+    [
+        (b"not a pickle", "not a pickle of LEAF's Reddit vocabulary"),
+        ({"words": {}}, 'no "vocab" dict'),
+        ({**REDDIT_VOCAB, "vocab": {"big": 9999}}, "integer id in [0, 9999)"),
+        ({**REDDIT_VOCAB, "pad_symbol": 1}, "pad_symbol=1"),
+        ({**REDDIT_VOCAB, "unk_symbol": "1"}, "unk_symbol='1'"),
+    ],
+)
+def test_reddit_malformed_vocabulary(tmp_path, vocab, reason):
+    reddit = _reddit_dir(tmp_path)
+    path = reddit / "vocab" / "reddit_vocab.pck"
+    path.write_bytes(vocab if isinstance(vocab, bytes) else pickle.dumps(vocab))
+    with pytest.raises(ConfigError) as excinfo:
+        load_dataset("reddit", data_dir=str(tmp_path))
+    message = _one_line(excinfo)
+    assert reason in message and str(path) in message and "build_vocab.py" in message
+
+
+class _Planted:
+    """Unpickling this would run a shell command that creates a file."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_reddit_vocabulary_that_would_run_code_is_refused_unexecuted(tmp_path):
+    import collections
+
+    reddit = _reddit_dir(tmp_path)
+    path = reddit / "vocab" / "reddit_vocab.pck"
+    marker = tmp_path / "ran"
+    planted = {**REDDIT_VOCAB, "vocab": _Planted(marker)}
+    for protocol in (0, 2, pickle.HIGHEST_PROTOCOL):
+        path.write_bytes(pickle.dumps(planted, protocol=protocol))
+        with pytest.raises(ConfigError) as excinfo:
+            load_dataset("reddit", data_dir=str(tmp_path))
+        message = _one_line(excinfo)
+        assert "is refused" in message and "system" in message and str(path) in message
+        assert not marker.exists()
+    pickle.loads(path.read_bytes())  # the plant is real: plain pickle runs it
+    assert marker.exists()
+    # Not even a harmless class: the file may hold plain containers only.
+    wrapped = {**REDDIT_VOCAB, "vocab": collections.OrderedDict(REDDIT_VOCAB["vocab"])}
+    path.write_bytes(pickle.dumps(wrapped))
+    with pytest.raises(ConfigError, match="collections.OrderedDict"):
+        load_dataset("reddit", data_dir=str(tmp_path))
+
+
+@pytest.mark.parametrize(
+    ("x", "y", "reason"),
+    [
+        ([[["a"] * 9]], [{"target_tokens": [["a"] * 10]}], "10 token strings"),
+        ([[["a"] * 10]], [{"target_tokens": [["a"] * 10] * 2}], "1 input rows but 2"),
+        ([[["a"] * 10]], [["a"] * 10], '"target_tokens"'),
+    ],
+)
+def test_reddit_malformed_rows(tmp_path, x, y, reason):
+    reddit = _reddit_dir(tmp_path)
+    _write_leaf(reddit / "test" / "bad.json", {"u": (x, y)})
+    with pytest.raises(ConfigError) as excinfo:
+        load_dataset("reddit", data_dir=str(tmp_path))
+    message = _one_line(excinfo)
+    assert reason in message and str(reddit / "test") in message
+
+
 # --------------------------------------------------------------------- MovieLens
 
 # userId -> number of ratings; 0.7 * m rounds half to even (15 -> 10, 25 -> 18).
@@ -461,10 +664,11 @@ def test_natural_partition_of_a_loaded_dataset(tmp_path):
 
 def test_synthetic_stand_ins_fit_their_models(synthetic):
     for name in SYNTHETIC:
-        assert name in DATASETS
+        real = name.removeprefix("synthetic_")
+        assert STAND_INS[real] == name and DATASETS[name].stands_in_for == real
         data = synthetic[name]
-        spec = get_model(DEFAULT_MODEL[name])
-        assert DEFAULT_MODEL[name] == DEFAULT_MODEL[name.removeprefix("synthetic_")]
+        spec = get_model(DATASETS[name].defaults.model)
+        assert DATASETS[name].defaults == DATASETS[real].defaults
         assert data.name == name and data.input_shape == spec.input_shape
         assert data.x_train.dtype == data.x_test.dtype == np.dtype(spec.input_dtype)
         assert data.num_classes == spec.num_classes
@@ -475,6 +679,10 @@ def test_synthetic_stand_ins_fit_their_models(synthetic):
             assert data.y_train.max() < data.num_classes and data.y_train.min() >= 0
     fem, cel = synthetic["synthetic_femnist"], synthetic["synthetic_celeba"]
     sha, mov = synthetic["synthetic_shakespeare"], synthetic["synthetic_movielens"]
+    red = synthetic["synthetic_reddit"]
+    assert red.natural == "shuffled" and red.x_train.shape[1:] == (10,)
+    assert red.y_train.min() >= 1 and red.y_train.max() < 9999  # no target 0
+    assert (red.x_train == 0).any() and (red.x_train == 1).any()  # <PAD>, <UNK>
     assert fem.drop_last and fem.natural == "shuffled" and fem.num_classes == 62
     assert fem.x_train.min() >= 0.0 and fem.x_train.max() <= 1.0
     assert cel.natural == "shuffled" and cel.x_train.max() > 200
@@ -530,6 +738,20 @@ def test_synthetic_stand_ins_are_learnable(synthetic):
     counts = np.zeros((92, 92))
     np.add.at(counts, (sha.x_train[:, -1], sha.y_train), 1)
     assert (counts.argmax(1)[sha.x_test[:, -1]] == sha.y_test).mean() > 0.25
+    red = synthetic["synthetic_reddit"]
+    last = red.x_train.shape[1] - 1 - np.argmax(red.x_train[:, ::-1] != 0, axis=1)
+    key = red.x_train[np.arange(len(last)), last]  # the last real input token
+    table: dict[int, dict[int, int]] = {}
+    for k, t in zip(key.tolist(), red.y_train.tolist()):
+        table.setdefault(k, {}).setdefault(t, 0)
+        table[k][t] += 1
+    last = red.x_test.shape[1] - 1 - np.argmax(red.x_test[:, ::-1] != 0, axis=1)
+    guess = [
+        max(table.get(k, {0: 1}).items(), key=lambda kv: kv[1])[0]
+        for k in red.x_test[np.arange(len(last)), last].tolist()
+    ]
+    majority = np.bincount(red.y_train).max() / len(red.y_train)
+    assert (np.asarray(guess) == red.y_test).mean() > majority + 0.05
     mov = synthetic["synthetic_movielens"]
     item_mean = np.full(9724, mov.y_train.mean())
     for item in np.unique(mov.x_train[:, 1]):
@@ -537,3 +759,41 @@ def test_synthetic_stand_ins_are_learnable(synthetic):
     rmse_item = np.sqrt(np.mean((item_mean[mov.x_test[:, 1]] - mov.y_test) ** 2))
     rmse_global = np.sqrt(np.mean((mov.y_train.mean() - mov.y_test) ** 2))
     assert rmse_item < 0.95 * rmse_global
+
+
+# ------------------------------------------------------------------ the data package
+
+
+def test_data_package_has_no_import_circle():
+    """Within jwins_jax.data, module-level and function-level imports form no
+    cycle (the loaders import the Dataset type, the registry imports the loaders)."""
+    import ast
+    import pathlib
+
+    import jwins_jax.data
+
+    root = pathlib.Path(jwins_jax.data.__file__).parent
+    modules = {p.stem for p in root.glob("*.py") if p.stem != "__init__"}
+    graph: dict[str, set[str]] = {}
+    for name in modules:
+        tree = ast.parse((root / f"{name}.py").read_text())
+        deps = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                if node.module.startswith("jwins_jax.data."):
+                    deps.add(node.module.split(".")[2])
+                elif node.module == "jwins_jax.data":
+                    deps |= {a.name for a in node.names if a.name in modules}
+        graph[name] = deps & modules
+    assert graph["registry"] >= {"images", "leaf", "reddit", "movielens", "synthetic"}
+    done: set[str] = set()
+
+    def visit(name: str, path: tuple[str, ...]) -> None:
+        assert name not in path, " -> ".join((*path, name))
+        if name not in done:
+            for dep in graph[name]:
+                visit(dep, (*path, name))
+            done.add(name)
+
+    for name in sorted(graph):
+        visit(name, ())

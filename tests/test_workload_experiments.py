@@ -1,4 +1,5 @@
-"""The paper's FEMNIST, CelebA, Shakespeare and MovieLens configs match SPEC 3 / 7.4.
+"""The paper's FEMNIST, CelebA, Shakespeare, Reddit and MovieLens configs, and the
+settings each dataset brings, match SPEC 3 / 7.4.
 
 Read with ``tomllib`` directly, so that the check does not depend on the config
 dataclass; ``tests/test_experiments.py`` validates every file through it.
@@ -12,7 +13,7 @@ import pytest
 import tomllib
 
 from jwins_jax.data import DATASETS, PARTITIONS
-from jwins_jax.models import DEFAULT_MODEL, MODELS, get_model
+from jwins_jax.models import MODELS, get_model
 
 EXPERIMENTS = pathlib.Path(__file__).resolve().parents[1] / "experiments"
 
@@ -43,7 +44,22 @@ PAPER = {
         31,
         {"full": None, "jwins": None, "topk": 0.1, "random": 0.1},
     ),
+    "reddit": (
+        562,
+        4,
+        16,
+        1.0,
+        11,
+        {"full": None, "jwins": None, "topk": 0.1, "random": 0.1},
+    ),
     "movielens": (450, 10, 16, 0.1, 10, {"full": None, "jwins": None, "random": 0.3}),
+}
+MODEL = {
+    "femnist": "femnist_cnn",
+    "celeba": "celeba_cnn",
+    "shakespeare": "shakespeare_lstm",
+    "reddit": "reddit_rnn",
+    "movielens": "movielens_mf",
 }
 CASES = [(ds, sharing) for ds, row in PAPER.items() for sharing in row[5]]
 
@@ -57,7 +73,7 @@ def test_paper_workload_config(dataset, sharing):
     assert (c["rounds"], c["local_steps"], c["batch_size"]) == (rounds, tau, batch)
     assert (c["lr"], c["eval_every"], c["sharing"]) == (lr, every, sharing)
     assert c["dataset"] == dataset and c["dataset"] in DATASETS
-    assert c["model"] == DEFAULT_MODEL[dataset] and c["model"] in MODELS
+    assert c["model"] == MODEL[dataset] and c["model"] in MODELS
     assert c["partition"] in PARTITIONS
     if alphas[sharing] is not None:
         assert c["alpha"] == alphas[sharing]
@@ -74,3 +90,40 @@ def test_every_paper_workload_config_is_listed():
     assert wanted <= files
     readme = (EXPERIMENTS / "README.md").read_text()
     assert all(name in readme for name in wanted)
+
+
+@pytest.mark.parametrize("dataset", PAPER)
+def test_dataset_brings_the_paper_settings(dataset):
+    rounds, tau, batch, lr, every, _ = PAPER[dataset]
+    for name in (dataset, f"synthetic_{dataset}"):
+        d = DATASETS[name].defaults
+        assert (d.rounds, d.local_steps, d.batch_size, d.lr, d.eval_every) == (
+            rounds,
+            tau,
+            batch,
+            lr,
+            every,
+        )
+        assert (d.model, d.partition) == (MODEL[dataset], "natural")
+
+
+def test_cifar_and_digits_bring_their_settings():
+    # SPEC 3 cifar HEAD row: tau 3, b 8, lr 0.01, T 2166, ta 21, Dirichlet(1)
+    for name in ("cifar10", "synthetic_cifar"):
+        d = DATASETS[name].defaults
+        assert (d.model, d.partition, d.rounds, d.local_steps) == (
+            "gn_lenet",
+            "dirichlet",
+            2166,
+            3,
+        )
+        assert (d.batch_size, d.lr, d.eval_every) == (8, 0.01, 21)
+    # digits: the simulator's own job, unchanged (make run)
+    d = DATASETS["digits"].defaults
+    assert (d.model, d.partition, d.rounds, d.local_steps) == (
+        "digits_cnn",
+        "dirichlet",
+        150,
+        3,
+    )
+    assert (d.batch_size, d.lr, d.eval_every) == (8, 0.05, 10)

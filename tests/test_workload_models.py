@@ -1,4 +1,5 @@
-"""The paper's FEMNIST, CelebA, Shakespeare and MovieLens models (SPEC 7.2, App. C).
+"""The paper's FEMNIST, CelebA, Shakespeare, Reddit and MovieLens models (SPEC 7.2,
+App. C).
 
 Sizes and flat layouts against Appendix C, the flat round trip, the initial
 distributions, forward passes against the independent NumPy reference of
@@ -13,8 +14,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jwins_jax import training
+from jwins_jax.data import DATASETS
 from jwins_jax.errors import ConfigError
-from jwins_jax.models import DEFAULT_MODEL, MODELS, get_model
+from jwins_jax.models import MODELS, get_model
 from jwins_jax.models.sequence import lstm_layer
 from jwins_jax.tasks import TASKS
 from tests.reference import models_np
@@ -23,6 +26,7 @@ LAYOUTS = {
     "femnist_cnn": models_np.FEMNIST_LAYOUT,
     "celeba_cnn": models_np.CELEBA_LAYOUT,
     "shakespeare_lstm": models_np.LSTM_LAYOUT,
+    "reddit_rnn": models_np.REDDIT_LAYOUT,
     "movielens_mf": models_np.MF_LAYOUT,
 }
 NEW_MODELS = tuple(LAYOUTS)
@@ -30,6 +34,7 @@ SIZES = {
     "femnist_cnn": 1_690_046,
     "celeba_cnn": 30_242,
     "shakespeare_lstm": 2_683_708,
+    "reddit_rnn": 4_317_895,
     "movielens_mf": 206_680,
 }
 
@@ -39,6 +44,11 @@ def _inputs(spec, batch: int, seed: int) -> jax.Array:
     rng = np.random.default_rng(seed)
     if spec.name == "shakespeare_lstm":
         return jnp.asarray(rng.integers(0, 92, size=(batch, 80)), jnp.int32)
+    if spec.name == "reddit_rnn":  # trailing <PAD> ids (0) as LEAF's last rows have
+        ids = rng.integers(1, 9999, size=(batch, 10))
+        ids[0, 6:] = 0
+        ids[-1, -1] = 9998
+        return jnp.asarray(ids, jnp.int32)
     if spec.name == "movielens_mf":
         users = rng.integers(0, 610, size=batch)
         items = rng.integers(0, 9724, size=batch)
@@ -53,15 +63,13 @@ def _inputs(spec, batch: int, seed: int) -> jax.Array:
 
 def test_registry_and_default_models():
     assert set(NEW_MODELS) <= set(MODELS)
-    assert (
-        DEFAULT_MODEL["femnist"] == DEFAULT_MODEL["synthetic_femnist"] == "femnist_cnn"
-    )
-    assert DEFAULT_MODEL["celeba"] == DEFAULT_MODEL["synthetic_celeba"] == "celeba_cnn"
-    assert DEFAULT_MODEL["shakespeare"] == "shakespeare_lstm"
-    assert DEFAULT_MODEL["synthetic_shakespeare"] == "shakespeare_lstm"
-    assert DEFAULT_MODEL["movielens"] == DEFAULT_MODEL["synthetic_movielens"]
-    assert DEFAULT_MODEL["movielens"] == "movielens_mf"
-    assert all(m in MODELS for m in DEFAULT_MODEL.values())
+    model = {name: info.defaults.model for name, info in DATASETS.items()}
+    assert model["femnist"] == model["synthetic_femnist"] == "femnist_cnn"
+    assert model["celeba"] == model["synthetic_celeba"] == "celeba_cnn"
+    assert model["shakespeare"] == model["synthetic_shakespeare"] == "shakespeare_lstm"
+    assert model["reddit"] == model["synthetic_reddit"] == "reddit_rnn"
+    assert model["movielens"] == model["synthetic_movielens"] == "movielens_mf"
+    assert all(m in MODELS for m in model.values())
     with pytest.raises(ConfigError, match="shakespeare_lstm"):
         get_model("lstm")
 
@@ -87,6 +95,8 @@ def test_input_and_output_conventions():
     assert get_model("femnist_cnn").input_dtype == "float32"
     assert get_model("femnist_cnn").num_classes == 62
     assert get_model("celeba_cnn").num_classes == 2
+    rnn = get_model("reddit_rnn")
+    assert (rnn.input_shape, rnn.input_dtype, rnn.num_classes) == ((10,), "int32", 9999)
 
 
 @pytest.mark.parametrize("name", NEW_MODELS)
@@ -137,12 +147,14 @@ def test_init_flat_distributions(name):
     t = models_np.tensors(flat, LAYOUTS[name])
     for key, value in t.items():
         if key == "embedding.weight":  # nn.Embedding default N(0, 1)
+            if name == "reddit_rnn":  # padding_idx=0: row 0 zero
+                assert not value[0].any() and value[1:].all()
             assert abs(value.mean()) < 0.15 and 0.9 < value.std() < 1.1
             assert np.abs(value).max() > 2.0  # not a uniform in [-1, 1]
             continue
         if name == "movielens_mf":
             bound = 0.05
-        elif key.startswith("lstm."):
+        elif key.startswith(("lstm.", "rnn_cells.")):
             bound = 1.0 / 16.0  # 1/sqrt(hidden)
         else:  # conv / linear: 1/sqrt(fan_in) from the weight's shape
             weight = t[key.replace(".bias", ".weight")]
@@ -173,11 +185,14 @@ def _scaled_init(spec, seed: int) -> jax.Array:
         ("femnist_cnn", models_np.femnist_forward),
         ("celeba_cnn", models_np.celeba_forward),
         ("shakespeare_lstm", models_np.lstm_forward),
+        ("reddit_rnn", models_np.reddit_forward),
     ],
 )
 def test_forward_matches_numpy_reference(name, reference):
     spec = get_model(name)
     flat = _scaled_init(spec, 4)
+    if name == "reddit_rnn":  # a stored padding row is read as stored (PyTorch)
+        flat = flat.at[:200].set(0.5)
     x = _inputs(spec, 2, 5)
     got = np.asarray(jax.jit(spec.apply_flat)(flat, x))
     want = reference(flat, x)
@@ -237,3 +252,47 @@ def test_value_and_grad_under_vmap_over_two_nodes(name):
     assert grad.dtype == jnp.float32
     assert bool(jnp.all(jnp.isfinite(value))) and bool(jnp.all(jnp.isfinite(grad)))
     assert bool(jnp.all(jnp.abs(grad).max(axis=1) > 0))
+
+
+# ---------------------------------------------------------------- Reddit's padding row
+
+
+def test_reddit_padding_row_gets_no_gradient_and_stays_zero():
+    """padding_idx=0: row 0 of the embedding has a zero gradient even where the
+    inputs hold id 0 and the row is not zero, and local SGD (with momentum and
+    weight decay) keeps a zero row 0 exactly zero while the rows used move. That
+    the row is read as stored is checked against the references (NumPy above,
+    PyTorch in test_torch_baseline.py)."""
+    spec = get_model("reddit_rnn")
+    task = TASKS["classification"]
+    x = _inputs(spec, 3, 9)  # row 0 of the batch ends in four <PAD> ids
+    y = jnp.asarray([3, 17, 9998], jnp.int32)
+    flat = spec.init_flat(jax.random.key(5))
+    moved = flat.at[:200].set(0.25)
+
+    def mean_loss(f):
+        return jnp.mean(task.loss(spec.apply_flat(f, x), y))
+
+    grad = np.asarray(jax.jit(jax.grad(mean_loss))(moved))
+    assert not grad[:200].any()
+    used = int(x[1, 0])
+    assert np.abs(grad[used * 200 : (used + 1) * 200]).max() > 0
+
+    tx = training.make_optimizer(
+        jnp.float32(0.5), jnp.float32(0.9), jnp.float32(0.01), True
+    )
+    ids = jnp.asarray([[0, 1, 2], [2, 0, 1]], jnp.int32)  # 2 steps of batch 3
+    new, _, _ = jax.jit(
+        lambda f: training.local_train(
+            spec, task, tx, f, tx.init(f), x, y, ids, jnp.ones((2, 3))
+        )
+    )(flat)
+    new = np.asarray(new)
+    assert not new[:200].any()
+    assert (
+        np.abs(
+            new[used * 200 : (used + 1) * 200]
+            - np.asarray(flat)[used * 200 : (used + 1) * 200]
+        ).max()
+        > 0
+    )

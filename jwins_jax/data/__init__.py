@@ -1,8 +1,10 @@
 """Training data: datasets, partitions over nodes and per-node minibatches (SPEC 2, 7).
 
-The host loads a dataset (``load_dataset``) and partitions its training ids over the
-nodes (``partition``); ``node_data`` packs the partition into padded device arrays,
-from which ``sample_batches`` draws each round's minibatch ids inside jit.
+The registry (:mod:`jwins_jax.data.registry`) declares every dataset once: its
+loader, stand-in, supported partitions and the paper's run settings. The host loads
+a dataset (``load_dataset``) and partitions its training ids over the nodes
+(``partition``); ``node_data`` packs the partition into padded device arrays, from
+which ``sample_batches`` draws each round's minibatch ids inside jit.
 """
 
 from jwins_jax.data.batches import (
@@ -12,7 +14,8 @@ from jwins_jax.data.batches import (
     sample_batches,
     sample_pass,
 )
-from jwins_jax.data.datasets import DATASETS, Dataset, load_dataset, records_to_arrays
+from jwins_jax.data.dataset import Dataset
+from jwins_jax.data.images import records_to_arrays
 from jwins_jax.data.partition import (
     LABEL_PARTITIONS,
     NATURAL_RULES,
@@ -23,15 +26,31 @@ from jwins_jax.data.partition import (
     partition,
     user_nodes,
 )
+from jwins_jax.data.registry import (
+    DATASET_FIELDS,
+    DATASET_NAMES,
+    DATASETS,
+    STAND_INS,
+    DatasetInfo,
+    RunDefaults,
+    dataset_info,
+    load_dataset,
+)
 
 __all__ = [
     "DATASETS",
+    "DATASET_FIELDS",
+    "DATASET_NAMES",
     "LABEL_PARTITIONS",
     "NATURAL_RULES",
     "PARTITIONS",
+    "STAND_INS",
     "Dataset",
+    "DatasetInfo",
     "NodeData",
+    "RunDefaults",
     "batches_per_pass",
+    "dataset_info",
     "dirichlet_min_samples",
     "equal_sizes",
     "load_dataset",

@@ -1,4 +1,5 @@
-"""FEMNIST, CelebA and Shakespeare from LEAF JSON files (SPEC 7.2).
+"""FEMNIST, CelebA and Shakespeare from LEAF JSON files (SPEC 7.2); Reddit's are
+read by :mod:`jwins_jax.data.reddit` with the folder reader of this module.
 
 Nothing is downloaded: the files are prepared once with LEAF
 (https://github.com/TalwalkarLab/leaf) and laid out under the data directory
@@ -8,6 +9,8 @@ Nothing is downloaded: the files are prepared once with LEAF
     DATA_DIR/celeba/train/*.json        DATA_DIR/celeba/test/*.json
     DATA_DIR/celeba/img_align_celeba/   (the CelebA images named in the JSON files)
     DATA_DIR/shakespeare/train/*.json   DATA_DIR/shakespeare/test/*.json
+    DATA_DIR/reddit/train/*.json        DATA_DIR/reddit/test/*.json
+    DATA_DIR/reddit/vocab/reddit_vocab.pck
 
 Each JSON file holds ``{"users": [...], "num_samples": ..., "user_data": {user:
 {"x": [...], "y": [...]}}}``: LEAF's own multi-user files (``leaf/data/<name>/data/
@@ -63,7 +66,7 @@ from typing import Any
 
 import numpy as np
 
-from jwins_jax.data.datasets import DEFAULT_DATA_DIR, Dataset
+from jwins_jax.data.dataset import DEFAULT_DATA_DIR, Dataset
 from jwins_jax.errors import ConfigError
 
 LEAF_URL = "https://github.com/TalwalkarLab/leaf"
@@ -107,14 +110,23 @@ _PREPARE = {
         "(shakespeare_sub96) from data/train and data/test to {root}/train and "
         "{root}/test"
     ),
+    "reddit": (
+        "download LEAF's subsampled Reddit data (the link in leaf/data/reddit/README.md, "
+        f"{LEAF_URL}) into leaf/data/reddit/data, run `python build_vocab.py "
+        "--data-dir ./data/train --target-dir vocab` there and copy data/train, "
+        "data/test and vocab/reddit_vocab.pck to {root}/train, {root}/test and "
+        "{root}/vocab/reddit_vocab.pck"
+    ),
 }
 
 
-def _how(name: str, root: pathlib.Path) -> str:
+def how_to_prepare(name: str, root: pathlib.Path) -> str:
+    """How to prepare the LEAF dataset ``name`` into ``root`` (one clause)."""
     return _PREPARE[name].format(root=root)
 
 
-def _root(name: str, data_dir: str | None) -> pathlib.Path:
+def dataset_root(name: str, data_dir: str | None) -> pathlib.Path:
+    """``data_dir/name`` (``data_dir`` None: ``./data``)."""
     base = pathlib.Path(DEFAULT_DATA_DIR if data_dir is None else data_dir)
     return base.expanduser() / name
 
@@ -145,7 +157,7 @@ def read_leaf_dir(
     if not files:
         raise ConfigError(
             f"dataset={name} needs LEAF JSON files in {directory}, which has none: "
-            f"{_how(name, root)}"
+            f"{how_to_prepare(name, root)}"
         )
     out: list[UserSamples] = []
     seen: dict[str, pathlib.Path] = {}
@@ -154,7 +166,7 @@ def read_leaf_dir(
         def bad(reason: str, path: pathlib.Path = path) -> ConfigError:
             return ConfigError(
                 f"{path} is not a LEAF JSON file of dataset={name} ({reason}): "
-                f"{_how(name, root)}"
+                f"{how_to_prepare(name, root)}"
             )
 
         try:
@@ -192,7 +204,7 @@ def read_leaf_dir(
     return out
 
 
-def _load_leaf(
+def load_leaf(
     name: str,
     data_dir: str | None,
     convert: Callable[[list[Any], list[Any], pathlib.Path], tuple[np.ndarray, ...]],
@@ -205,7 +217,7 @@ def _load_leaf(
     Returns:
         ``x_train, y_train, users_train, x_test, y_test``.
     """
-    root = _root(name, data_dir)
+    root = dataset_root(name, data_dir)
     train = read_leaf_dir(root / "train", name, root)
     test = read_leaf_dir(root / "test", name, root)
     train.sort(key=lambda u: u[0])  # users sorted by name, numbered in that order
@@ -217,10 +229,10 @@ def _load_leaf(
         xs.append(cx)
         ys.append(cy)
         users.append(np.full(len(cy), uid, dtype=np.int32))
-    if not ys:
+    if sum(len(y) for y in ys) == 0:
         raise ConfigError(
             f"dataset={name} has no training samples in {root / 'train'}: "
-            f"{_how(name, root)}"
+            f"{how_to_prepare(name, root)}"
         )
     txs, tys = [], []
     for _, x, y in test:
@@ -228,9 +240,10 @@ def _load_leaf(
             cx, cy = convert(x, y, root / "test")
             txs.append(cx)
             tys.append(cy)
-    if not tys:
+    if sum(len(y) for y in tys) == 0:
         raise ConfigError(
-            f"dataset={name} has no test samples in {root / 'test'}: {_how(name, root)}"
+            f"dataset={name} has no test samples in {root / 'test'}: "
+            f"{how_to_prepare(name, root)}"
         )
     return (
         np.concatenate(xs),
@@ -257,7 +270,7 @@ def _int_labels(
     ):
         raise ConfigError(
             f"dataset={name}: the labels in {where} must be integers in "
-            f"[0, {num_classes}): {_how(name, where.parent)}"
+            f"[0, {num_classes}): {how_to_prepare(name, where.parent)}"
         )
     return labels.astype(np.int32)
 
@@ -287,12 +300,12 @@ def load_femnist(data_dir: str | None = None) -> Dataset:
         if images is None or images.ndim != 2 or images.shape[1] != 28 * 28:
             raise ConfigError(
                 f"dataset=femnist: every input in {where} must be a list of 784 "
-                f"pixel values: {_how('femnist', where.parent)}"
+                f"pixel values: {how_to_prepare('femnist', where.parent)}"
             )
         labels = _int_labels(y, FEMNIST_CLASSES, where, "femnist")
         return images.reshape(-1, 28, 28, 1), labels
 
-    x_train, y_train, users, x_test, y_test = _load_leaf("femnist", data_dir, convert)
+    x_train, y_train, users, x_test, y_test = load_leaf("femnist", data_dir, convert)
     return Dataset(
         name="femnist",
         x_train=x_train,
@@ -325,7 +338,7 @@ def load_celeba_image(images_dir: pathlib.Path, name: str) -> np.ndarray:
     if path is None:
         raise ConfigError(
             f"dataset=celeba: image {images_dir / name} (or {stem}.png) does not "
-            f"exist: {_how('celeba', root)}"
+            f"exist: {how_to_prepare('celeba', root)}"
         )
     try:
         with Image.open(path) as img:
@@ -333,7 +346,7 @@ def load_celeba_image(images_dir: pathlib.Path, name: str) -> np.ndarray:
             return np.asarray(resized.convert("RGB"), dtype=np.uint8)
     except (OSError, UnidentifiedImageError, ValueError):
         raise ConfigError(
-            f"dataset=celeba: {path} is not a readable image: {_how('celeba', root)}"
+            f"dataset=celeba: {path} is not a readable image: {how_to_prepare('celeba', root)}"
         ) from None
 
 
@@ -353,7 +366,7 @@ def load_celeba(data_dir: str | None = None) -> Dataset:
     Raises:
         ConfigError: missing or malformed files or images (one line).
     """
-    images_dir = _root("celeba", data_dir) / "img_align_celeba"
+    images_dir = dataset_root("celeba", data_dir) / "img_align_celeba"
 
     def convert(
         x: list[Any], y: list[Any], where: pathlib.Path
@@ -361,13 +374,13 @@ def load_celeba(data_dir: str | None = None) -> Dataset:
         if not all(isinstance(v, str) for v in x):
             raise ConfigError(
                 f"dataset=celeba: every input in {where} must be an image file name: "
-                f"{_how('celeba', where.parent)}"
+                f"{how_to_prepare('celeba', where.parent)}"
             )
         labels = _int_labels(y, CELEBA_CLASSES, where, "celeba")
         images = np.stack([load_celeba_image(images_dir, v) for v in x])
         return images.astype(np.float32), labels
 
-    x_train, y_train, users, x_test, y_test = _load_leaf("celeba", data_dir, convert)
+    x_train, y_train, users, x_test, y_test = load_leaf("celeba", data_dir, convert)
     return Dataset(
         name="celeba",
         x_train=x_train,
@@ -391,7 +404,7 @@ def encode_text(texts: list[Any], length: int, where: pathlib.Path) -> np.ndarra
         raise ConfigError(
             f"dataset=shakespeare: every {'input' if length > 1 else 'target'} in "
             f"{where} must be a string of {length} character(s): "
-            f"{_how('shakespeare', where.parent)}"
+            f"{how_to_prepare('shakespeare', where.parent)}"
         )
     codes = np.frombuffer("".join(texts).encode("utf-32-le"), dtype=np.uint32)
     table = np.full(128, -1, dtype=np.int32)
@@ -403,7 +416,7 @@ def encode_text(texts: list[Any], length: int, where: pathlib.Path) -> np.ndarra
         ch = chr(int(codes[np.flatnonzero(unknown)[0]]))
         raise ConfigError(
             f"dataset=shakespeare: {where} holds the character {ch!r}, which is not "
-            f"in the 92-slot vocabulary: {_how('shakespeare', where.parent)}"
+            f"in the 92-slot vocabulary: {how_to_prepare('shakespeare', where.parent)}"
         )
     return ids.reshape(len(texts), length)
 
@@ -430,7 +443,7 @@ def load_shakespeare(data_dir: str | None = None) -> Dataset:
         ids = encode_text(x, SHAKESPEARE_SEQ_LENGTH, where)
         return ids, encode_text(y, 1, where)[:, 0]
 
-    x_train, y_train, users, x_test, y_test = _load_leaf(
+    x_train, y_train, users, x_test, y_test = load_leaf(
         "shakespeare", data_dir, convert
     )
     keep = slice(None, None, SHAKESPEARE_TEST_STRIDE)

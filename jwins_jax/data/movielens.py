@@ -38,7 +38,7 @@ import pathlib
 
 import numpy as np
 
-from jwins_jax.data.datasets import DEFAULT_DATA_DIR, Dataset
+from jwins_jax.data.dataset import DEFAULT_DATA_DIR, Dataset
 from jwins_jax.errors import ConfigError
 
 MOVIELENS_URL = "https://files.grouplens.org/datasets/movielens/ml-latest-small.zip"

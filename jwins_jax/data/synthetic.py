@@ -1,4 +1,4 @@
-"""Synthetic stand-ins of FEMNIST, CelebA, Shakespeare and MovieLens (SPEC 7.2 shapes).
+"""Synthetic stand-ins of FEMNIST, CelebA, Shakespeare, Reddit and MovieLens (SPEC 7.2).
 
 Each has its workload's input shape and dtype, number of classes (or ratings), task,
 users and natural-partition rule, so that the paper's models and the natural
@@ -24,6 +24,15 @@ next-character rule, a low-rank rating structure), so the models learn them:
   bigram table (four likely successors per character) with its own; every training
   window of a role's text is a sample (25-55 per role); the test set is every 30th
   window of a later part of each role's text (60 windows per role).
+* ``synthetic_reddit``: 192 users (two per node at 96 nodes) writing 4-10 training
+  and 2 test comments of 2-24 words each; (10,) int32 token ids in [0, 9999), 9,999
+  classes. The words are 300 ids spread over the vocabulary (``<PAD>`` 0,
+  ``<UNK>`` 1 for 3 % of the words, ``<BOS>`` 2, ``<EOS>`` 3); a comment is a Markov
+  chain over them (three likely successors per word, else a word of the user's own
+  Dirichlet(0.3) topic mix). Comments become samples exactly as LEAF's files do
+  (``reddit.comment_rows``, ``reddit.samples_from_rows``): rows of 10, the target the
+  last non-pad id of the target row, rows with target 0 dropped; the test set is
+  global.
 * ``synthetic_movielens``: 610 users rating 15-60 of 1,000 movies (ids fit the MF
   model's tables); ratings in {0.5, ..., 5} from a rank-3 model with user and item
   biases plus noise; per-user 70/30 split and local test sets exactly as the real
@@ -36,18 +45,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from jwins_jax.data.datasets import Dataset
+from jwins_jax.data.dataset import Dataset
 from jwins_jax.data.leaf import SHAKESPEARE_TEST_STRIDE, char_to_id
 from jwins_jax.data.movielens import ratings_dataset
+from jwins_jax.data.reddit import VOCAB_ROWS, comment_rows, samples_from_rows
 
 SYNTHETIC_SEED = 20230710  # fixed: the stand-ins do not depend on the run seed
-
-SYNTHETIC_WORKLOADS = (
-    "synthetic_femnist",
-    "synthetic_celeba",
-    "synthetic_shakespeare",
-    "synthetic_movielens",
-)
 
 
 def _rng(stream: int) -> np.random.Generator:
@@ -208,14 +211,45 @@ def synthetic_movielens() -> Dataset:
     )
 
 
-_FACTORIES = {
-    "synthetic_femnist": synthetic_femnist,
-    "synthetic_celeba": synthetic_celeba,
-    "synthetic_shakespeare": synthetic_shakespeare,
-    "synthetic_movielens": synthetic_movielens,
-}
+def synthetic_reddit() -> Dataset:
+    """Reddit-shaped data: 192 users, (10,) int32 token ids, next-word targets."""
+    rng = _rng(5)
+    users, words, successors = 192, 300, 3
+    unk, bos, eos = 1, 2, 3
+    lexicon = rng.choice(np.arange(4, VOCAB_ROWS), size=words, replace=False)
+    follow = rng.integers(0, words, size=(words, successors))
+    follow_cum = np.cumsum([0.6, 0.25, 0.15])
+    topic_cum = np.cumsum(rng.dirichlet(np.full(words, 0.3), size=users), axis=1)
 
+    def comment(user: int) -> np.ndarray:
+        length = int(rng.integers(2, 25))
+        u = rng.uniform(size=(length, 4))
+        topic = np.minimum(np.searchsorted(topic_cum[user], u[:, 0]), words - 1)
+        pick = np.minimum(np.searchsorted(follow_cum, u[:, 1]), successors - 1)
+        chain = topic.copy()
+        for t in range(1, length):
+            if u[t, 2] < 0.8:
+                chain[t] = follow[chain[t - 1], pick[t]]
+        return np.where(u[:, 3] < 0.03, unk, lexicon[chain])
 
-def make_synthetic(name: str) -> Dataset:
-    """The stand-in ``name`` (one of :data:`SYNTHETIC_WORKLOADS`)."""
-    return _FACTORIES[name]()
+    def samples(user: int, count: int) -> tuple[np.ndarray, np.ndarray]:
+        rows = [comment_rows(comment(user), bos, eos) for _ in range(count)]
+        x_rows = np.concatenate([x for x, _ in rows])
+        y_rows = np.concatenate([y for _, y in rows])
+        return samples_from_rows(x_rows, y_rows)
+
+    train_comments = rng.integers(4, 11, size=users)
+    train = [samples(u, int(c)) for u, c in enumerate(train_comments)]
+    test = [samples(u, 2) for u in range(users)]
+    return Dataset(
+        name="synthetic_reddit",
+        x_train=np.concatenate([x for x, _ in train]),
+        y_train=np.concatenate([y for _, y in train]),
+        x_test=np.concatenate([x for x, _ in test]),
+        y_test=np.concatenate([y for _, y in test]),
+        num_classes=VOCAB_ROWS,
+        users_train=np.concatenate(
+            [np.full(len(y), u, np.int32) for u, (_, y) in enumerate(train)]
+        ),
+        natural="shuffled",
+    )

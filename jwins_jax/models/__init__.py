@@ -13,10 +13,12 @@ gn_lenet            89,834      (32, 32, 3)      f32     (B, 10) logits      CIF
 femnist_cnn         1,690,046   (28, 28, 1)      f32     (B, 62) logits      FEMNIST
 celeba_cnn          30,242      (84, 84, 3)      f32     (B, 2) logits       CelebA
 shakespeare_lstm    2,683,708   (80,)            i32     (B, 92) logits      Shakesp.
+reddit_rnn          4,317,895   (10,)            i32     (B, 9999) logits    Reddit
 movielens_mf        206,680     (2,)             i32     (B,) ratings        MovieLens
 ==================  ==========  ===============  ======  ==================  ========
 
-:data:`DEFAULT_MODEL` names the model of every dataset of :mod:`jwins_jax.data`.
+The model a dataset runs with by default is part of the dataset's settings
+(:mod:`jwins_jax.data.registry`).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from jwins_jax.models.femnist_cnn import FemnistCNN, femnist_cnn
 from jwins_jax.models.layout import ModelSpec, ParamEntry
 from jwins_jax.models.lenet import GNLeNet, gn_lenet
 from jwins_jax.models.movielens_mf import MatrixFactorization, movielens_mf
+from jwins_jax.models.reddit_rnn import RedditRNN, reddit_rnn
 from jwins_jax.models.shakespeare_lstm import ShakespeareLSTM, shakespeare_lstm
 
 _FACTORIES = {
@@ -38,24 +41,10 @@ _FACTORIES = {
     "femnist_cnn": femnist_cnn,
     "celeba_cnn": celeba_cnn,
     "shakespeare_lstm": shakespeare_lstm,
+    "reddit_rnn": reddit_rnn,
     "movielens_mf": movielens_mf,
 }
 MODELS = tuple(_FACTORIES)
-
-# The model each dataset is run with by default (SPEC 7.2 table, "model" row).
-DEFAULT_MODEL = {
-    "digits": "digits_cnn",
-    "synthetic_cifar": "gn_lenet",
-    "cifar10": "gn_lenet",
-    "femnist": "femnist_cnn",
-    "synthetic_femnist": "femnist_cnn",
-    "celeba": "celeba_cnn",
-    "synthetic_celeba": "celeba_cnn",
-    "shakespeare": "shakespeare_lstm",
-    "synthetic_shakespeare": "shakespeare_lstm",
-    "movielens": "movielens_mf",
-    "synthetic_movielens": "movielens_mf",
-}
 
 
 @functools.cache
@@ -76,7 +65,6 @@ def get_model(name: str) -> ModelSpec:
 
 
 __all__ = [
-    "DEFAULT_MODEL",
     "MODELS",
     "CelebaCNN",
     "DigitsCNN",
@@ -85,6 +73,7 @@ __all__ = [
     "MatrixFactorization",
     "ModelSpec",
     "ParamEntry",
+    "RedditRNN",
     "ShakespeareLSTM",
     "get_model",
 ]

@@ -50,6 +50,8 @@ class ParamEntry:
             without ``scale`` uses PyTorch's default bound 1/sqrt(fan_in).
         scale: explicit bound of ``"uniform"`` or standard deviation of
             ``"normal"``; 0 means the default (1/sqrt(fan_in), resp. 1).
+        padding_idx: an embedding row initialised to zero (PyTorch's
+            ``nn.Embedding(padding_idx=...)``); None for none.
     """
 
     torch_name: str
@@ -60,6 +62,7 @@ class ParamEntry:
     init: str
     fan_in: int = 0
     scale: float = 0.0
+    padding_idx: int | None = None
 
     @property
     def size(self) -> int:
@@ -167,6 +170,7 @@ def embedding_entries(
     dim: int,
     init: str = "normal",
     scale: float = 0.0,
+    padding_idx: int | None = None,
 ) -> list[ParamEntry]:
     """Entries of an embedding table (``name.weight`` [num_embeddings, dim]).
 
@@ -177,6 +181,7 @@ def embedding_entries(
         init: ``"normal"`` (PyTorch's default N(0, 1)) or ``"uniform"``.
         scale: standard deviation or bound (0: N(0, 1)); MovieLens MF uses
             ``init="uniform", scale=0.05``.
+        padding_idx: the row initialised to zero (Reddit: 0), or None.
     """
     return [
         ParamEntry(
@@ -188,6 +193,7 @@ def embedding_entries(
             init,
             0,
             scale,
+            padding_idx,
         )
     ]
 
@@ -366,8 +372,9 @@ class ModelSpec:
 
         Conv and linear weights and biases are U(-1/sqrt(fan_in), 1/sqrt(fan_in)) with
         fan_in = in * kh * kw; GroupNorm weights are 1 and biases 0; embeddings are
-        N(0, 1) (MovieLens MF: U(-0.05, 0.05)); LSTM weights and biases are
-        U(-1/sqrt(hidden), 1/sqrt(hidden)).
+        N(0, 1) (MovieLens MF: U(-0.05, 0.05)) with an embedding's padding row
+        zero (Reddit); LSTM weights and biases are U(-1/sqrt(hidden),
+        1/sqrt(hidden)).
 
         Args:
             key: PRNG key; the same key gives the same vector.
@@ -437,6 +444,9 @@ def _init_flat(spec: ModelSpec, key: jax.Array) -> jax.Array:
             parts.append(jnp.ones((e.size,), jnp.float32))
         else:
             parts.append(jnp.zeros((e.size,), jnp.float32))
+        if e.padding_idx is not None:
+            rows = parts[-1].reshape(e.torch_shape)
+            parts[-1] = rows.at[e.padding_idx].set(0.0).reshape(-1)
     return jnp.concatenate(parts)
 
 

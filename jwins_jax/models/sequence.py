@@ -4,7 +4,10 @@ Both store their weights in PyTorch layout, so a flax params tree maps to the fl
 vector of SPEC Appendix C by reshapes only (see layout.py):
 
 * :class:`Embedding` holds ``weight`` (num_embeddings, dim) and looks rows up with a
-  gather; its gradient is a scatter-add into a table of the same shape.
+  gather; its gradient is a scatter-add into a table of the same shape. With a
+  ``padding_idx`` that row gets no gradient (PyTorch's ``padding_idx``: the row is
+  read as stored, so what sharing writes into it is used, but training never
+  changes it).
 * :class:`LSTMLayer` is one layer of ``torch.nn.LSTM`` (batch_first, with both
   ``bias_ih`` and ``bias_hh``). The gate row blocks of every weight and bias are, in
   order, input i, forget f, cell candidate g and output o::
@@ -54,6 +57,9 @@ class Embedding(nn.Module):
         num_embeddings: number of rows V.
         features: row width D.
         init_bound: 0 for PyTorch's default N(0, 1), else U(-init_bound, init_bound).
+        padding_idx: a row whose gradient is zero (PyTorch's ``padding_idx``), or
+            None. (Its zero initial value is the flat layout's, see
+            ``ParamEntry.padding_idx``.)
 
     Params: ``weight`` (V, D).
     """
@@ -61,12 +67,16 @@ class Embedding(nn.Module):
     num_embeddings: int
     features: int
     init_bound: float = 0.0
+    padding_idx: int | None = None
 
     @nn.compact
     def __call__(self, ids: jax.Array) -> jax.Array:
         """Maps integer ids of any shape S to (*S, D); ids must lie in [0, V)."""
         init = uniform_init(self.init_bound) if self.init_bound else normal_init()
         weight = self.param("weight", init, (self.num_embeddings, self.features))
+        if self.padding_idx is not None:
+            row = jax.lax.stop_gradient(weight[self.padding_idx])
+            weight = weight.at[self.padding_idx].set(row)  # same values, no gradient
         return jnp.take(weight, ids, axis=0, mode="clip")
 
 

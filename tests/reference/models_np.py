@@ -1,5 +1,5 @@
-"""NumPy reference forward passes of the paper's FEMNIST, CelebA, Shakespeare and
-MovieLens models (SPEC 7.2), reading their tensors from the flat vector.
+"""NumPy reference forward passes of the paper's FEMNIST, CelebA, Shakespeare,
+Reddit and MovieLens models (SPEC 7.2), reading their tensors from the flat vector.
 
 Every tensor is sliced from the flat vector at the offsets of SPEC Appendix C, written
 out below by hand, and reshaped to its PyTorch shape; the layers follow PyTorch's
@@ -47,6 +47,21 @@ LSTM_LAYOUT = [
     ("lstm.bias_hh_l1", (1024,), 798432, 799456),
     ("l1.weight", (92, 20480), 799456, 2683616),
     ("l1.bias", (92,), 2683616, 2683708),
+]
+REDDIT_LAYOUT = [
+    ("embedding.weight", (9999, 200), 0, 1999800),
+    ("rnn_cells.weight_ih_l0", (1024, 200), 1999800, 2204600),
+    ("rnn_cells.weight_hh_l0", (1024, 256), 2204600, 2466744),
+    ("rnn_cells.bias_ih_l0", (1024,), 2466744, 2467768),
+    ("rnn_cells.bias_hh_l0", (1024,), 2467768, 2468792),
+    ("rnn_cells.weight_ih_l1", (1024, 256), 2468792, 2730936),
+    ("rnn_cells.weight_hh_l1", (1024, 256), 2730936, 2993080),
+    ("rnn_cells.bias_ih_l1", (1024,), 2993080, 2994104),
+    ("rnn_cells.bias_hh_l1", (1024,), 2994104, 2995128),
+    ("l1.weight", (128, 256), 2995128, 3027896),
+    ("l1.bias", (128,), 3027896, 3028024),
+    ("l2.weight", (9999, 128), 3028024, 4307896),
+    ("l2.bias", (9999,), 4307896, 4317895),
 ]
 MF_LAYOUT = [
     ("user_factors.weight", (610, 20), 0, 12200),
@@ -156,6 +171,27 @@ def lstm_forward(flat, ids):
         )
     h = relu(h.reshape(h.shape[0], -1))  # (B, 20480), index t * 256 + unit
     return linear(h, t["l1.weight"], t["l1.bias"])
+
+
+def reddit_forward(flat, ids):
+    """Reddit RNN on (B, 10) token ids -> (B, 9999) logits.
+
+    The embedding row of every id is read as stored (row 0 included: PyTorch's
+    padding_idx only zeroes its gradient), both LSTM layers run over all 10 steps,
+    and the top layer's last hidden state goes through Linear, ReLU, Linear.
+    """
+    t = tensors(flat, REDDIT_LAYOUT)
+    h = t["embedding.weight"][np.asarray(ids)]  # (B, 10, 200)
+    for layer in (0, 1):
+        h = lstm_layer(
+            h,
+            t[f"rnn_cells.weight_ih_l{layer}"],
+            t[f"rnn_cells.weight_hh_l{layer}"],
+            t[f"rnn_cells.bias_ih_l{layer}"],
+            t[f"rnn_cells.bias_hh_l{layer}"],
+        )
+    h = relu(linear(h[:, -1], t["l1.weight"], t["l1.bias"]))  # h_n[1] -> (B, 128)
+    return linear(h, t["l2.weight"], t["l2.bias"])
 
 
 def mf_forward(flat, ids):

@@ -1,6 +1,4 @@
-"""Datasets held on the host as NHWC float32 arrays (SPEC 7.2).
-
-Three image datasets are offered:
+"""The image datasets without users: digits, CIFAR-10 and its stand-in (SPEC 7.2).
 
 * ``"digits"`` (default): scikit-learn's embedded 8x8 handwritten digits, so the
   simulator runs without any download. Pixels 0..16 are scaled to [0, 1] and then
@@ -18,56 +16,18 @@ Three image datasets are offered:
   Normalize(0.5, 0.5), i.e. ``(v / 255 - 0.5) / 0.5``. It must have been prepared in
   ``data_dir`` beforehand.
 
-The paper's other workloads, each with users for the natural partition (SPEC 7.2):
-
-* ``"femnist"``, ``"celeba"``, ``"shakespeare"``: LEAF JSON files prepared once under
-  ``data_dir`` (default ``./data``); layout and preparation in
-  :mod:`jwins_jax.data.leaf`.
-* ``"movielens"``: ml-latest-small's ratings.csv under ``data_dir``, split 70/30 per
-  user with ``seed``; see :mod:`jwins_jax.data.movielens`.
-* ``"synthetic_femnist"``, ``"synthetic_celeba"``, ``"synthetic_shakespeare"``,
-  ``"synthetic_movielens"``: stand-ins with the same shapes, classes, task, users
-  and partition rule, generated from a fixed seed; see
-  :mod:`jwins_jax.data.synthetic`.
+All three are held on the host as NHWC float32 arrays.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
 
+from jwins_jax.data.dataset import Dataset
 from jwins_jax.errors import ConfigError
-
-DATASETS = (
-    "digits",
-    "synthetic_cifar",
-    "cifar10",
-    "femnist",
-    "celeba",
-    "shakespeare",
-    "movielens",
-    "synthetic_femnist",
-    "synthetic_celeba",
-    "synthetic_shakespeare",
-    "synthetic_movielens",
-)
-
-# Each dataset read from prepared files -> its stand-in with the same shapes, classes,
-# users and partition rule, which needs no files (tests and benchmarks run on these).
-STAND_INS = {
-    "cifar10": "synthetic_cifar",
-    "femnist": "synthetic_femnist",
-    "celeba": "synthetic_celeba",
-    "shakespeare": "synthetic_shakespeare",
-    "movielens": "synthetic_movielens",
-}
-
-# Where the file-based workloads (femnist, celeba, shakespeare, movielens) look when
-# no data_dir is given.
-DEFAULT_DATA_DIR = "data"
 
 # The digits split uses this seed whatever the run seed is: the test set is fixed.
 DIGITS_SPLIT_SEED = 0
@@ -80,120 +40,8 @@ _SYNTHETIC_NUISANCE_STD = 0.5
 _SYNTHETIC_NOISE_STD = 0.3
 
 
-@dataclasses.dataclass(frozen=True)
-class Dataset:
-    """A dataset with a training split and a test split, held on the host.
-
-    Attributes:
-        name: One of ``DATASETS``.
-        x_train: Training inputs, ``(D, *input_shape)``: float32 images (NHWC) or
-            int32 token / id sequences.
-        y_train: Training targets, ``(D,)``: int32 class ids in
-            ``[0, num_classes)``, or float32 values for a ``rating`` task.
-        x_test: Test inputs.
-        y_test: Test targets.
-        num_classes: Number of classes (0 for a ``rating`` task).
-        task: Name of the scoring rule in :mod:`jwins_jax.tasks`.
-        users_train: ``(D,)`` int32 user (writer, speaker, rater) of each training
-            sample, for natural partitions; ``None`` when the data has no users.
-        users_test: ``(D_test,)`` int32 user of each test sample when every node
-            tests on its own users' samples (a local test set, MovieLens); ``None``
-            when every node tests on the whole global test split.
-        natural: How a natural partition assigns users to nodes: ``"shuffled"``
-            (sorted users shuffled with the seed, ``floor(U / n)`` per node, SPEC
-            7.1) or ``"contiguous"`` (MovieLens); ``None`` when there are no users.
-        drop_last: Whether local training skips a final short minibatch (FEMNIST).
-    """
-
-    name: str
-    x_train: np.ndarray  # (D, *input_shape) float32 or int32
-    y_train: np.ndarray  # (D,) int32 class ids or float32 targets
-    x_test: np.ndarray  # (D_test, *input_shape)
-    y_test: np.ndarray  # (D_test,)
-    num_classes: int
-    task: str = "classification"
-    users_train: np.ndarray | None = None  # (D,) int32
-    users_test: np.ndarray | None = None  # (D_test,) int32
-    natural: str | None = None
-    drop_last: bool = False
-
-    @property
-    def input_shape(self) -> tuple[int, ...]:
-        """The shape of one input, e.g. ``(H, W, C)`` or ``(sequence_length,)``."""
-        return tuple(int(d) for d in self.x_train.shape[1:])
-
-
-def load_dataset(
-    name: str,
-    *,
-    seed: int = 0,
-    test_fraction: float = 0.2,
-    synthetic_size: int = 2048,
-    data_dir: str | None = None,
-) -> Dataset:
-    """Loads a dataset onto the host.
-
-    Args:
-        name: One of ``DATASETS``.
-        seed: Generates ``"synthetic_cifar"`` and draws ``"movielens"``'s per-user
-            70/30 split; the other datasets ignore it (the digits split is fixed,
-            CIFAR-10 and the LEAF datasets have their own test sets, the other
-            synthetic stand-ins use a fixed seed).
-        test_fraction: Fraction of all samples put in the test split, for
-            ``"digits"`` (stratified) and ``"synthetic_cifar"`` (whose test set has
-            ``round(synthetic_size * test_fraction / (1 - test_fraction))`` samples).
-            Ignored by ``"cifar10"``.
-        synthetic_size: Number of ``"synthetic_cifar"`` training samples.
-        data_dir: ``tensorflow_datasets`` data directory for ``"cifar10"``
-            (``None``: the tfds default, ``~/tensorflow_datasets``); the folder
-            holding ``femnist/``, ``celeba/``, ``shakespeare/`` and ``movielens/``
-            for those datasets (``None``: ``./data``).
-
-    Returns:
-        The dataset.
-
-    Raises:
-        ConfigError: Unknown name, bad sizes or fractions, or a dataset whose files
-            are missing or malformed (one line naming the path and how to prepare
-            it).
-    """
-    if name not in DATASETS:
-        raise ConfigError(
-            f"dataset={name!r} is unknown: allowed datasets are {', '.join(DATASETS)}"
-        )
-    if not 0.0 < test_fraction < 1.0:
-        raise ConfigError(
-            f"test_fraction={test_fraction} is not allowed: it must be in (0, 1)"
-        )
-    if name == "digits":
-        return _load_digits(test_fraction)
-    if name == "synthetic_cifar":
-        return _make_synthetic_cifar(seed, test_fraction, synthetic_size)
-    if name == "cifar10":
-        return _load_cifar10(data_dir)
-    # Workload modules import Dataset from here, so they are imported on use.
-    if name == "femnist":
-        from jwins_jax.data.leaf import load_femnist
-
-        return load_femnist(data_dir)
-    if name == "celeba":
-        from jwins_jax.data.leaf import load_celeba
-
-        return load_celeba(data_dir)
-    if name == "shakespeare":
-        from jwins_jax.data.leaf import load_shakespeare
-
-        return load_shakespeare(data_dir)
-    if name == "movielens":
-        from jwins_jax.data.movielens import load_movielens
-
-        return load_movielens(data_dir, seed=seed)
-    from jwins_jax.data.synthetic import make_synthetic
-
-    return make_synthetic(name)
-
-
-def _load_digits(test_fraction: float) -> Dataset:
+def load_digits(test_fraction: float) -> Dataset:
+    """scikit-learn's digits, split stratified with a fixed seed (see above)."""
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
@@ -224,7 +72,9 @@ def _load_digits(test_fraction: float) -> Dataset:
     )
 
 
-def _make_synthetic_cifar(seed: int, test_fraction: float, size: int) -> Dataset:
+def make_synthetic_cifar(seed: int, test_fraction: float, size: int) -> Dataset:
+    """``size`` CIFAR-shaped training samples from ``seed`` (see above); the test
+    set has ``round(size * test_fraction / (1 - test_fraction))`` samples."""
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
         raise ConfigError(
             f"synthetic_size={size!r} is not allowed: it must be a positive integer"
@@ -291,7 +141,8 @@ def records_to_arrays(
     return x, np.asarray(labels, dtype=np.int32)
 
 
-def _load_cifar10(data_dir: str | None) -> Dataset:
+def load_cifar10(data_dir: str | None) -> Dataset:
+    """CIFAR-10 from a tensorflow-datasets directory (``None``: the tfds default)."""
     import pathlib
 
     where = data_dir if data_dir is not None else "~/tensorflow_datasets"
