@@ -134,15 +134,21 @@ def parse_spec(
         default_name: the sweep name when the spec has none.
         overrides: config fields that replace the base's (command-line flags).
 
+    A spec key given as null (JSON) counts as not given; a config field given as
+    null means its default where the field is optional and is refused otherwise
+    (:meth:`Config.check_null`).
+
     Raises:
         ConfigError: an unknown key or field, an empty grid or axis, a value of the
-            wrong type or out of range, or (with ``one_program``) a static axis.
+            wrong type or out of range, a null field that is not optional, or (with
+            ``one_program``) a static axis.
     """
     for key in data:
         if key not in SPEC_KEYS:
             raise ConfigError(
                 f"{source}: unknown key {key!r}; allowed: {', '.join(SPEC_KEYS)}"
             )
+    data = {k: v for k, v in data.items() if v is not None}  # null: not given
     name = data.get("name", default_name)
     opt.check_kind("name", name, str)
     opt.file_name("name", name)

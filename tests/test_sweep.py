@@ -157,7 +157,7 @@ def _run_alone(configs: list[Config], root: pathlib.Path) -> dict[str, list[dict
         log = RunLog.create(c, run_dir, {})
         state = progs.init(jax.random.PRNGKey(c.seed), hp)
         runner.execute(exp, progs, state, hp, inputs, [log])
-        out[c.name] = log.records
+        out[c.name] = read_metrics(run_dir)
     return out
 
 
