@@ -376,61 +376,88 @@ def test_show_of_malformed_runs(tmp_path, capsys):
 
 
 # ------------------------------------------------------- how runs end
+# A run long enough to be stopped in the middle (checkpoints every 10 rounds).
+LONG = [
+    "--nodes",
+    "8",
+    "--topology",
+    "ring",
+    "--rounds",
+    "300",
+    "--eval-every",
+    "5",
+    "--checkpoint-every",
+    "10",
+    "--local-steps",
+    "1",
+    "--test-subset",
+    "32",
+]
+
+
 def _start(tmp_path, *extra):
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONUNBUFFERED": "1"}
-    cmd = [
-        sys.executable,
-        "-m",
-        "jwins_jax.cli",
-        "run",
-        "--nodes",
-        "8",
-        "--topology",
-        "ring",
-        "--rounds",
-        "100000",
-        "--eval-every",
-        "5",
-        "--local-steps",
-        "1",
-        "--test-subset",
-        "32",
-        "--out-dir",
-        str(tmp_path),
-        "--name",
-        "r",
-        *extra,
-    ]
+    cmd = [sys.executable, "-m", "jwins_jax.cli", "run", *LONG]
+    cmd += ["--out-dir", str(tmp_path), "--name", "r", *extra]
     return subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
     )
 
 
-def _wait_for_records(path: pathlib.Path, timeout: float = 300.0) -> None:
+def _wait_for_records(
+    path: pathlib.Path, count: int = 1, timeout: float = 300.0
+) -> None:
     t0 = time.time()
     while time.time() - t0 < timeout:
-        if path.is_file() and path.read_text().count("\n") >= 1:
+        if path.is_file() and path.read_text().count("\n") >= count:
             return
-        time.sleep(0.2)
+        time.sleep(0.02)
     raise AssertionError("the run wrote no metrics in time")
 
 
+@pytest.fixture(scope="module")
+def long_run_metrics(tmp_path_factory):
+    """The metrics of LONG run without a stop."""
+    out = tmp_path_factory.mktemp("long")
+    argv = ["run", *LONG, "--checkpoint-every", "0", "--quiet"]
+    assert cli.main(argv + ["--out-dir", str(out), "--name", "whole"]) == 0
+    return _strip(results.read_metrics(out / "whole"))
+
+
 @pytest.mark.parametrize(
-    "sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"]
+    "sig",
+    [signal.SIGTERM, signal.SIGINT, signal.SIGKILL],
+    ids=["SIGTERM", "SIGINT", "SIGKILL"],
 )
-def test_a_signal_ends_the_run_with_a_checkpoint_and_a_true_summary(tmp_path, sig):
+def test_a_signal_mid_run_leaves_a_true_directory_that_resumes(
+    tmp_path, capsys, long_run_metrics, sig
+):
+    """SIGTERM and SIGINT end the run with a checkpoint and an ``interrupted``
+    summary; SIGKILL leaves no summary, which `jwins show` says; either way every
+    metrics line is whole and --resume gives the metrics of a run never stopped."""
     proc = _start(tmp_path)
-    _wait_for_records(tmp_path / "r" / "metrics.jsonl")
+    run = tmp_path / "r"
+    _wait_for_records(run / "metrics.jsonl", count=3)  # a checkpoint at 10
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=300)
-    assert proc.returncode == 130, err
     assert "Traceback" not in err
-    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
-    assert summary["status"] == "interrupted"
-    assert "--resume" in summary["error"]
-    assert (tmp_path / "r" / "checkpoints").is_dir()
-    for line in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines():
+    for line in (run / "metrics.jsonl").read_text().splitlines():
         json.loads(line)  # every line whole
+    assert cli.main(["show", str(run)]) == 0
+    shown = capsys.readouterr().out
+    if sig == signal.SIGKILL:
+        assert proc.returncode == -signal.SIGKILL
+        assert not (run / "summary.json").exists()
+        assert "status: unknown (no summary.json: still running, or killed" in shown
+    else:
+        assert proc.returncode == 130, err
+        summary = json.loads((run / "summary.json").read_text())
+        assert summary["status"] == "interrupted"
+        assert "--resume" in summary["error"]
+        assert "status: interrupted" in shown
+    assert (run / "checkpoints").is_dir() and "newest checkpoint: round" in shown
+    assert cli.main(["run", "--resume", str(run), "--quiet"]) == 0
+    assert _strip(results.read_metrics(run)) == long_run_metrics
 
 
 class _FullDisk:
