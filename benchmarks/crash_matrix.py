@@ -166,7 +166,7 @@ def _command(kind: str, out: pathlib.Path, spec: pathlib.Path) -> list[str]:
 
 def _run_dirs(kind: str, out: pathlib.Path) -> list[pathlib.Path]:
     if kind == "run":
-        return [out / "r"]
+        return [out / "r"] if (out / "r").is_dir() else []
     root = out / "sweep-m"
     return sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
 
