@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import pathlib
 import sys
 from collections.abc import Sequence
@@ -365,7 +366,10 @@ def cmd_show(args: argparse.Namespace) -> int:
         status = "unknown (summary.json is unreadable)"
         notes.append(f"summary.json {problem}; shown: what metrics.jsonl holds")
     elif summary is None:
-        status = "unknown (no summary.json: still running, or killed before it ended)"
+        status = (
+            "unknown (no summary.json: still running, or stopped without one: "
+            "killed, or the disk was full)"
+        )
     else:
         status = str(summary.get("status", "unknown"))
     summary = summary or {"name": run_dir.name}
@@ -410,6 +414,37 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+class _NotFromOrbax:
+    """A logging filter dropping orbax-checkpoint's records."""
+
+    @staticmethod
+    def filter(record) -> bool:
+        return f"{os.sep}orbax{os.sep}" not in record.pathname
+
+
+def _quiet_checkpoint_writers() -> None:
+    """Keeps a failed checkpoint save (a full disk) to the one line the command line
+    writes about it: orbax's writer threads log the failure with tracebacks, and
+    the array library's write callbacks that complete after the failed save find
+    their event loop closed (reported as "unraisable"). Both are left out; any other
+    unraisable error is still reported. Process-wide, so only the entry point does
+    it."""
+    import logging
+
+    logging.getLogger("absl").addFilter(_NotFromOrbax())
+    previous = sys.unraisablehook
+
+    def hook(unraisable) -> None:
+        closed = (
+            isinstance(unraisable.exc_value, RuntimeError)
+            and str(unraisable.exc_value) == "Event loop is closed"
+        )
+        if not closed:
+            previous(unraisable)
+
+    sys.unraisablehook = hook
+
+
 def _interrupted() -> int:
     runner = sys.modules.get("jwins_jax.runner")
     started = list(getattr(runner, "STARTED", [])) if runner is not None else []
@@ -443,6 +478,7 @@ def _main(argv: Sequence[str] | None, stop) -> int:
             from jwins_jax.cache import enable_compilation_cache
 
             enable_compilation_cache()
+            _quiet_checkpoint_writers()
         stop.check(" while starting")
     except SystemExit as exit_:  # --help, or a bad flag (already reported on one line)
         return exit_.code if isinstance(exit_.code, int) else 2
@@ -463,8 +499,6 @@ def _main(argv: Sequence[str] | None, stop) -> int:
         sys.stderr.write(f"jwins: diverged: {err}\n")
         return 1
     except RunFailed as err:
-        import os
-
         if os.environ.get("JWINS_DEBUG"):
             raise
         sys.stderr.write(f"jwins: failed: {err} (JWINS_DEBUG=1 shows the traceback)\n")
@@ -472,13 +506,9 @@ def _main(argv: Sequence[str] | None, stop) -> int:
     except (KeyboardInterrupt, Terminated):
         return _interrupted()
     except BrokenPipeError:  # output piped into a program that stopped reading
-        import os
-
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except Exception as err:  # noqa: BLE001 - an unexpected failure: one line, exit 1
-        import os
-
         if os.environ.get("JWINS_DEBUG"):
             raise
         text = " ".join(str(err).split())[:300]

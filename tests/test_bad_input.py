@@ -372,7 +372,10 @@ def test_show_of_malformed_runs(tmp_path, capsys):
     (run / "summary.json").unlink()
     assert cli.main(["show", str(run)]) == 0
     out = capsys.readouterr().out
-    assert "50.00" in out and "no summary.json: still running, or killed" in out
+    assert (
+        "50.00" in out
+        and "no summary.json: still running, or stopped without one" in out
+    )
 
 
 # ------------------------------------------------------- how runs end
@@ -448,7 +451,10 @@ def test_a_signal_mid_run_leaves_a_true_directory_that_resumes(
     if sig == signal.SIGKILL:
         assert proc.returncode == -signal.SIGKILL
         assert not (run / "summary.json").exists()
-        assert "status: unknown (no summary.json: still running, or killed" in shown
+        assert (
+            "status: unknown (no summary.json: still running, or stopped without one"
+            in shown
+        )
     else:
         assert proc.returncode == 130, err
         summary = json.loads((run / "summary.json").read_text())
