@@ -294,11 +294,12 @@ def disk_full(error: BaseException) -> bool:
 
 def describe_failure(error: BaseException) -> str:
     """One line saying what went wrong: a full disk with the file being written,
-    else the error's type and message."""
+    else the error's type and message (with the file, for a system error)."""
     if isinstance(error, OSError) and error.filename:
-        what = "the disk is full" if disk_full(error) else type(error).__name__
         reason = error.strerror or str(error)
-        return f"{what} ({reason}) writing {error.filename}"
+        if disk_full(error):
+            return f"the disk is full ({reason}) writing {error.filename}"
+        return f"{type(error).__name__}: {reason}: {error.filename}"
     return " ".join(f"{type(error).__name__}: {error}".split())
 
 
