@@ -171,10 +171,13 @@ def _run_dirs(kind: str, out: pathlib.Path) -> list[pathlib.Path]:
     return sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
 
 
-def _expected_status(phase: str, sig: str) -> str:
-    if sig == "SIGKILL":
-        return "unknown (no summary.json"
-    return "finished" if phase == "plots" else "interrupted"
+def _expected_status(kind: str, phase: str, sig: str) -> str:
+    """What `jwins show` must say of a run directory after the signal: a run writes
+    its summary after its plot, a sweep's configs have theirs before the sweep's
+    plots, and a first Ctrl-C or SIGTERM during the last plots lets the run end."""
+    if phase == "plots" and (sig != "SIGKILL" or kind == "sweep"):
+        return "finished"
+    return "unknown (no summary.json" if sig == "SIGKILL" else "interrupted"
 
 
 def _check_show(
@@ -233,7 +236,7 @@ def one_case(kind, phase, sig, work, spec, reference, pause, cache):
     if sig != "SIGKILL" and "Traceback" in err:
         problems.append("a traceback on stderr")
     dirs = _run_dirs(kind, out)
-    expected = _expected_status(phase, sig)
+    expected = _expected_status(kind, phase, sig)
     if not dirs:
         row["show"] = "no directory (nothing written)"
         if sig != "SIGKILL" and "nothing was written" not in err:
@@ -253,8 +256,8 @@ def one_case(kind, phase, sig, work, spec, reference, pause, cache):
     elif kind == "run" and not dirs:
         done = _jwins(argv + ["--quiet"], cache)
         row["completed_by"] = "the same command again"
-    elif kind == "sweep" and expected != "finished":
-        done = _jwins(argv + ["--quiet"], cache)
+    elif kind == "sweep" and (expected != "finished" or proc.returncode != 0):
+        done = _jwins(argv + ["--quiet"], cache)  # also draws plots a kill cut off
         row["completed_by"] = "the same sweep again"
     else:
         done, row["completed_by"] = None, "nothing (it had finished)"
