@@ -7,21 +7,27 @@ A checkpoint holds everything a run needs to continue exactly where it stopped:
 * as JSON metadata: the checkpoint format, the package version, the resolved config,
   the host counters of :class:`~jwins_jax.results.RunLog` (cumulative bytes per node,
   full shares, rounds done, the per-round statistics of rounds not evaluated yet) and
-  the metrics records written so far.
+  where ``metrics.jsonl`` ended (lines, bytes, SHA-256): its size does not grow with
+  the run.
 
 Checkpoints live in ``RUN_DIR/checkpoints/<round>/``; orbax writes each one to a
-temporary directory and renames it when complete, so a run killed while saving keeps
-its previous checkpoint. The last :data:`KEEP` are kept.
+temporary directory (``<round>.orbax-checkpoint-tmp``) and renames it when complete,
+so a save that fails part-way (a full disk) or a run killed while saving leaves only
+that temporary directory, which is never taken for a checkpoint. The last
+:data:`KEEP` are kept.
 
 A resumed run rebuilds its inputs (partition, graph) from the saved config, restores
-the state and the counters, rewrites ``metrics.jsonl`` from the saved records and goes
-on: the rounds after the stop are exactly those of a run that never stopped (the
-``elapsed_s`` fields aside).
+the newest checkpoint that reads back whole (a damaged newer one is reported and
+skipped), checks that ``metrics.jsonl`` still begins with what the checkpoint saw,
+cuts it back to that and goes on: the rounds after the stop are exactly those of a
+run that never stopped (the ``elapsed_s`` fields aside).
 """
 
 from __future__ import annotations
 
+import errno
 import pathlib
+import shutil
 from typing import Any
 
 import jax
@@ -29,9 +35,30 @@ import numpy as np
 
 from jwins_jax.errors import ConfigError
 
-FORMAT = 1
+FORMAT = 2
+# format 1 saved every metrics record in each checkpoint (it grew with the run)
+READABLE_FORMATS = (1, 2)
 KEEP = 3
 DIRNAME = "checkpoints"
+
+
+def rounds(run_dir: str | pathlib.Path) -> list[int]:
+    """The rounds of a run directory's complete checkpoints, oldest first.
+
+    Reads only the directory names (orbax's layout: a complete checkpoint is a
+    directory named by its round; one being written carries a temporary suffix), so
+    it is cheap and needs no checkpoint library.
+    """
+    where = pathlib.Path(run_dir) / DIRNAME
+    try:
+        names = [p.name for p in where.iterdir() if p.is_dir()]
+    except OSError:
+        return []
+    return sorted(int(n) for n in names if n.isdigit())
+
+
+class _Damaged(Exception):
+    """A checkpoint that does not read back whole."""
 
 
 def _manager(run_dir: pathlib.Path, create: bool):
@@ -92,30 +119,38 @@ class Checkpointer:
     def save(
         self, state: Any, config_dict: dict[str, Any], log_state: dict[str, Any]
     ) -> None:
-        """Writes a checkpoint at the state's round (replacing one of that round)."""
+        """Writes a checkpoint at the state's round (replacing one of that round).
+
+        Raises:
+            OSError: the checkpoint could not be written (``filename``: its
+                directory); the previous checkpoints are untouched.
+        """
         import orbax.checkpoint as ocp
 
         from jwins_jax import __version__
 
-        mgr = self._open(create=True)
         step = int(log_state["done"])
         meta = {
             "format": FORMAT,
             "version": __version__,
             "config": config_dict,
             "counters": _to_json(log_state["counters"]),
-            "records": log_state["records"],
+            "metrics": log_state["metrics"],
         }
-        if step in mgr.all_steps():
-            mgr.delete(step)
-        mgr.save(
-            step,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)
-            ),
-            force=True,
-        )
-        mgr.wait_until_finished()
+        try:
+            mgr = self._open(create=True)
+            if step in mgr.all_steps():
+                mgr.delete(step)
+            mgr.save(
+                step,
+                args=ocp.args.Composite(
+                    state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)
+                ),
+                force=True,
+            )
+            mgr.wait_until_finished()
+        except Exception as err:
+            raise _write_error(err, self.run_dir / DIRNAME / str(step)) from err
 
     def latest(self) -> int | None:
         """The round of the newest checkpoint, or None."""
@@ -126,36 +161,54 @@ class Checkpointer:
     def restore(
         self, abstract_state: Any, config_dict: dict[str, Any]
     ) -> tuple[Any, dict]:
-        """The newest checkpoint's state and metadata, checked against the config.
+        """The newest checkpoint that reads back whole, checked against the config.
+
+        A checkpoint that is damaged (unreadable metadata or arrays, other shapes) is
+        skipped for the one before it; ``meta["skipped"]`` lists what was skipped
+        and why.
 
         Raises:
-            ConfigError: no checkpoint, a corrupt one, or one written for another
-                config or another version of the state.
+            ConfigError: no checkpoint, none that reads back whole, or one written
+                for another config or another version of the state.
         """
-        import orbax.checkpoint as ocp
-
-        where = self.run_dir / DIRNAME
-        step = self.latest()
-        if step is None:
+        if self.latest() is None:
             raise ConfigError(
                 f"{str(self.run_dir)!r} has no checkpoint to resume from "
                 f"(no {DIRNAME}/; runs save one on Ctrl-C, SIGTERM or --checkpoint-every)"
             )
+        skipped: list[str] = []
+        for step in sorted(self._open(create=False).all_steps(), reverse=True):
+            try:
+                state, meta = self._restore_step(step, abstract_state, config_dict)
+            except _Damaged as err:
+                skipped.append(str(err))
+                continue
+            meta["skipped"] = skipped
+            return state, meta
+        more = f" (and {len(skipped) - 1} older ones)" if len(skipped) > 1 else ""
+        raise ConfigError(skipped[0] + more)
+
+    def _restore_step(
+        self, step: int, abstract_state: Any, config_dict: dict[str, Any]
+    ) -> tuple[Any, dict]:
+        import orbax.checkpoint as ocp
+
         mgr = self._open(create=False)
+        where = str(self.run_dir / DIRNAME / str(step))
         try:
             meta = mgr.restore(
                 step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())
             )["meta"]
         except Exception as err:  # noqa: BLE001 - any failure: unreadable
-            raise ConfigError(
-                f"checkpoint {str(where / str(step))!r} is corrupt or unreadable "
-                f"({type(err).__name__})"
+            raise _Damaged(
+                f"checkpoint {where!r} is corrupt or unreadable ({type(err).__name__})"
             ) from None
-        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        if not isinstance(meta, dict):
+            raise _Damaged(f"checkpoint {where!r} is corrupt (its metadata)")
+        if meta.get("format") not in READABLE_FORMATS:
             raise ConfigError(
-                f"checkpoint {str(where / str(step))!r} has format "
-                f"{meta.get('format') if isinstance(meta, dict) else None!r}; this version "
-                f"reads format {FORMAT}"
+                f"checkpoint {where!r} has format {meta.get('format')!r}; this "
+                f"version reads formats {', '.join(map(str, READABLE_FORMATS))}"
             )
         saved = meta.get("config")
         if saved != config_dict:
@@ -165,7 +218,7 @@ class Checkpointer:
                 if (saved or {}).get(k) != config_dict.get(k)
             )
             raise ConfigError(
-                f"checkpoint {str(where / str(step))!r} was written for another config "
+                f"checkpoint {where!r} was written for another config "
                 f"(differs in {', '.join(diff[:5]) or 'its structure'}); it cannot resume "
                 "this run"
             )
@@ -175,9 +228,9 @@ class Checkpointer:
                 args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state)),
             )["state"]
         except Exception as err:  # noqa: BLE001 - shapes, dtypes or missing files
-            raise ConfigError(
-                f"checkpoint {str(where / str(step))!r} does not hold a state of this "
-                f"run's shapes or is damaged ({type(err).__name__})"
+            raise _Damaged(
+                f"checkpoint {where!r} does not hold a state of this run's shapes or "
+                f"is damaged ({type(err).__name__})"
             ) from None
         ok = jax.tree.map(
             lambda a, b: a.shape == b.shape and a.dtype == b.dtype,
@@ -185,14 +238,46 @@ class Checkpointer:
             abstract_state,
         )
         if not all(jax.tree.leaves(ok)):
-            raise ConfigError(
-                f"checkpoint {str(where / str(step))!r} holds a state of other shapes"
-            )
+            raise _Damaged(f"checkpoint {where!r} holds a state of other shapes")
         meta["counters"] = _from_json(meta["counters"])
         meta["round"] = step
         return state, meta
+
+    def discard_after(self, step: int | None) -> list[str]:
+        """Removes what a resume from ``step`` replaces: complete checkpoints of later
+        rounds (skipped as damaged) and the temporary directories of saves that
+        never completed. Returns the names removed."""
+        self.close()
+        where = self.run_dir / DIRNAME
+        removed = []
+        try:
+            entries = sorted(where.iterdir())
+        except OSError:
+            return removed
+        for p in entries:
+            later = p.name.isdigit() and (step is None or int(p.name) > step)
+            if p.is_dir() and (later or ".orbax-checkpoint-tmp" in p.name):
+                shutil.rmtree(p, ignore_errors=True)
+                removed.append(p.name)
+        return removed
 
     def close(self) -> None:
         if self._mgr is not None:
             self._mgr.close()
             self._mgr = None
+
+
+def _write_error(err: BaseException, where: pathlib.Path) -> OSError:
+    """A failed save as an OSError naming the checkpoint (ENOSPC when the disk is
+    full, also when the array library reports it in its own words)."""
+    if isinstance(err, OSError):
+        if err.filename is None:
+            err.filename = str(where)
+        return err
+    text = " ".join(str(err).split())
+    full = "No space left on device" in text or "RESOURCE_EXHAUSTED" in text
+    code = errno.ENOSPC if full else errno.EIO
+    reason = (
+        "No space left on device" if full else f"{type(err).__name__}: {text[:200]}"
+    )
+    return OSError(code, reason, str(where))

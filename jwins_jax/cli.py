@@ -19,12 +19,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import pathlib
 import sys
 from collections.abc import Sequence
 from typing import Any
 
-from jwins_jax.errors import ConfigError, DivergenceError, Terminated
+from jwins_jax.errors import ConfigError, DivergenceError, RunFailed, Terminated
 
 
 class _Parser(argparse.ArgumentParser):
@@ -358,9 +359,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     overrides = config_overrides(args)
     if args.config:
-        from jwins_jax.config import read_table
+        from jwins_jax.config import Config, read_table
 
-        overrides = {**read_table(args.config), **overrides}
+        table = read_table(args.config)
+        Config.from_dict(table, source=args.config)  # its own errors name the file
+        overrides = {**table, **overrides}
     spec = sw.load_spec(args.spec, overrides=overrides)
     if args.batch is not None and args.batch < 1:
         raise ConfigError(
@@ -377,37 +380,46 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _line_numbers(numbers: list[int], limit: int = 10) -> str:
+    text = ", ".join(str(n) for n in numbers[:limit])
+    return text + (f" and {len(numbers) - limit} more" if len(numbers) > limit else "")
+
+
 def cmd_show(args: argparse.Namespace) -> int:
-    from jwins_jax.results import read_metrics
+    from jwins_jax.checkpoint import rounds
+    from jwins_jax.results import load_metrics, load_summary
 
     run_dir = pathlib.Path(args.run_dir)
     if not run_dir.is_dir():
         raise ConfigError(f"{args.run_dir!r} is not a directory")
-    path = run_dir / "summary.json"
-    summary = None
-    if path.is_file():
-        try:
-            summary = json.loads(path.read_bytes().decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
-            summary = None
-        if not isinstance(summary, dict):
-            summary = None
-    records = read_metrics(run_dir)
-    if summary is None:
-        if not records and not path.is_file():
-            raise ConfigError(
-                f"{args.run_dir!r} is not a results directory (no summary.json or "
-                "metrics.jsonl)"
-            )
-        status = "unknown (summary.json missing or unreadable: the run was stopped)"
-        summary = {"name": run_dir.name, "status": status}
+    files = ("summary.json", "metrics.jsonl", "config.json")
+    if not any((run_dir / f).exists() for f in files):
+        raise ConfigError(
+            f"{args.run_dir!r} is not a results directory (no summary.json, "
+            "metrics.jsonl or config.json)"
+        )
+    summary, problem = load_summary(run_dir)
+    metrics = load_metrics(run_dir)
+    records = metrics.records
+    notes = []
+    if problem is not None:
+        status = "unknown (summary.json is unreadable)"
+        notes.append(f"summary.json {problem}; shown: what metrics.jsonl holds")
+    elif summary is None:
+        status = (
+            "unknown (no summary.json: still running, or stopped without one: "
+            "killed, or the disk was full)"
+        )
+    else:
+        status = str(summary.get("status", "unknown"))
+    summary = summary or {"name": run_dir.name}
     final = summary.get("final") if isinstance(summary.get("final"), dict) else None
     if not final and records:
         final = records[-1]
     row = {
         "label": str(summary.get("name", run_dir.name)),
         "sharing": summary.get("sharing"),
-        "status": summary.get("status", "unknown"),
+        "status": status,
         "final": final,
         "rounds_done": (final or {}).get("round", 0),
     }
@@ -417,7 +429,60 @@ def cmd_show(args: argparse.Namespace) -> int:
     print(f"status: {row['status']}{extra}")
     if summary.get("error"):
         print(f"error: {summary['error']}")
+    last = f", the last of round {records[-1].get('round')}" if records else ""
+    print(f"metrics.jsonl: {len(records)} evaluations{last}")
+    if metrics.malformed:
+        print(
+            f"metrics.jsonl: malformed lines (not shown): "
+            f"{_line_numbers(metrics.malformed)}"
+        )
+    for note in notes:
+        print(note)
+    if status != "finished" and (run_dir / "config.json").is_file():
+        saved = rounds(run_dir)
+        when = "if it no longer runs, " if summary.get("status") is None else ""
+        if saved:
+            print(
+                f"newest checkpoint: round {saved[-1]}; {when}continue with: "
+                f"jwins run --resume {run_dir}"
+            )
+        else:
+            print(
+                f"no checkpoint: {when}jwins run --resume {run_dir} runs it again "
+                "from round 0"
+            )
     return 0
+
+
+class _NotFromOrbax:
+    """A logging filter dropping orbax-checkpoint's records."""
+
+    @staticmethod
+    def filter(record) -> bool:
+        return f"{os.sep}orbax{os.sep}" not in record.pathname
+
+
+def _quiet_checkpoint_writers() -> None:
+    """Keeps a failed checkpoint save (a full disk) to the one line the command line
+    writes about it: orbax's writer threads log the failure with tracebacks, and
+    the array library's write callbacks that complete after the failed save find
+    their event loop closed (reported as "unraisable"). Both are left out; any other
+    unraisable error is still reported. Process-wide, so only the entry point does
+    it."""
+    import logging
+
+    logging.getLogger("absl").addFilter(_NotFromOrbax())
+    previous = sys.unraisablehook
+
+    def hook(unraisable) -> None:
+        closed = (
+            isinstance(unraisable.exc_value, RuntimeError)
+            and str(unraisable.exc_value) == "Event loop is closed"
+        )
+        if not closed:
+            previous(unraisable)
+
+    sys.unraisablehook = hook
 
 
 def _interrupted() -> int:
@@ -453,6 +518,7 @@ def _main(argv: Sequence[str] | None, stop) -> int:
             from jwins_jax.cache import enable_compilation_cache
 
             enable_compilation_cache()
+            _quiet_checkpoint_writers()
         stop.check(" while starting")
     except SystemExit as exit_:  # --help, or a bad flag (already reported on one line)
         return exit_.code if isinstance(exit_.code, int) else 2
@@ -472,22 +538,23 @@ def _main(argv: Sequence[str] | None, stop) -> int:
     except DivergenceError as err:
         sys.stderr.write(f"jwins: diverged: {err}\n")
         return 1
+    except RunFailed as err:
+        if os.environ.get("JWINS_DEBUG"):
+            raise
+        sys.stderr.write(f"jwins: failed: {err} (JWINS_DEBUG=1 shows the traceback)\n")
+        return 1
     except (KeyboardInterrupt, Terminated):
         return _interrupted()
     except BrokenPipeError:  # output piped into a program that stopped reading
-        import os
-
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except Exception as err:  # noqa: BLE001 - an unexpected failure: one line, exit 1
-        import os
-
         if os.environ.get("JWINS_DEBUG"):
             raise
         text = " ".join(str(err).split())[:300]
         sys.stderr.write(
-            f"jwins: failed: {type(err).__name__}: {text} (a started run records this "
-            "in its summary.json; JWINS_DEBUG=1 shows the traceback)\n"
+            f"jwins: failed: {type(err).__name__}: {text} (JWINS_DEBUG=1 shows the "
+            "traceback)\n"
         )
         return 1
 

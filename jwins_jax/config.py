@@ -10,11 +10,13 @@ matching fields here only refer to them.
 Fields that default to ``None`` take a value that depends on other fields;
 :meth:`Config.resolved` fills them in. The dataset brings the paper's run settings
 (``model``, ``partition``, ``rounds``, ``local_steps``, ``batch_size``, ``lr``,
-``eval_every``: :mod:`jwins_jax.data.registry`), and a strategy its parameters
-(e.g. metadata_cap is 0.5 for JWINS and 1.0 otherwise). A value the user sets (in a
-config file, as a flag or a sweep axis) always wins; ``null`` in a file, like a
-field left out, means "the default". :meth:`Config.dataset_defaults_used` says which
-values came from the dataset.
+``eval_every``: :mod:`jwins_jax.data.registry`), a strategy its parameters (e.g.
+metadata_cap is 0.5 for JWINS and 1.0 otherwise), and ``downlink_mbps`` follows
+``bandwidth_mbps``. A value the user sets (in a config file, as a flag or a sweep
+axis) always wins; such a field given as ``null`` in a file, like a field left out,
+means "the default"; any other field given as ``null`` is refused
+(:meth:`Config.check_null`). :meth:`Config.dataset_defaults_used` says which values
+came from the dataset.
 
 Fields are *static* (they shape the compiled program: model, nodes, rounds, ...) or
 *traced* (hyperparameters that change no shape: lr, seed, alpha, ...);
@@ -353,8 +355,35 @@ class Config:
         return cls.fields()[name].metadata["option"]
 
     @classmethod
+    def optional(cls, name: str) -> bool:
+        """Whether a field may be unset (None): its default follows other fields."""
+        return cls.fields()[name].default is None
+
+    @classmethod
+    def check_null(cls, name: str, source: str | None = None) -> None:
+        """Refuses a field given as null (None) unless it is optional.
+
+        Raises:
+            ConfigError: naming the field (and ``source``, the file or spec) and
+                saying what is allowed instead.
+        """
+        if cls.optional(name):
+            return
+        where = f"{source}: " if source else ""
+        default = cls.fields()[name].default
+        shown = "true" if default is True else "false" if default is False else default
+        raise ConfigError(
+            f"{where}{name}=null is not allowed: {name} must not be null; give "
+            f"{cls.option(name).allowed()}, or leave it out for the default ({shown})"
+        )
+
+    @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "config") -> Config:
-        """Builds a config from a mapping, rejecting unknown keys and wrong types."""
+        """Builds a config from a mapping, rejecting unknown keys and wrong types.
+
+        A null (None) value means the field's default where the field is optional
+        (:meth:`optional`) and is refused otherwise.
+        """
         known = cls.fields()
         kwargs = {}
         for key, value in data.items():
@@ -364,11 +393,12 @@ class Config:
                     f"{source}: unknown field {str(key)!r}; allowed: "
                     + ", ".join(sorted(known))
                 )
+            if value is None:
+                cls.check_null(name, source)
+                continue
             if name == "alpha_list" and isinstance(value, str):
                 value = opt.parse_float_list(value)
-            kwargs[name] = (
-                None if value is None else cls.option(name).validate(name, value)
-            )
+            kwargs[name] = cls.option(name).validate(name, value)
         return cls(**kwargs)
 
     @classmethod
@@ -481,7 +511,9 @@ class Config:
         values = {}
         for name, field in self.fields().items():
             value = getattr(self, name)
-            if value is not None:
+            if value is None:
+                self.check_null(name)
+            else:
                 if name == "alpha_list" and isinstance(value, str):
                     value = opt.parse_float_list(value)
                 value = field.metadata["option"].validate(name, value)

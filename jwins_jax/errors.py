@@ -15,3 +15,12 @@ class DivergenceError(RuntimeError):
 
 class Terminated(Exception):
     """The process was asked to stop (SIGTERM); the run ends as ``interrupted``."""
+
+
+class RunFailed(RuntimeError):
+    """A started run (or sweep) stopped on an error (exit status 1).
+
+    The message is one line: what happened (e.g. the disk is full, and which file),
+    where the last good state is (the last checkpoint and how to resume) and whether
+    summary.json could record it.
+    """

@@ -46,6 +46,18 @@ class Option:
     traced: bool = False
     choices: tuple[str, ...] | None = None
 
+    def allowed(self) -> str:
+        """What a value must be, in words (for messages): its type or choices."""
+        if self.choices is not None:
+            return "one of " + ", ".join(self.choices)
+        return {
+            bool: "true or false",
+            int: "an integer",
+            float: "a number",
+            str: "a string",
+            tuple: "a list of numbers",
+        }[self.kind]
+
     def validate(self, name: str, value: Any) -> Any:
         """Checks a value's type and range; returns it (normalised)."""
         value = check_kind(name, value, self.kind)

@@ -21,6 +21,9 @@ JSON files hold no NaN or infinity: such values are written as ``null``.
 
 from __future__ import annotations
 
+import dataclasses
+import errno
+import hashlib
 import json
 import math
 import os
@@ -60,56 +63,155 @@ def dumps(obj: Any, indent: int | None = None) -> str:
     return json.dumps(clean(obj), indent=indent, allow_nan=False)
 
 
-def write_json(path: pathlib.Path, obj: Any) -> None:
-    """Writes a JSON file atomically (a temporary file renamed over the target)."""
+def write_bytes_atomically(path: pathlib.Path, data: bytes) -> None:
+    """Writes a file whole or not at all (a temporary file renamed over the target).
+
+    Raises:
+        OSError: with ``filename`` set to ``path``; no temporary file is left.
+    """
     path = pathlib.Path(path)
     tmp = path.with_name(path.name + ".tmp")
     try:
-        tmp.write_text(dumps(obj, indent=2) + "\n")
+        tmp.write_bytes(data)
         tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
+    except BaseException as err:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        if isinstance(err, OSError):
+            err.filename = str(path)
         raise
 
 
-def append_line(path: pathlib.Path, obj: Any) -> None:
-    """Appends one JSON line whole: on failure the file is cut back to where it was."""
-    line = (dumps(obj) + "\n").encode()
-    with open(path, "ab") as f:
-        start = f.tell()
+def write_json(path: pathlib.Path, obj: Any) -> None:
+    """Writes a JSON file atomically (a temporary file renamed over the target)."""
+    write_bytes_atomically(path, (dumps(obj, indent=2) + "\n").encode())
+
+
+def append_line(path: pathlib.Path, obj: Any) -> bytes:
+    """Appends one JSON line whole, or leaves the file as it was.
+
+    The line is encoded in memory first and handed to ``os.write`` in one call (more
+    only if the system writes part of it); any failure, such as a disk that fills up
+    part-way (ENOSPC) or a refused ``fsync``, cuts the file back to its previous
+    length before the error is raised. If even that cut is refused, the error says
+    so: the file may then end with part of a line, which :func:`load_metrics`
+    reports and a resumed run cuts off.
+
+    Returns:
+        The bytes written (the line with its newline).
+
+    Raises:
+        OSError: with ``filename`` set to ``path``.
+    """
+    data = (dumps(obj) + "\n").encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        start = os.fstat(fd).st_size
         try:
-            f.write(line)
-            f.flush()
-            os.fsync(f.fileno())
-        except BaseException:
-            f.truncate(start)
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                if written <= 0:
+                    raise OSError(errno.EIO, "the system wrote nothing")
+                view = view[written:]
+            os.fsync(fd)
+        except BaseException as err:
+            try:
+                os.ftruncate(fd, start)
+            except OSError as cut:
+                code = getattr(err, "errno", None) or cut.errno
+                reason = getattr(err, "strerror", None) or str(err)
+                raise OSError(
+                    code,
+                    f"{reason}; cutting the partial line off failed too "
+                    f"({cut.strerror}), so the file may end with part of a line",
+                    str(path),
+                ) from err
+            if isinstance(err, OSError) and err.filename is None:
+                err.filename = str(path)
             raise
+    finally:
+        os.close(fd)
+    return data
+
+
+@dataclasses.dataclass
+class Metrics:
+    """What a metrics.jsonl holds.
+
+    Attributes:
+        records: the lines that are JSON objects, in file order.
+        malformed: the 1-based numbers of the other lines (cut off, not JSON, not an
+            object, blank).
+    """
+
+    records: list[dict[str, Any]]
+    malformed: list[int]
+
+
+def parse_metrics(data: bytes) -> Metrics:
+    """The records and malformed line numbers of metrics.jsonl's contents."""
+    lines = data.decode("utf-8", errors="replace").split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    records, malformed = [], []
+    for number, line in enumerate(lines, start=1):
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            rec = None
+        if isinstance(rec, dict):
+            records.append(rec)
+        else:
+            malformed.append(number)
+    return Metrics(records, malformed)
+
+
+def load_metrics(run_dir: str | os.PathLike) -> Metrics:
+    """A run's metrics.jsonl (empty when missing or unreadable)."""
+    try:
+        data = (pathlib.Path(run_dir) / "metrics.jsonl").read_bytes()
+    except OSError:
+        return Metrics([], [])
+    return parse_metrics(data)
 
 
 def read_metrics(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
-    """The records of a run's metrics.jsonl (complete lines only)."""
-    path = pathlib.Path(run_dir) / "metrics.jsonl"
-    if not path.is_file():
-        return []
-    records = []
-    for line in path.read_text(errors="replace").splitlines():
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(rec, dict):
-            records.append(rec)
-    return records
+    """The records of a run's metrics.jsonl (its malformed lines left out; see
+    :func:`load_metrics` for their line numbers)."""
+    return load_metrics(run_dir).records
+
+
+def load_summary(
+    run_dir: str | os.PathLike,
+) -> tuple[dict[str, Any] | None, str | None]:
+    """A run's summary.json and, when it cannot be used, why.
+
+    Returns:
+        ``(summary, None)``; ``(None, None)`` when the file does not exist; ``(None,
+        reason)`` when it is unreadable, not JSON or not a JSON object.
+    """
+    path = pathlib.Path(run_dir) / "summary.json"
+    if not path.exists():
+        return None, None
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except OSError as err:
+        return None, f"cannot be read ({err.strerror})"
+    except UnicodeDecodeError:
+        return None, "is not UTF-8 text"
+    except ValueError as err:
+        return None, f"is not JSON ({str(err).splitlines()[0]})"
+    if not isinstance(data, dict):
+        return None, f"is not a JSON object (it holds a {type(data).__name__})"
+    return data, None
 
 
 def read_summary(run_dir: str | os.PathLike) -> dict[str, Any] | None:
     """A run's summary.json, or None when it is missing or unreadable."""
-    path = pathlib.Path(run_dir) / "summary.json"
-    try:
-        data = json.loads(path.read_bytes().decode("utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
+    return load_summary(run_dir)[0]
 
 
 # ------------------------------------------------------------------ directories
@@ -162,6 +264,11 @@ def summarize_nodes(values: np.ndarray) -> dict[str, float]:
 class RunLog:
     """The host side of one run: byte counters, records and its results directory.
 
+    Memory stays flat however long the run: the records go to metrics.jsonl as they
+    come and the log keeps only the newest one, the best mean test accuracy and the
+    position of metrics.jsonl's end (lines, bytes and a SHA-256 of its contents),
+    which is what a checkpoint saves and a resume checks and cuts the file back to.
+
     Args:
         config: the resolved config.
         run_dir: an existing directory to write into.
@@ -186,7 +293,11 @@ class RunLog:
         self.delivered_cum = np.zeros(n, np.int64)  # bytes of its copies that arrived
         self.clock = simtime.Clock(n)  # the simulated clocks' base, compute seconds
         self.done = 0
-        self.records: list[dict[str, Any]] = []
+        self.last: dict[str, Any] | None = None  # the newest record
+        self.best: float | None = None  # the best mean test accuracy so far
+        self.lines = 0  # records in metrics.jsonl
+        self.metrics_bytes = 0  # its length
+        self._digest = hashlib.sha256()  # of its contents
         self.status = "running"
         self.error: str | None = None
         self.t_start = time.perf_counter()
@@ -194,6 +305,7 @@ class RunLog:
         self.resumed = False
         self.pending: list[dict[str, np.ndarray]] = []
         self.elapsed_before = 0.0
+        self.summary_error: OSError | None = None  # why summary.json is not written
         if counters is not None:
             self.load_counters(counters)
 
@@ -234,26 +346,79 @@ class RunLog:
         self.done = int(counters["done"])
         self.pending = [dict(seg) for seg in counters.get("pending", [])]
 
+    def metrics_position(self) -> dict[str, Any]:
+        """Where metrics.jsonl ends: lines, bytes and the SHA-256 of its contents."""
+        return {
+            "lines": self.lines,
+            "bytes": self.metrics_bytes,
+            "sha256": self._digest.hexdigest(),
+        }
+
     def checkpoint_state(self) -> dict[str, Any]:
-        """What a checkpoint saves of this log: counters and the records so far."""
-        return {"done": self.done, "counters": self.counters(), "records": self.records}
+        """What a checkpoint saves of this log: the counters and where metrics.jsonl
+        ends (its size does not grow with the number of evaluations)."""
+        return {
+            "done": self.done,
+            "counters": self.counters(),
+            "metrics": self.metrics_position(),
+        }
 
     def resume(self, meta: dict[str, Any]) -> None:
-        """Continues from a checkpoint: counters, records, and metrics.jsonl rewritten
-        with exactly the records the checkpoint saw."""
-        self.load_counters(meta["counters"])
-        self.records = list(meta["records"])
-        self.resumed = True
-        if self.records:
-            self.elapsed_before = float(self.records[-1].get("elapsed_s") or 0.0)
+        """Continues from a checkpoint: its counters, and metrics.jsonl cut back to
+        the records the checkpoint saw.
+
+        The file's first ``meta["metrics"]["bytes"]`` bytes must be the ones the
+        checkpoint saw (their SHA-256 is compared) before anything is changed; what
+        follows them (records of rounds after the checkpoint, a line cut off by a
+        full disk) is cut off, and the summary.json of the earlier session is
+        removed. Checkpoints of format 1 carry the records themselves, and
+        metrics.jsonl is rewritten from them.
+
+        Raises:
+            ConfigError: metrics.jsonl does not hold what the checkpoint saw.
+        """
         path = self.run_dir / "metrics.jsonl"
-        tmp = path.with_name(path.name + ".tmp")
-        try:
-            tmp.write_text("".join(dumps(r) + "\n" for r in self.records))
-            tmp.replace(path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        if "records" in meta:  # format 1
+            data = "".join(dumps(r) + "\n" for r in meta["records"]).encode()
+            (self.run_dir / "summary.json").unlink(missing_ok=True)
+            write_bytes_atomically(path, data)
+        else:
+            position = meta["metrics"]
+            size = int(position["bytes"])
+            try:
+                with open(path, "rb") as f:
+                    data = f.read(size)
+            except OSError as err:
+                raise ConfigError(
+                    f"cannot resume: {str(path)!r} cannot be read ({err.strerror})"
+                ) from None
+            if len(data) < size or hashlib.sha256(data).hexdigest() != position.get(
+                "sha256"
+            ):
+                raise ConfigError(
+                    f"cannot resume: {str(path)!r} does not begin with the "
+                    f"{position['lines']} lines the checkpoint of round "
+                    f"{meta.get('round')} saw (it was changed or cut short)"
+                )
+            # the run is running again: an earlier session's summary no longer holds
+            (self.run_dir / "summary.json").unlink(missing_ok=True)
+            os.truncate(path, size)
+        parsed = parse_metrics(data)
+        self.load_counters(meta["counters"])
+        self.lines, self.metrics_bytes = len(parsed.records), len(data)
+        self._digest = hashlib.sha256(data)
+        self.last = parsed.records[-1] if parsed.records else None
+        self.best = None
+        for rec in parsed.records:
+            self._note_best(rec)
+        self.resumed = True
+        if self.last is not None:
+            self.elapsed_before = float(self.last.get("elapsed_s") or 0.0)
+
+    def _note_best(self, record: dict[str, Any]) -> None:
+        acc = (record.get("test_acc") or {}).get("mean")
+        if acc is not None and (self.best is None or acc > self.best):
+            self.best = acc
 
     @property
     def active(self) -> bool:
@@ -309,8 +474,12 @@ class RunLog:
             record["sim_time_s"] = summarize_nodes(self.clock.absolute(offsets))
             record["sim_compute_s"] = float(self.clock.compute.mean())
         record = clean(record)
-        append_line(self.run_dir / "metrics.jsonl", record)
-        self.records.append(record)
+        line = append_line(self.run_dir / "metrics.jsonl", record)
+        self.lines += 1
+        self.metrics_bytes += len(line)
+        self._digest.update(line)
+        self.last = record
+        self._note_best(record)
         finite = np.asarray(ev["finite"])
         if not finite.all():
             bad = int(np.sum(~finite))
@@ -325,12 +494,6 @@ class RunLog:
     # ----------------------------------------------------------------- closing
     def summary(self) -> dict[str, Any]:
         c = self.config
-        last = self.records[-1] if self.records else {}
-        best = [
-            r["test_acc"]["mean"]
-            for r in self.records
-            if r["test_acc"]["mean"] is not None
-        ]
         return {
             "name": c.name,
             "status": self.status,
@@ -341,8 +504,8 @@ class RunLog:
             "nodes": c.nodes,
             "rounds_done": self.done,
             "rounds": c.rounds,
-            "final": last,
-            "best_test_acc_mean": max(best) if best else None,
+            "final": self.last or {},
+            "best_test_acc_mean": self.best,
             "wall_s": time.perf_counter() - self.t_start,
             "first_block_s": self.first_block_s,
             **self.info,
@@ -351,16 +514,22 @@ class RunLog:
     def close(
         self, status: str | None = None, error: str | None = None
     ) -> dict[str, Any]:
-        """Ends the run: writes summary.json (and the plot) with how it ended."""
+        """Ends the run: draws accuracy.png, then writes summary.json with how it
+        ended (last, so that a summary means the run's files are complete).
+
+        A summary.json that cannot be written (a full disk) is removed rather than
+        left stale, and :attr:`summary_error` says why; the summary is returned
+        either way.
+        """
         if status is not None and self.status in ("running", "finished"):
             self.status = status
             self.error = error
-        summary = self.summary()
-        write_json(self.run_dir / "summary.json", summary)
-        if self.records:
+        if self.lines:
             try:
                 plot_accuracy(
-                    self.records, self.run_dir / "accuracy.png", self.config.name
+                    read_metrics(self.run_dir),
+                    self.run_dir / "accuracy.png",
+                    self.config.name,
                 )
                 if "sim_time_s" in self.records[-1]:
                     plot_accuracy(
@@ -370,6 +539,17 @@ class RunLog:
                         x="sim_time_s",
                     )
             except Exception:  # noqa: BLE001 - a plot never hides how the run ended
+                pass
+        summary = self.summary()
+        path = self.run_dir / "summary.json"
+        try:
+            write_json(path, summary)
+            self.summary_error = None
+        except OSError as err:
+            self.summary_error = err
+            try:
+                path.unlink(missing_ok=True)
+            except OSError:
                 pass
         return summary
 
@@ -487,7 +667,9 @@ def finish_plot(
     title: str,
     legend: bool = True,
 ) -> None:
-    """Labels, grid, legend; saves and closes the figure."""
+    """Labels, grid, legend; saves the figure whole (a temporary file renamed over
+    ``path``, so a run killed while drawing leaves no half-written image) and closes
+    it."""
     plt = _pyplot()
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
@@ -496,5 +678,13 @@ def finish_plot(
     if legend and ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize="small")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    path = pathlib.Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        fig.savefig(tmp, dpi=100, format=path.suffix.lstrip(".") or "png")
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    finally:
+        plt.close(fig)

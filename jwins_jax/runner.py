@@ -11,7 +11,9 @@ single run calls it unbatched. The host wakes up once per block.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import pathlib
+import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -23,7 +25,7 @@ import numpy as np
 
 from jwins_jax import compiler
 from jwins_jax.config import Config
-from jwins_jax.errors import ConfigError, DivergenceError, Terminated
+from jwins_jax.errors import ConfigError, DivergenceError, RunFailed, Terminated
 from jwins_jax.experiment import (
     Experiment,
     Hparams,
@@ -265,9 +267,9 @@ def execute(
         if progress is not None:
             best = max(
                 (
-                    log.records[-1]["test_acc"]["mean"] or 0.0
+                    log.last["test_acc"]["mean"] or 0.0
                     for log in logs
-                    if log.records
+                    if log.last is not None
                 ),
                 default=0.0,
             )
@@ -285,10 +287,74 @@ def execute(
     return state
 
 
+def disk_full(error: BaseException) -> bool:
+    """Whether an error says the disk (or the user's quota) is full."""
+    return isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def describe_failure(error: BaseException) -> str:
+    """One line saying what went wrong: a full disk with the file being written,
+    else the error's type and message (with the file, for a system error)."""
+    if isinstance(error, OSError) and error.filename:
+        reason = error.strerror or str(error)
+        if disk_full(error):
+            return f"the disk is full ({reason}) writing {error.filename}"
+        return f"{type(error).__name__}: {reason}: {error.filename}"
+    return " ".join(f"{type(error).__name__}: {error}".split())
+
+
+def failure(error: BaseException, logs: Sequence[RunLog], advice: str) -> RunFailed:
+    """The error a started run or sweep ends with: what happened, ``advice`` (where
+    the last good state is and how to continue) and whether the summaries hold it."""
+    unwritten = [log for log in logs if log.summary_error is not None]
+    if not unwritten:
+        note = "summary.json records this"
+    else:
+        reason = unwritten[0].summary_error.strerror or str(unwritten[0].summary_error)
+        note = (
+            f"summary.json could not be written either ({reason}), so jwins show "
+            "cannot tell how the run ended"
+        )
+    return RunFailed(f"{describe_failure(error)}; {advice}; {note}")
+
+
+def resume_advice(log: RunLog, error: BaseException | None = None) -> str:
+    """Where a failed run's last good state is and how to continue it."""
+    from jwins_jax.checkpoint import DIRNAME, rounds
+
+    run_dir = log.run_dir
+    kept = (
+        f"metrics.jsonl keeps the evaluations up to round {log.last['round']}"
+        if log.last is not None
+        else "metrics.jsonl holds no evaluation yet"
+    )
+    first = "free space, then " if error is not None and disk_full(error) else ""
+    saved = rounds(run_dir)
+    if saved:
+        where = run_dir / DIRNAME / str(saved[-1])
+        return (
+            f"{kept}; the last checkpoint is round {saved[-1]} ({where}): {first}"
+            f"resume with: jwins run --resume {run_dir}"
+        )
+    return (
+        f"{kept}; no checkpoint was saved: {first}jwins run --resume {run_dir} "
+        "runs it again from round 0"
+    )
+
+
 def close_logs(
-    logs: Sequence[RunLog], error: BaseException | None
+    logs: Sequence[RunLog],
+    error: BaseException | None,
+    advice: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Closes every log with how the run ended; returns the summaries."""
+    """Closes every log with how the run ended; returns the summaries.
+
+    Args:
+        logs: the runs' logs.
+        error: what ended the runs (None: they ran to their end or diverged).
+        advice: for a failure, where the last good state is and how to continue
+            (appended to the summaries' error).
+    """
     if error is None:
         status, text = "finished", None
     elif isinstance(error, KeyboardInterrupt):
@@ -301,7 +367,7 @@ def close_logs(
             )
     else:
         status = "failed"
-        text = f"{type(error).__name__}: {error}".strip()
+        text = describe_failure(error) + (f"; {advice}" if advice else "")
     summaries = []
     for log in logs:
         finished = log.active and log.done >= log.config.rounds
@@ -366,23 +432,18 @@ def _run_config(config, progress, experiment, resume, stop) -> dict[str, Any]:
         progress.stage(f"sharding the {c.nodes} nodes over {mesh.size} devices")
         inputs = devices.place_inputs(inputs, mesh, c.nodes)
     progs = programs(exp, mesh=mesh, hp=hp)
-    ckpt = None
     if resume is not None:
         STARTED.append(run_dir)
         ckpt = Checkpointer(run_dir)
-        progress.stage(f"restoring the newest checkpoint of {run_dir}")
-        abstract = jax.eval_shape(progs.init, jax.random.PRNGKey(c.seed), hp)
-        state, meta = ckpt.restore(abstract, exp.config.to_dict())
         log = RunLog(exp.config, run_dir, run_info(exp))
-        log.resume(meta)
-        progress.stage(f"resuming at round {log.done} of {c.rounds}")
+        state = _restore(ckpt, log, progs, hp, progress)
     else:
         run_dir = unique_dir(c.out_dir, c.name)
         STARTED.append(run_dir)
-        log = RunLog.create(exp.config, run_dir, run_info(exp))
+        log = _create_log(exp, run_dir)
+        ckpt = Checkpointer(run_dir)
         state = None
     progress.label, progress.total = c.name, c.rounds
-    ckpt = ckpt or Checkpointer(run_dir)
 
     def save(s: SimState) -> None:
         ckpt.save(s, exp.config.to_dict(), log.checkpoint_state())
@@ -406,13 +467,54 @@ def _run_config(config, progress, experiment, resume, stop) -> dict[str, Any]:
         )
     except BaseException as err:
         error = err
-        raise
-    finally:
+    try:
         ckpt.close()
-        summary = close_logs([log], error)[0]
+    except Exception:  # noqa: BLE001 - closing never hides how the run ended
+        pass
+    advice = resume_advice(log, error) if error is not None else None
+    summary = close_logs([log], error, advice)[0]
+    if isinstance(error, (KeyboardInterrupt, Terminated)):
+        raise error
+    if error is not None:
+        raise failure(error, [log], advice) from error
     if summary["status"] == "diverged":
         raise DivergenceError(summary["error"])
     return summary
+
+
+def _create_log(exp: Experiment, run_dir: pathlib.Path) -> RunLog:
+    """The log of a new run; a directory that cannot be filled is removed again."""
+    try:
+        return RunLog.create(exp.config, run_dir, run_info(exp))
+    except OSError as err:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        STARTED.remove(run_dir)
+        raise RunFailed(
+            f"{describe_failure(err)}; nothing was computed and {run_dir} was "
+            "removed again"
+        ) from err
+
+
+def _restore(ckpt, log: RunLog, progs: Programs, hp: Hparams, progress) -> Any:
+    """Restores a stopped run's newest good checkpoint into ``log``; returns the
+    state (None when the run saved no checkpoint: it runs again from round 0)."""
+    c = log.config
+    if ckpt.latest() is None:
+        progress.stage(f"{log.run_dir} has no checkpoint: running it from round 0")
+        meta = {"counters": log.counters(), "metrics": log.metrics_position()}
+        state, meta["round"] = None, 0
+    else:
+        progress.stage(f"restoring the newest checkpoint of {log.run_dir}")
+        abstract = jax.eval_shape(progs.init, jax.random.PRNGKey(c.seed), hp)
+        state, meta = ckpt.restore(abstract, c.to_dict())
+        for text in meta["skipped"]:
+            progress.stage(f"skipped: {text}")
+        if meta["skipped"]:
+            log.info["skipped_checkpoints"] = list(meta["skipped"])
+    log.resume(meta)
+    ckpt.discard_after(meta["round"])
+    progress.stage(f"resuming at round {log.done} of {c.rounds}")
+    return state
 
 
 def resumable(run_dir: str | pathlib.Path) -> tuple[Config, pathlib.Path]:

@@ -50,7 +50,7 @@ import numpy as np
 
 from jwins_jax import options as opt
 from jwins_jax.config import Config, read_table
-from jwins_jax.errors import ConfigError
+from jwins_jax.errors import ConfigError, Terminated
 from jwins_jax.results import (
     RunLog,
     check_out_dir,
@@ -134,15 +134,21 @@ def parse_spec(
         default_name: the sweep name when the spec has none.
         overrides: config fields that replace the base's (command-line flags).
 
+    A spec key given as null (JSON) counts as not given; a config field given as
+    null means its default where the field is optional and is refused otherwise
+    (:meth:`Config.check_null`).
+
     Raises:
         ConfigError: an unknown key or field, an empty grid or axis, a value of the
-            wrong type or out of range, or (with ``one_program``) a static axis.
+            wrong type or out of range, a null field that is not optional, or (with
+            ``one_program``) a static axis.
     """
     for key in data:
         if key not in SPEC_KEYS:
             raise ConfigError(
                 f"{source}: unknown key {key!r}; allowed: {', '.join(SPEC_KEYS)}"
             )
+    data = {k: v for k, v in data.items() if v is not None}  # null: not given
     name = data.get("name", default_name)
     opt.check_kind("name", name, str)
     opt.file_name("name", name)
@@ -386,7 +392,7 @@ def run_sweep(
 
 def _run_sweep(sweep: Sweep, batch: int | None, progress, stop) -> list[dict[str, Any]]:
     from jwins_jax import experiment as ex
-    from jwins_jax.runner import close_logs, execute, programs, run_info
+    from jwins_jax.runner import close_logs, execute, failure, programs, run_info
 
     # Build everything first: bad data or graphs fail before anything is written.
     datasets: dict[tuple, Any] = {}
@@ -436,31 +442,31 @@ def _run_sweep(sweep: Sweep, batch: int | None, progress, stop) -> list[dict[str
         for start in range(0, len(todo), size):
             chunk = todo[start : start + size]
             padded = chunk + [chunk[-1]] * (size - len(chunk))
-            logs = []
-            for i in chunk:
-                sc = group[i]
-                run_dir = root / sc.config.name
-                if run_dir.exists():
-                    shutil.rmtree(run_dir)
-                run_dir.mkdir(parents=True)
-                logs.append(
-                    RunLog.create(
-                        sc.config.replace(out_dir=str(root)), run_dir, run_info(exp)
-                    )
-                )
-            if size == 1:
-                progs = progs or programs(exp)
-                inputs, hp = items[chunk[0]], hps[chunk[0]]
-                key = jax.random.PRNGKey(group[chunk[0]].config.seed)
-            else:
-                inputs = ex.stack_inputs([items[i] for i in padded], like=like)
-                hp = ex.stack_hparams([hps[i] for i in padded])
-                progs = progs or programs(exp, inputs, batched=True)
-                key = jax.numpy.stack(
-                    [jax.random.PRNGKey(group[i].config.seed) for i in padded]
-                )
+            logs: list[RunLog] = []
             error: BaseException | None = None
             try:
+                for i in chunk:
+                    sc = group[i]
+                    run_dir = root / sc.config.name
+                    if run_dir.exists():
+                        shutil.rmtree(run_dir)
+                    run_dir.mkdir(parents=True)
+                    logs.append(
+                        RunLog.create(
+                            sc.config.replace(out_dir=str(root)), run_dir, run_info(exp)
+                        )
+                    )
+                if size == 1:
+                    progs = progs or programs(exp)
+                    inputs, hp = items[chunk[0]], hps[chunk[0]]
+                    key = jax.random.PRNGKey(group[chunk[0]].config.seed)
+                else:
+                    inputs = ex.stack_inputs([items[i] for i in padded], like=like)
+                    hp = ex.stack_hparams([hps[i] for i in padded])
+                    progs = progs or programs(exp, inputs, batched=True)
+                    key = jax.numpy.stack(
+                        [jax.random.PRNGKey(group[i].config.seed) for i in padded]
+                    )
                 stop.check(" between batches")
                 state = progs.init(key, hp)
                 execute(
@@ -468,15 +474,34 @@ def _run_sweep(sweep: Sweep, batch: int | None, progress, stop) -> list[dict[str
                 )
             except BaseException as err:
                 error = err
-                raise
-            finally:
-                for i, s in zip(chunk, close_logs(logs, error)):
-                    summaries[group[i].index] = s
-                progress.offset += len(chunk) * exp.config.rounds
+            advice = _advice(root, error)
+            for i, s in zip(chunk, close_logs(logs, error, advice)):
+                summaries[group[i].index] = s
+            progress.offset += len(chunk) * exp.config.rounds
+            try:
                 write_table(sweep, root, summaries)
+            except OSError as err:
+                error = error or err
+            if isinstance(error, (KeyboardInterrupt, Terminated)):
+                raise error
+            if error is not None:
+                raise failure(error, logs, _advice(root, error)) from error
     write_table(sweep, root, summaries)
     plot_sweep(sweep, root, summaries)
     return [summaries[sc.index] for sc in sweep.configs if sc.index in summaries]
+
+
+def _advice(root: pathlib.Path, error: BaseException | None) -> str | None:
+    """How to continue a sweep that failed (None when it did not)."""
+    if error is None:
+        return None
+    from jwins_jax.runner import disk_full
+
+    first = "free space, then " if disk_full(error) else ""
+    return (
+        f"{first}run the same sweep again to finish {root}: finished configs are "
+        "skipped, the others run from their start"
+    )
 
 
 # ----------------------------------------------------------------- outputs

@@ -5,6 +5,7 @@ Every case must end with exactly one line on stderr naming what is wrong, exit s
 when something other than input goes wrong: signals, a full disk, an unexpected error.
 """
 
+import errno
 import json
 import os
 import pathlib
@@ -16,6 +17,9 @@ import time
 import pytest
 
 from jwins_jax import cli, results
+from jwins_jax.config import Config
+from jwins_jax.errors import ConfigError
+from jwins_jax.sharing import REGISTRY
 
 SMALL = [
     "--nodes",
@@ -266,6 +270,82 @@ def test_config_file_that_is_not_a_table_or_has_no_known_suffix(tmp_path, capsys
     )
 
 
+# ------------------------------------------------------------- null values
+def _config_via_cli(path: pathlib.Path) -> Config:
+    """What `jwins run --config PATH` runs (the function the command line calls)."""
+    return cli.config_from_args(
+        cli.build_parser().parse_args(["run", "--config", str(path)])
+    )
+
+
+def test_every_field_given_as_null(tmp_path):
+    """null (JSON) means the default for an optional field and is refused with one
+    line naming the file and the field for every other; every field is tried."""
+    refused, defaulted = [], []
+    path = tmp_path / "cfg.json"
+    for name in Config.fields():
+        # a strategy's parameter is tried with a strategy that takes it
+        owner = next((s for s in REGISTRY if name in REGISTRY[s].params), None)
+        base = {"sharing": owner} if owner else {}
+        path.write_text(json.dumps({**base, name: None}))
+        try:
+            got = _config_via_cli(path).validate()
+        except ConfigError as err:
+            text = str(err)
+            assert "\n" not in text
+            assert text.startswith(f"{path}: {name}=null is not allowed"), text
+            assert "must not be null" in text and "leave it out" in text, text
+            refused.append(name)
+            continue
+        path.write_text(json.dumps(base))
+        assert got == _config_via_cli(path).validate(), name
+        defaulted.append(name)
+    assert {"rounds", "nodes", "lr", "sharing", "out_dir", "dynamic"} <= set(refused)
+    assert {"model", "name", "alpha", "edges_file", "train_chunk"} <= set(defaulted)
+    assert all(Config.fields()[n].default is None for n in defaulted)
+
+
+def test_null_values_through_the_command_line(tmp_path, capsys):
+    out = tmp_path / "out"
+    path = _config_file(tmp_path, json.dumps({"rounds": None}), suffix=".json")
+    _check(
+        ["run", "--config", str(path), "--out-dir", str(out)],
+        capsys,
+        out,
+        "rounds=null is not allowed: rounds must not be null; give an integer",
+    )
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({"base": {"lr": None}}))
+    _check(["sweep", str(spec), "--out-dir", str(out)], capsys, out, "lr=null")
+    spec.write_text(json.dumps({"grid": {"seed": [1, None]}}))
+    _check(["sweep", str(spec), "--out-dir", str(out)], capsys, out, "seed=null")
+    _check(
+        ["sweep", str(spec), "--config", str(path), "--out-dir", str(out)],
+        capsys,
+        out,
+        f"{path}: rounds=null",
+    )
+    # null spec keys and optional fields: their defaults
+    spec.write_text(
+        json.dumps(
+            {
+                "name": None,
+                "batch": None,
+                "one_program": None,
+                "grid": None,
+                "configs": None,
+                "base": {"model": None, "alpha": None, "nodes": 6, "topology": "ring"},
+            }
+        )
+    )
+    assert cli.main(["sweep", str(spec), "--dry-run", "--out-dir", str(out)]) == 0
+    assert "sweep 'spec': 1 configs" in capsys.readouterr().out
+    fields = {"model": None, "name": None, "train_chunk": None, "edges_file": None}
+    path.write_text(json.dumps(fields))
+    assert cli.main(["run", *SMALL, "--config", str(path), "--out-dir", str(out)]) == 0
+    assert (out / "full-digits-n6-s90" / "summary.json").is_file()
+
+
 # ---------------------------------------------------------------- compare
 def test_compare_input_checks(tmp_path, capsys):
     out = tmp_path / "out"
@@ -295,133 +375,232 @@ def test_show_of_malformed_runs(tmp_path, capsys):
     assert "is not a directory" in capsys.readouterr().err
     assert cli.main(["show", str(run)]) == 2
     assert "not a results directory" in capsys.readouterr().err
-    for text in (b"{not json", b"[1, 2]", b"{}", b"\xff\xfe"):
-        (run / "summary.json").write_bytes(text)
-        assert cli.main(["show", str(run)]) == 0
-        out = capsys.readouterr()
-        assert "Traceback" not in out.err and "status:" in out.out
-    # a killed run: metrics but no summary
-    (run / "summary.json").unlink()
     record = {
         "round": 10,
         "test_acc": {"mean": 50.0, "std": 1.0},
         "bytes_per_node": 100.0,
     }
-    (run / "metrics.jsonl").write_text(json.dumps(record) + "\n{cut off")
+    # a killed run's last line cut off, a line damaged in the middle
+    (run / "metrics.jsonl").write_text(
+        json.dumps({**record, "round": 5}) + "\n[3]\n" + json.dumps(record) + "\n{cut"
+    )
+    for text, reason in (
+        (b"{not json", "summary.json is not JSON (Expecting property name"),
+        (b"[1, 2]", "summary.json is not a JSON object (it holds a list)"),
+        (b"\xff\xfe", "summary.json is not UTF-8 text"),
+    ):
+        (run / "summary.json").write_bytes(text)
+        assert cli.main(["show", str(run)]) == 0
+        out = capsys.readouterr()
+        assert "Traceback" not in out.err and "stopped" not in out.out
+        assert "status: unknown (summary.json is unreadable)" in out.out
+        assert reason in out.out, out.out
+        assert "50.00" in out.out and "metrics.jsonl: 2 evaluations" in out.out
+        assert "metrics.jsonl: malformed lines (not shown): 2, 4" in out.out
+    (run / "summary.json").write_bytes(b"{}")
+    assert cli.main(["show", str(run)]) == 0
+    assert "status: unknown" in capsys.readouterr().out
+    # a killed run: metrics but no summary
+    (run / "summary.json").unlink()
     assert cli.main(["show", str(run)]) == 0
     out = capsys.readouterr().out
-    assert "50.00" in out and "unknown" in out
+    assert (
+        "50.00" in out
+        and "no summary.json: still running, or stopped without one" in out
+    )
 
 
 # ------------------------------------------------------- how runs end
+# A run long enough to be stopped in the middle (checkpoints every 10 rounds).
+LONG = [
+    "--nodes",
+    "8",
+    "--topology",
+    "ring",
+    "--rounds",
+    "300",
+    "--eval-every",
+    "5",
+    "--checkpoint-every",
+    "10",
+    "--local-steps",
+    "1",
+    "--test-subset",
+    "32",
+]
+
+
 def _start(tmp_path, *extra):
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONUNBUFFERED": "1"}
-    cmd = [
-        sys.executable,
-        "-m",
-        "jwins_jax.cli",
-        "run",
-        "--nodes",
-        "8",
-        "--topology",
-        "ring",
-        "--rounds",
-        "100000",
-        "--eval-every",
-        "5",
-        "--local-steps",
-        "1",
-        "--test-subset",
-        "32",
-        "--out-dir",
-        str(tmp_path),
-        "--name",
-        "r",
-        *extra,
-    ]
+    cmd = [sys.executable, "-m", "jwins_jax.cli", "run", *LONG]
+    cmd += ["--out-dir", str(tmp_path), "--name", "r", *extra]
     return subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
     )
 
 
-def _wait_for_records(path: pathlib.Path, timeout: float = 300.0) -> None:
+def _wait_for_records(
+    path: pathlib.Path, count: int = 1, timeout: float = 300.0
+) -> None:
     t0 = time.time()
     while time.time() - t0 < timeout:
-        if path.is_file() and path.read_text().count("\n") >= 1:
+        if path.is_file() and path.read_text().count("\n") >= count:
             return
-        time.sleep(0.2)
+        time.sleep(0.02)
     raise AssertionError("the run wrote no metrics in time")
 
 
+@pytest.fixture(scope="module")
+def long_run_metrics(tmp_path_factory):
+    """The metrics of LONG run without a stop."""
+    out = tmp_path_factory.mktemp("long")
+    argv = ["run", *LONG, "--checkpoint-every", "0", "--quiet"]
+    assert cli.main(argv + ["--out-dir", str(out), "--name", "whole"]) == 0
+    return _strip(results.read_metrics(out / "whole"))
+
+
 @pytest.mark.parametrize(
-    "sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"]
+    "sig",
+    [signal.SIGTERM, signal.SIGINT, signal.SIGKILL],
+    ids=["SIGTERM", "SIGINT", "SIGKILL"],
 )
-def test_a_signal_ends_the_run_with_a_checkpoint_and_a_true_summary(tmp_path, sig):
+def test_a_signal_mid_run_leaves_a_true_directory_that_resumes(
+    tmp_path, capsys, long_run_metrics, sig
+):
+    """SIGTERM and SIGINT end the run with a checkpoint and an ``interrupted``
+    summary; SIGKILL leaves no summary, which `jwins show` says; either way every
+    metrics line is whole and --resume gives the metrics of a run never stopped."""
     proc = _start(tmp_path)
-    _wait_for_records(tmp_path / "r" / "metrics.jsonl")
+    run = tmp_path / "r"
+    _wait_for_records(run / "metrics.jsonl", count=3)  # a checkpoint at 10
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=300)
-    assert proc.returncode == 130, err
     assert "Traceback" not in err
-    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
-    assert summary["status"] == "interrupted"
-    assert "--resume" in summary["error"]
-    assert (tmp_path / "r" / "checkpoints").is_dir()
-    for line in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines():
+    for line in (run / "metrics.jsonl").read_text().splitlines():
         json.loads(line)  # every line whole
+    assert cli.main(["show", str(run)]) == 0
+    shown = capsys.readouterr().out
+    if sig == signal.SIGKILL:
+        assert proc.returncode == -signal.SIGKILL
+        assert not (run / "summary.json").exists()
+        assert (
+            "status: unknown (no summary.json: still running, or stopped without one"
+            in shown
+        )
+    else:
+        assert proc.returncode == 130, err
+        summary = json.loads((run / "summary.json").read_text())
+        assert summary["status"] == "interrupted"
+        assert "--resume" in summary["error"]
+        assert "status: interrupted" in shown
+    assert (run / "checkpoints").is_dir() and "newest checkpoint: round" in shown
+    assert cli.main(["run", "--resume", str(run), "--quiet"]) == 0
+    assert _strip(results.read_metrics(run)) == long_run_metrics
 
 
-def test_full_disk_keeps_whole_lines_and_no_temporary_files(
+class _FullDisk:
+    """``os.write`` to one file fails as a disk that fills up: the ``at``-th write
+    writes half of its data (a short write) and every later one raises ENOSPC; with
+    ``cut_fails``, cutting the file back (``os.ftruncate``) is refused as well."""
+
+    def __init__(self, monkeypatch, name: str, at: int, cut_fails: bool = False):
+        self.name, self.at, self.count = name, at, 0
+        self.real_write, self.real_truncate = os.write, os.ftruncate
+        monkeypatch.setattr(os, "write", self.write)
+        if cut_fails:
+            monkeypatch.setattr(os, "ftruncate", self.ftruncate)
+
+    def _ours(self, fd: int) -> bool:
+        try:
+            return os.readlink(f"/proc/self/fd/{fd}").endswith(self.name)
+        except OSError:
+            return False
+
+    def write(self, fd, data):
+        if not self._ours(fd):
+            return self.real_write(fd, data)
+        self.count += 1
+        if self.count < self.at:
+            return self.real_write(fd, data)
+        if self.count == self.at:
+            return self.real_write(fd, bytes(data[: len(data) // 2]))
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def ftruncate(self, fd, length):
+        if self._ours(fd):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return self.real_truncate(fd, length)
+
+
+def _summary_cannot_be_written(monkeypatch):
+    real = pathlib.Path.write_bytes
+
+    def write_bytes(self, data):
+        if self.name == "summary.json.tmp":
+            real(self, data[: len(data) // 2])
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(self, data)
+
+    monkeypatch.setattr(pathlib.Path, "write_bytes", write_bytes)
+
+
+def _strip(records):
+    return [{k: v for k, v in r.items() if k != "elapsed_s"} for r in records]
+
+
+def test_full_disk_keeps_whole_lines_and_says_where_to_resume(
     tmp_path, monkeypatch, capsys
 ):
-    """A write that fails half way (ENOSPC) leaves metrics.jsonl with whole lines
-    only, no *.tmp file, a one-line error and exit status 1."""
-    real_open = open
-
-    class HalfWriter:
-        def __init__(self, f):
-            self.f = f
-
-        def __getattr__(self, name):
-            return getattr(self.f, name)
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *a):
-            return self.f.__exit__(*a)
-
-        def write(self, data):
-            self.f.write(data[: len(data) // 2])
-            self.f.flush()
-            raise OSError(28, "No space left on device")
-
-    calls = {"n": 0}
-
-    def failing_open(path, mode="r", *args, **kwargs):
-        f = real_open(path, mode, *args, **kwargs)
-        if str(path).endswith("metrics.jsonl") and "a" in mode:
-            calls["n"] += 1
-            if calls["n"] >= 2:
-                return HalfWriter(f)
-        return f
-
-    monkeypatch.setattr(results, "open", failing_open, raising=False)
-    monkeypatch.setattr("builtins.open", failing_open)
+    """A metrics line that fails part-way (ENOSPC) is cut back; the one-line message
+    names the full disk, the file, the last checkpoint and the resume command, and
+    says whether summary.json holds it. When the cut and summary.json are refused
+    too, the message says so, `jwins show` reports the partial line by number, and
+    either run resumes to the metrics of a run that never failed."""
     out = tmp_path / "out"
-    code = cli.main(
-        ["run", *SMALL, "--rounds", "6", "--out-dir", str(out), "--name", "d"]
-    )
-    monkeypatch.setattr("builtins.open", real_open)
+    argv = ["run", *SMALL, "--rounds", "6", "--checkpoint-every", "2"]
+    argv += ["--out-dir", str(out)]
+    assert cli.main(argv + ["--name", "whole"]) == 0
+    capsys.readouterr()
+    with monkeypatch.context() as m:
+        _FullDisk(m, "metrics.jsonl", at=2)
+        assert cli.main(argv + ["--name", "d"]) == 1
     err = capsys.readouterr().err
-    assert code == 1 and len(err.strip().splitlines()) == 1, err
-    assert "No space left on device" in err
     run = out / "d"
-    lines = (run / "metrics.jsonl").read_text().splitlines()
+    assert len(err.strip().splitlines()) == 1, err
+    assert (
+        f"jwins: failed: the disk is full (No space left on device) writing "
+        f"{run / 'metrics.jsonl'}; metrics.jsonl keeps the evaluations up to round 2; "
+        f"the last checkpoint is round 2 ({run / 'checkpoints' / '2'}): free space, "
+        f"then resume with: jwins run --resume {run}; summary.json records this"
+    ) in err
+    lines = (run / "metrics.jsonl").read_text().splitlines(keepends=True)
     assert len(lines) == 1 and json.loads(lines[0])["round"] == 2
-    assert not list(run.glob("*.tmp"))
+    assert lines[0].endswith("\n")
     summary = json.loads((run / "summary.json").read_text())
-    assert summary["status"] == "failed" and "No space left" in summary["error"]
+    assert summary["status"] == "failed" and "the disk is full" in summary["error"]
+    assert not list(run.rglob("*.tmp"))
+
+    with monkeypatch.context() as m:
+        _FullDisk(m, "metrics.jsonl", at=2, cut_fails=True)
+        _summary_cannot_be_written(m)
+        assert cli.main(argv + ["--name", "e"]) == 1
+    err = capsys.readouterr().err
+    run = out / "e"
+    assert len(err.strip().splitlines()) == 1, err
+    assert "the file may end with part of a line" in err
+    assert "summary.json could not be written either (No space left" in err
+    assert not (run / "summary.json").exists() and not list(run.rglob("*.tmp"))
+    assert cli.main(["show", str(run)]) == 0
+    shown = capsys.readouterr().out
+    assert "no summary.json" in shown
+    assert "metrics.jsonl: malformed lines (not shown): 2" in shown
+    assert "newest checkpoint: round 2" in shown
+
+    expected = _strip(results.read_metrics(out / "whole"))
+    for name in ("d", "e"):
+        assert cli.main(["run", "--resume", str(out / name), "--quiet"]) == 0
+        assert _strip(results.read_metrics(out / name)) == expected
+        assert results.load_metrics(out / name).malformed == []
 
 
 def test_unexpected_error_is_one_line_and_a_failed_summary(

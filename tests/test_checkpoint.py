@@ -1,17 +1,21 @@
 """Checkpoint and resume: a stopped and resumed run writes the metrics of a run that
-never stopped; bad checkpoints are refused with one line and leave the run alone."""
+never stopped; a save cut short is never resumed from, a damaged checkpoint is
+skipped for the one before it, and checkpoints that cannot be used are refused with
+one line and leave the run alone."""
 
+import errno
 import json
 import os
 import pathlib
+import shutil
 import signal
 
 import pytest
 
-from jwins_jax import cli, runner
+from jwins_jax import checkpoint, cli, runner
 from jwins_jax.config import Config
-from jwins_jax.errors import Terminated
-from jwins_jax.results import RunLog, read_metrics
+from jwins_jax.errors import RunFailed, Terminated
+from jwins_jax.results import RunLog, load_summary, read_metrics
 
 
 def _config(tmp_path, sharing, name, **extra):
@@ -109,16 +113,18 @@ def test_bad_checkpoints_are_refused(tmp_path, monkeypatch, capsys):
     (run_dir / "config.json").write_text(json.dumps({**config, "lr": 0.3}))
     _resume_fails(run_dir, capsys, "was written for another config (differs in lr)")
     (run_dir / "config.json").write_text(json.dumps(config))
+    # metrics.jsonl no longer begins with what the checkpoint saw
+    metrics = (run_dir / "metrics.jsonl").read_text()
+    (run_dir / "metrics.jsonl").write_text(metrics.replace('"round": 4', '"round": 5'))
+    _resume_fails(run_dir, capsys, "does not begin with the 1 lines the checkpoint")
+    (run_dir / "metrics.jsonl").write_text(metrics[:10])
+    _resume_fails(run_dir, capsys, "(it was changed or cut short)")
+    (run_dir / "metrics.jsonl").write_text(metrics)
     # a damaged checkpoint
     for path in (run_dir / "checkpoints" / "4").rglob("*"):
         if path.is_file():
             path.write_bytes(b"\x00garbage")
     _resume_fails(run_dir, capsys, "corrupt or unreadable")
-    # no checkpoint at all
-    for path in sorted((run_dir / "checkpoints").rglob("*"), reverse=True):
-        path.unlink() if path.is_file() else path.rmdir()
-    (run_dir / "checkpoints").rmdir()
-    _resume_fails(run_dir, capsys, "has no checkpoint to resume from")
 
 
 def test_resume_refuses_finished_runs_flags_and_non_runs(tmp_path, capsys):
@@ -129,3 +135,73 @@ def test_resume_refuses_finished_runs_flags_and_non_runs(tmp_path, capsys):
     os.makedirs(tmp_path / "empty")
     assert cli.main(["run", "--resume", str(tmp_path / "empty")]) == 2
     assert "no config.json" in capsys.readouterr().err
+
+
+def _fail_save(monkeypatch, at: int):
+    """The ``at``-th checkpoint save dies part-way with a full disk: its arrays are
+    written to orbax's temporary directory, then writing the metadata fails."""
+    from orbax.checkpoint._src.handlers import json_checkpoint_handler as handler
+
+    original = handler.JsonCheckpointHandler.async_save
+    calls = {"n": 0}
+
+    async def async_save(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == at:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return await original(self, *args, **kwargs)
+
+    monkeypatch.setattr(handler.JsonCheckpointHandler, "async_save", async_save)
+    return lambda: monkeypatch.setattr(
+        handler.JsonCheckpointHandler, "async_save", original
+    )
+
+
+def test_a_save_cut_short_is_never_resumed_from(tmp_path, monkeypatch, capsys):
+    """A checkpoint save that fails part-way (a full disk) ends the run with a
+    message naming the checkpoint and the last good one; resuming from that one, from
+    the one before it when it is damaged, or from round 0 when none is left gives the
+    metrics of a run that never failed; checkpoint metadata does not grow with the
+    evaluations."""
+    whole = tmp_path / "whole"
+    runner.run_config(_config(tmp_path, "full", "whole", eval_every=1))
+    restore = _fail_save(monkeypatch, at=3)  # saves at rounds 2, 4; 6 fails
+    with pytest.raises(RunFailed) as failed:
+        runner.run_config(
+            _config(tmp_path, "full", "cut", eval_every=1, checkpoint_every=2)
+        )
+    restore()
+    cut = tmp_path / "cut"
+    text = str(failed.value)
+    assert f"the disk is full (No space left on device) writing {cut}" in text
+    assert "checkpoints/6" in text and "the last checkpoint is round 4" in text
+    assert f"jwins run --resume {cut}" in text and "summary.json records this" in text
+    summary, _ = load_summary(cut)
+    assert summary["status"] == "failed" and "checkpoints/6" in summary["error"]
+    names = sorted(p.name for p in (cut / "checkpoints").iterdir())
+    assert names == ["2", "4", "6.orbax-checkpoint-tmp"]
+    assert checkpoint.rounds(cut) == [2, 4]
+    # the metadata holds where metrics.jsonl ended, not its records
+    meta = [
+        (cut / "checkpoints" / r / "meta" / "metadata").stat().st_size
+        for r in ("2", "4")
+    ]
+    grown = len((cut / "metrics.jsonl").read_text().splitlines()[1]) * 2
+    assert abs(meta[1] - meta[0]) < 40 < grown
+    variants = {}
+    for name in ("damaged", "none"):
+        variants[name] = tmp_path / name
+        shutil.copytree(cut, variants[name])
+    for path in (variants["damaged"] / "checkpoints" / "4" / "state").rglob("*"):
+        if path.is_file():
+            path.write_bytes(b"\x00")
+    shutil.rmtree(variants["none"] / "checkpoints")
+    expected = _strip(read_metrics(whole))
+    for run_dir in (cut, variants["damaged"], variants["none"]):
+        resumed = runner.run_config(Config(), resume=run_dir)
+        assert resumed["status"] == "finished", run_dir
+        assert _strip(read_metrics(run_dir)) == expected, run_dir
+        assert not any(".orbax-checkpoint-tmp" in p.name for p in run_dir.rglob("*"))
+    skipped = json.loads((variants["damaged"] / "summary.json").read_text())
+    assert "checkpoints/4" in skipped["skipped_checkpoints"][0]
+    assert "skipped_checkpoints" not in json.loads((cut / "summary.json").read_text())

@@ -2,17 +2,20 @@
 divergence, bad input, and vmapped configs equal to the same configs run alone."""
 
 import csv
+import errno
 import json
+import os
 import pathlib
 
 import jax
 import numpy as np
 import pytest
 
-from jwins_jax import cli, runner
+from jwins_jax import cli, results, runner
 from jwins_jax import experiment as ex
 from jwins_jax import sweep as sw
 from jwins_jax.config import Config
+from jwins_jax.errors import RunFailed
 from jwins_jax.results import RunLog, read_metrics
 
 BASE = {
@@ -157,7 +160,7 @@ def _run_alone(configs: list[Config], root: pathlib.Path) -> dict[str, list[dict
         log = RunLog.create(c, run_dir, {})
         state = progs.init(jax.random.PRNGKey(c.seed), hp)
         runner.execute(exp, progs, state, hp, inputs, [log])
-        out[c.name] = log.records
+        out[c.name] = read_metrics(run_dir)
     return out
 
 
@@ -297,6 +300,24 @@ def test_interrupted_batch_is_recorded_and_resumed(tmp_path, monkeypatch):
     assert statuses == ["interrupted", "interrupted"]
     assert [r["status"] for r in _csv(spec.directory)] == ["interrupted", "interrupted"]
     monkeypatch.setattr(RunLog, "record", original)
+    # run again, the disk fills up: the message says so and how to go on
+    real_append, appends = results.append_line, {"n": 0}
+
+    def append_line(path, obj):
+        appends["n"] += 1
+        if appends["n"] == 3:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        return real_append(path, obj)
+
+    monkeypatch.setattr(results, "append_line", append_line)
+    with pytest.raises(RunFailed) as failed:
+        sw.run_sweep(spec, batch=2)
+    text = str(failed.value)
+    assert text.startswith("the disk is full (No space left on device) writing ")
+    assert "free space, then run the same sweep again to finish" in text
+    assert text.endswith("summary.json records this")
+    assert [r["status"] for r in _csv(spec.directory)] == ["failed", "failed"]
+    monkeypatch.setattr(results, "append_line", real_append)
     summaries = sw.run_sweep(spec, batch=2)
     assert [s["status"] for s in summaries] == ["finished", "finished"]
 
