@@ -2,7 +2,7 @@
 
 Sizes and flat layouts against Appendix C, the flat round trip, the initial
 distributions, forward passes against the independent NumPy reference of
-``tests/reference/models_np.py`` on the same flat vectors, and one vmapped gradient
+``jwins_jax.testing.reference.models_np`` on the same flat vectors, and one vmapped gradient
 per model through :mod:`jwins_jax.tasks`.
 """
 
@@ -17,7 +17,7 @@ from jwins_jax.errors import ConfigError
 from jwins_jax.models import DEFAULT_MODEL, MODELS, get_model
 from jwins_jax.models.sequence import lstm_layer
 from jwins_jax.tasks import TASKS
-from tests.reference import models_np
+from jwins_jax.testing.reference import models_np
 
 LAYOUTS = {
     "femnist_cnn": models_np.FEMNIST_LAYOUT,
