@@ -16,6 +16,7 @@ from jwins_jax.models import MODELS, get_model
 pytest.importorskip("torch")
 
 from jwins_jax.testing.reference import torch_nodes as tn  # noqa: E402
+from jwins_jax.testing.reference.layout import ModelLayout  # noqa: E402
 
 
 def test_every_registered_model_has_a_torch_builder():
@@ -25,16 +26,16 @@ def test_every_registered_model_has_a_torch_builder():
 def test_unknown_model_names_the_registered_builders():
     spec = dataclasses.replace(get_model("digits_cnn"), name="resnet")
     with pytest.raises(KeyError, match="digits_cnn"):
-        tn.build_torch_model(tn.TorchModel.of(spec))
+        tn.build_torch_model(ModelLayout.of(spec))
 
 
 def test_model_description_survives_a_json_round_trip():
     import json
 
-    m = tn.TorchModel.of(get_model("shakespeare_lstm"))
-    again = tn.TorchModel.from_dict(json.loads(json.dumps(dataclasses.asdict(m))))
+    m = ModelLayout.of(get_model("shakespeare_lstm"))
+    again = ModelLayout.from_dict(json.loads(json.dumps(dataclasses.asdict(m))))
     assert again == m and again.integer_inputs and not again.rating
-    assert tn.TorchModel.of(get_model("movielens_mf")).rating
+    assert ModelLayout.of(get_model("movielens_mf")).rating
 
 
 # ---------------------------------------------------------------- with torch
@@ -89,15 +90,15 @@ def _problem(name: str, n: int, tau: int, b: int, seed: int, size: int = 64):
 def test_inputs_and_targets_follow_the_model():
     import torch
 
-    lstm = tn.TorchModel.of(get_model("shakespeare_lstm"))
+    lstm = ModelLayout.of(get_model("shakespeare_lstm"))
     ids = tn.torch_inputs(lstm, np.zeros((2, 80), np.int32))
     assert ids.dtype == torch.int64 and tuple(ids.shape) == (2, 80)
-    celeba = tn.TorchModel.of(get_model("celeba_cnn"))
+    celeba = ModelLayout.of(get_model("celeba_cnn"))
     img = np.arange(2 * 84 * 84 * 3, dtype=np.float32).reshape(2, 84, 84, 3)
     got = tn.torch_inputs(celeba, img)
     assert got.dtype == torch.float32 and tuple(got.shape) == (2, 3, 84, 84)
     np.testing.assert_array_equal(got.numpy(), img.transpose(0, 3, 1, 2))
-    mf = tn.TorchModel.of(get_model("movielens_mf"))
+    mf = ModelLayout.of(get_model("movielens_mf"))
     assert tn.torch_targets(mf, np.ones(3)).dtype == torch.float32
     assert tn.torch_targets(celeba, np.ones(3)).dtype == torch.int64
 
@@ -108,7 +109,7 @@ def _task(spec) -> tasks.Task:
 
 @pytest.mark.parametrize("name", MODELS)
 def test_flat_vector_round_trip_through_torch(name):
-    m = tn.TorchModel.of(get_model(name))
+    m = ModelLayout.of(get_model(name))
     module = tn.build_torch_model(m)
     flat = np.random.default_rng(0).normal(size=sum(np.prod(s) for _, s in m.layout))
     tn.load_flat(module, m, flat.astype(np.float32))
@@ -120,7 +121,7 @@ def test_torch_forward_matches_apply_flat(name):
     import torch
 
     spec, data_x, _, _, _, x = _problem(name, 1, 1, 4, seed=1)
-    m = tn.TorchModel.of(spec)
+    m = ModelLayout.of(spec)
     module = tn.build_torch_model(m)
     tn.load_flat(module, m, x[0])
     with torch.no_grad():
@@ -151,7 +152,7 @@ def test_torch_sgd_steps_equal_local_train(name, momentum, tau):
     tx = training.make_optimizer(
         jnp.float32(lr), jnp.float32(momentum), jnp.float32(0.0), momentum > 0
     )
-    nodes = tn.TorchNodes(tn.TorchModel.of(spec), x, lr=lr, momentum=momentum)
+    nodes = tn.TorchNodes(ModelLayout.of(spec), x, lr=lr, momentum=momentum)
     torch_loss = nodes.train(data_x, data_y, ids, w)
 
     def one(xi, ids_i, w_i):
@@ -185,7 +186,7 @@ def test_torch_sgd_steps_equal_local_train(name, momentum, tau):
 def test_torch_inference_matches_shared_metrics(name):
     size = 8 if name in BATCH else 64
     spec, data_x, data_y, _, _, x = _problem(name, 3, 1, 4, seed=3, size=size)
-    nodes = tn.TorchNodes(tn.TorchModel.of(spec), x, lr=0.1)
+    nodes = tn.TorchNodes(ModelLayout.of(spec), x, lr=0.1)
     loss, acc = nodes.evaluate(data_x, data_y, chunk=max(size // 3, 1))
     want_loss, want_acc = jax.jit(
         lambda x, dx, dy: evaluation.shared_metrics(spec, _task(spec), x, dx, dy)
@@ -203,7 +204,7 @@ def test_torch_local_inference_matches_per_node_metrics(name):
     rng = np.random.default_rng(4)
     index = rng.integers(0, 64, size=(3, 20)).astype(np.int32)
     size = np.array([20, 7, 0], np.int32)  # a full, a padded and an empty node
-    nodes = tn.TorchNodes(tn.TorchModel.of(spec), x, lr=0.1)
+    nodes = tn.TorchNodes(ModelLayout.of(spec), x, lr=0.1)
     loss, acc = nodes.evaluate(data_x, data_y, index, size, chunk=6)
     want_loss, want_acc = jax.jit(
         lambda x, dx, dy, i, s: evaluation.per_node_metrics(

@@ -8,6 +8,7 @@ imports none of them):
   messages, with SPEC 5's byte accounting and the fault model;
 * :mod:`.elias`: the Elias-gamma index coder of SPEC 5.3 (bytes, and back);
 * :mod:`.models_np`: NumPy forward passes of the paper's models from flat vectors;
+* :mod:`.layout`: a model described as plain data (layout, inputs, classes);
 * :mod:`.torch_nodes`: the original's engine, per-node PyTorch models trained with
   ``torch.optim.SGD`` and evaluated with ``torch.inference_mode`` (needs PyTorch).
 

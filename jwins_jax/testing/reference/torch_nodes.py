@@ -3,9 +3,10 @@
 The original JWINS code trains every node with its own PyTorch model and
 ``torch.optim.SGD``, one node after the other. This module does the same:
 
-* :class:`TorchModel` describes a model as plain data (its ``state_dict`` keys and
-  shapes in the flat order of SPEC Appendix C, its input shape and kind, its classes);
-  :func:`build_torch_model` builds the PyTorch twin of the paper's models from it;
+* :func:`build_torch_model` builds the PyTorch twin of the paper's models from a
+  :class:`~jwins_jax.testing.reference.layout.ModelLayout` (plain data: the
+  ``state_dict`` keys and shapes in the flat order of SPEC Appendix C, the input
+  shape and kind, the classes);
 * :func:`load_flat` / :func:`to_flat` move one node's flat float32 vector into and
   out of such a model;
 * :class:`TorchNodes` trains n nodes one by one on given minibatch ids (tau SGD steps
@@ -13,14 +14,11 @@ The original JWINS code trains every node with its own PyTorch model and
   and evaluates every node's model on a shared test set or on its own samples
   (accuracy; RMSE and rounded-rating accuracy for ratings, SPEC 7.3).
 
-Needs PyTorch (``pip install -e '.[bench]'``). Nothing here imports the simulator: a
-:class:`TorchModel` is built from plain data, or read from any object with the
-simulator's ``ModelSpec`` attributes (:meth:`TorchModel.of`).
+Needs PyTorch (``pip install -e '.[bench]'``). Nothing here imports the simulator.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -30,49 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-
-@dataclasses.dataclass(frozen=True)
-class TorchModel:
-    """A model as plain data.
-
-    Attributes:
-        name: the model's name (a key of :data:`BUILDERS`).
-        layout: ``(state_dict key, shape)`` of every tensor, in flat-vector order.
-        input_shape: one input's shape: (H, W, C) images, (T,) tokens, (2,) pairs.
-        integer_inputs: inputs are ids (tokens, ``[user, item]``), not values.
-        num_classes: classes of the output; 0 for a rating model.
-    """
-
-    name: str
-    layout: tuple[tuple[str, tuple[int, ...]], ...]
-    input_shape: tuple[int, ...]
-    integer_inputs: bool
-    num_classes: int
-
-    @classmethod
-    def of(cls, spec: Any) -> TorchModel:
-        """From an object with ``name``, ``layout`` (entries with ``torch_name`` and
-        ``torch_shape``), ``input_shape``, ``input_dtype`` and ``num_classes``."""
-        return cls(
-            name=spec.name,
-            layout=tuple((e.torch_name, tuple(e.torch_shape)) for e in spec.layout),
-            input_shape=tuple(spec.input_shape),
-            integer_inputs=np.issubdtype(np.dtype(spec.input_dtype), np.integer),
-            num_classes=int(spec.num_classes),
-        )
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TorchModel:
-        """Inverse of ``dataclasses.asdict`` (e.g. after a JSON round trip)."""
-        layout = tuple((k, tuple(s)) for k, s in d["layout"])
-        return cls(**{**d, "layout": layout, "input_shape": tuple(d["input_shape"])})
-
-    @property
-    def rating(self) -> bool:
-        return self.num_classes == 0
-
-    def shape(self, key: str) -> tuple[int, ...]:
-        return dict(self.layout)[key]
+from jwins_jax.testing.reference.layout import ModelLayout
 
 
 def _sequential(layers: list[tuple[str, Any]]) -> nn.Module:
@@ -80,12 +36,12 @@ def _sequential(layers: list[tuple[str, Any]]) -> nn.Module:
     return nn.Sequential(OrderedDict(layers))
 
 
-def _fc(m: TorchModel, key: str) -> nn.Linear:
+def _fc(m: ModelLayout, key: str) -> nn.Linear:
     out_features, in_features = m.shape(f"{key}.weight")
     return nn.Linear(in_features, out_features)
 
 
-def _gn_lenet(m: TorchModel) -> nn.Module:
+def _gn_lenet(m: ModelLayout) -> nn.Module:
     """GN-LeNet (SPEC 7.2) as the original defines it, NCHW."""
     layers, c_in = [], m.input_shape[2]
     for i in (1, 2, 3):
@@ -100,11 +56,11 @@ def _gn_lenet(m: TorchModel) -> nn.Module:
     return _sequential(layers + [("flatten", nn.Flatten()), ("fc1", _fc(m, "fc1"))])
 
 
-def _two_convs(kernel: int, hidden: bool) -> Callable[[TorchModel], nn.Module]:
+def _two_convs(kernel: int, hidden: bool) -> Callable[[ModelLayout], nn.Module]:
     """[conv, ReLU, 2x2 max pool] twice, then one or two linear layers, NCHW: the
     digits CNN (3x3, one linear layer) and the FEMNIST CNN (SPEC 7.2: 5x5, two)."""
 
-    def build(m: TorchModel) -> nn.Module:
+    def build(m: ModelLayout) -> nn.Module:
         layers, c_in = [], m.input_shape[2]
         for i in (1, 2):
             c = m.shape(f"conv{i}.weight")[0]
@@ -122,7 +78,7 @@ def _two_convs(kernel: int, hidden: bool) -> Callable[[TorchModel], nn.Module]:
     return build
 
 
-def _celeba_cnn(m: TorchModel) -> nn.Module:
+def _celeba_cnn(m: ModelLayout) -> nn.Module:
     """The CelebA CNN (SPEC 7.2): [3x3 conv, 2x2 max pool, ReLU] blocks on raw 0-255
     pixels (not normalised, as in the original), then one linear layer, NCHW."""
     convs = [k.split(".")[0] for k, _ in m.layout if k.startswith("conv")]
@@ -143,7 +99,7 @@ class _LSTMModel(nn.Module):
     ``nn.LSTM(batch_first=True)`` (zero initial state) -> ReLU of every output ->
     flatten -> Linear. Inputs are ``(B, T)`` int64 character ids."""
 
-    def __init__(self, m: TorchModel):
+    def __init__(self, m: ModelLayout):
         super().__init__()
         vocab, dim = m.shape("embedding.weight")
         hidden = m.shape("lstm.weight_hh_l0")[1]
@@ -162,7 +118,7 @@ class _MatrixFactorization(nn.Module):
     ids (the original shifts 1-based ids inside the model; the simulator's loader does
     it when reading) -> ``(B,)`` dot products of the two embeddings."""
 
-    def __init__(self, m: TorchModel):
+    def __init__(self, m: ModelLayout):
         super().__init__()
         self.user_factors = nn.Embedding(*m.shape("user_factors.weight"))
         self.item_factors = nn.Embedding(*m.shape("item_factors.weight"))
@@ -172,7 +128,7 @@ class _MatrixFactorization(nn.Module):
 
 
 # name -> builder(model) returning a module whose state_dict matches the layout
-BUILDERS: dict[str, Callable[[TorchModel], nn.Module]] = {
+BUILDERS: dict[str, Callable[[ModelLayout], nn.Module]] = {
     "gn_lenet": _gn_lenet,
     "digits_cnn": _two_convs(3, hidden=False),
     "femnist_cnn": _two_convs(5, hidden=True),
@@ -182,7 +138,7 @@ BUILDERS: dict[str, Callable[[TorchModel], nn.Module]] = {
 }
 
 
-def build_torch_model(m: TorchModel) -> nn.Module:
+def build_torch_model(m: ModelLayout) -> nn.Module:
     """The PyTorch twin of a model (float32, CPU), checked against its layout.
 
     Raises:
@@ -200,7 +156,7 @@ def build_torch_model(m: TorchModel) -> nn.Module:
     return module
 
 
-def load_flat(module: nn.Module, m: TorchModel, flat: np.ndarray) -> None:
+def load_flat(module: nn.Module, m: ModelLayout, flat: np.ndarray) -> None:
     """Copies one flat vector (SPEC Appendix C layout) into a module's parameters."""
     flat = np.ascontiguousarray(flat, dtype=np.float32)
     state = module.state_dict()
@@ -214,7 +170,7 @@ def load_flat(module: nn.Module, m: TorchModel, flat: np.ndarray) -> None:
             offset += size
 
 
-def to_flat(module: nn.Module, m: TorchModel) -> np.ndarray:
+def to_flat(module: nn.Module, m: ModelLayout) -> np.ndarray:
     """A module's parameters as one flat float32 vector in the layout's order."""
     state = module.state_dict()
     parts = [state[key].detach().reshape(-1).numpy() for key, _ in m.layout]
@@ -226,7 +182,7 @@ def _writable(x: Any, dtype: Any) -> np.ndarray:
     return np.require(np.asarray(x, dtype), requirements=["C", "W"])
 
 
-def torch_inputs(m: TorchModel, x: Any) -> torch.Tensor:
+def torch_inputs(m: ModelLayout, x: Any) -> torch.Tensor:
     """Inputs as the PyTorch model takes them: ids as int64, ``(B, H, W, C)`` images
     as contiguous NCHW float32, other values as float32 (a tensor passes through)."""
     if torch.is_tensor(x):
@@ -237,21 +193,21 @@ def torch_inputs(m: TorchModel, x: Any) -> torch.Tensor:
     return t.permute(0, 3, 1, 2).contiguous() if len(m.input_shape) == 3 else t
 
 
-def torch_targets(m: TorchModel, y: Any) -> torch.Tensor:
+def torch_targets(m: ModelLayout, y: Any) -> torch.Tensor:
     """Targets: int64 class ids, or float32 ratings (a tensor passes through)."""
     if torch.is_tensor(y):
         return y
     return torch.from_numpy(_writable(y, np.float32 if m.rating else np.int64))
 
 
-def _loss(m: TorchModel, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def _loss(m: ModelLayout, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Per-sample loss: cross-entropy, or squared error for ratings."""
     if m.rating:
         return (out - y) ** 2
     return nn.functional.cross_entropy(out, y, reduction="none")
 
 
-def _correct(m: TorchModel, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def _correct(m: ModelLayout, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Per-sample hits: the argmax, or the prediction clipped to [0.5, 5] and rounded
     to the nearest 0.5 equals the rating."""
     if m.rating:
@@ -276,7 +232,7 @@ class TorchNodes:
 
     def __init__(
         self,
-        model: TorchModel,
+        model: ModelLayout,
         x: Any,
         lr: float,
         momentum: float = 0.0,
