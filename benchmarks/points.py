@@ -63,35 +63,25 @@ def run_point(spec: dict[str, Any]) -> dict[str, Any]:
         call = device_call(step, *args, sharing.hp)
         row = {"strategy": spec["strategy"], "compile_round_s": compile_s}
         row.update(interleave([lambda: {"round": call()}], spec["repeats"]))
+    peak = peak_rss_bytes()
     return {
         **spec,
         **row,
-        "peak_rss_bytes": peak_rss_bytes(),
+        "peak_rss_bytes": peak,
         "start_rss_bytes": start_rss,
+        "node_bytes": (peak - start_rss) / spec["n"],
         "device_kind": jax.devices()[0].device_kind,
     }
 
 
-def _rss(pid: int) -> int:
+def _proc_bytes(path: str, field: str) -> float | None:
+    """A ``field: N kB`` line of a /proc file, in bytes."""
     try:
-        with open(f"/proc/{pid}/status") as fh:
-            for line in fh:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
+        with open(path) as fh:
+            line = next((ln for ln in fh if ln.startswith(field + ":")), None)
     except OSError:
-        pass
-    return 0
-
-
-def _available() -> float:
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024 - 2**30
-    except OSError:
-        pass
-    return float("inf")
+        return None
+    return None if line is None else int(line.split()[1]) * 1024
 
 
 def launch(spec: dict[str, Any], timeout: float, rss_gib: float) -> dict[str, Any]:
@@ -105,7 +95,8 @@ def launch(spec: dict[str, Any], timeout: float, rss_gib: float) -> dict[str, An
             env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} {flag}".strip()
         else:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, range(spec["devices"])))
-    limit = min(rss_gib * 2**30, _available())
+    available = _proc_bytes("/proc/meminfo", "MemAvailable") or float("inf")
+    limit = min(rss_gib * 2**30, available - 2**30)
     cmd = [sys.executable, "-m", "benchmarks.run", "--point", json.dumps(spec)]
     t0 = time.perf_counter()
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
@@ -116,7 +107,7 @@ def launch(spec: dict[str, Any], timeout: float, rss_gib: float) -> dict[str, An
             reason = None
             if time.perf_counter() - t0 > timeout:
                 reason = f"stopped after {timeout:.0f} s"
-            elif _rss(proc.pid) > limit:
+            elif (_proc_bytes(f"/proc/{proc.pid}/status", "VmRSS") or 0) > limit:
                 reason = f"stopped: resident set above {limit / 2**30:.1f} GiB"
             if reason:
                 proc.kill()

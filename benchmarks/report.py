@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 SECTIONS = ("machine", "e2e", "paper", "kernels", "scaling", "devices", "sweep", "gpu")
+HERE_MARK = "<!-- generated blocks go here -->"
 Row = dict[str, Any]
 Column = tuple[str, Callable[[Row], str]]
 
@@ -34,51 +35,111 @@ def seconds(value: float | None) -> str:
     return f"{value * 1e3:.1f} ms" if value >= 0.01 else f"{value * 1e3:.2f} ms"
 
 
-def T(key: str) -> Callable[[Row], str]:
+def _spread(r: Row, key: str) -> str:
     """The median of ``key`` with its spread (fastest-slowest) when repeated."""
-
-    def cell(r: Row) -> str:
-        if f"{key}_s" not in r:
-            return r.get("error", "-") if key.endswith("round") else "-"
-        text = seconds(r[f"{key}_s"])
-        if r.get(f"{key}_n", 1) > 1:
-            text += f" ({seconds(r[f'{key}_min_s'])}-{seconds(r[f'{key}_max_s'])})"
-        return text
-
-    return cell
+    if f"{key}_s" not in r:
+        return r.get("error", "-") if key.endswith("round") else "-"
+    text = seconds(r[f"{key}_s"])
+    if r.get(f"{key}_n", 1) > 1:
+        text += f" ({seconds(r[f'{key}_min_s'])}-{seconds(r[f'{key}_max_s'])})"
+    return text
 
 
-def X(slow: str, fast: str) -> Callable[[Row], str]:
-    """``slow / fast`` of two medians (> 1: ``fast`` is faster)."""
-
-    def cell(r: Row) -> str:
-        if f"{slow}_s" not in r or f"{fast}_s" not in r:
-            return "-"
-        return f"{r[f'{slow}_s'] / r[f'{fast}_s']:.2f}x"
-
-    return cell
+def _ratio(r: Row, slow: str, fast: str) -> str:
+    if f"{slow}_s" not in r or f"{fast}_s" not in r:
+        return "-"
+    return f"{r[f'{slow}_s'] / r[f'{fast}_s']:.2f}x"
 
 
-def K(key: str, fmt: str = "{}") -> Callable[[Row], str]:
-    return lambda r: "-" if r.get(key) is None else fmt.format(r[key])
+def _value(r: Row, key: str, fmt: str) -> str:
+    value = r.get(key)
+    if value is None:
+        return "-"
+    if fmt == "s":
+        return seconds(value)
+    if fmt in ("GiB", "MiB"):
+        return f"{value / 2 ** (30 if fmt == 'GiB' else 20):.2f} {fmt}"
+    return ("{:" + fmt + "}").format(value)
 
 
-def table(rows: list[Row], columns: list[Column]) -> list[str]:
+def _cell(how: str) -> Callable[[Row], str]:
+    if how == "load":
+        return lambda r: (
+            f"{r['load_before']:.1f}/{r['load_after']:.1f}; {r['busy_others']}"
+            if "load_before" in r
+            else "-"
+        )
+    if how.startswith("~"):
+        return lambda r: _spread(r, how[1:])
+    if "/" in how:
+        slow, fast = how.split("/")
+        return lambda r: _ratio(r, slow, fast)
+    key, _, fmt = how.partition(":")
+    return lambda r: _value(r, key, fmt)
+
+
+def columns(spec: str) -> list[Column]:
+    """Columns from ``"header=how; ..."``. ``how`` is ``key`` or ``key:format``
+    (a format spec, ``s`` for seconds, ``GiB``/``MiB`` for bytes), ``~key`` (the
+    median with its spread), ``slow/fast`` (a ratio of medians), or ``load``; a lone
+    ``key`` is its own header."""
+    out = []
+    for item in filter(None, (part.strip() for part in spec.split(";"))):
+        header, _, how = item.partition("=")
+        out.append((header, _cell(how or header)))
+    return out
+
+
+def table(rows: list[Row], cols: list[Column] | str) -> list[str]:
     """A markdown table: one line per row, one cell per column."""
-    out = ["| " + " | ".join(h for h, _ in columns) + " |", "|" + "---|" * len(columns)]
-    out += ["| " + " | ".join(f(r) for _, f in columns) + " |" for r in rows]
+    cols = columns(cols) if isinstance(cols, str) else cols
+    out = ["| " + " | ".join(h for h, _ in cols) + " |", "|" + "---|" * len(cols)]
+    out += ["| " + " | ".join(f(r) for _, f in cols) + " |" for r in rows]
     return out + [""]
 
 
-LOAD: Column = (
-    "load (1 min, before/after; busy others)",
-    lambda r: (
-        f"{r['load_before']:.1f}/{r['load_after']:.1f}; {r['busy_others']}"
-        if "load_before" in r
-        else "-"
-    ),
+LOAD = "load (1-min average before/after, busy others)=load"
+E2E = (
+    "workload; strategy; N=N:,; round, ours=~ours_round; per node=~base_round; "
+    "ratio=base_round/ours_round; training, ours=~ours_train; per node=~base_train; "
+    "ratio=base_train/ours_train; sharing, ours=~ours_share; per node=~base_share; "
+    "ratio=base_share/ours_share; evaluation, ours=~ours_eval; per node=~base_eval; "
+    "ratio=base_eval/ours_eval; " + LOAD
 )
-WHAT = [("workload", K("workload")), ("strategy", K("strategy")), ("N", K("N", "{:,}"))]
+E2E_MORE = (
+    "workload; strategy; compile round=compile_round_s:s; training=compile_train_s:s; "
+    "sharing=compile_share_s:s; evaluation=compile_eval_s:s; "
+    "training GFLOP/s, ours=ours_train_gflops:.1f; per node=base_train_gflops:.1f; "
+    "trained equal (rel. error)=check_train_error:.1e; "
+    "shared equal=check_share_error:.1e; bytes equal=check_bytes_equal"
+)
+PAPER_COLS = (
+    "workload; model; N=N:,; tau; b; rounds T=paper_rounds:,; compile=compile_round_s:s; "
+    "s / round=~ours_round; T rounds (h, no evaluation)=run_hours:.1f; " + LOAD
+)
+SCALING = (
+    "workload; strategy; n=n:,; s / round=~round; compile=compile_round_s:s; "
+    "peak RSS=peak_rss_bytes:GiB; per node=node_bytes:MiB"
+)
+SHARE = "strategy; n; N=N:,; step=~round; compile=compile_round_s:s; peak RSS=peak_rss_bytes:GiB"
+SWEEP = (
+    "K=k; rounds; nodes; processes=~processes; sequential=~sequential; vmapped=~vmapped; "
+    "vs processes=processes/vmapped; start-up (K x)=startups_s:s; "
+    "compile=compile_s:s; batching=sequential/vmapped; " + LOAD
+)
+SWEEP_TEXT = (
+    "K digits configs, each way from a fresh process and cache: K `jwins run` "
+    "processes sharing the cache, one `jwins sweep --batch 1` (sequential), one "
+    "`jwins sweep` (vmapped). Start-up = K processes that import the command line "
+    "and start JAX; compile = first process - later process (what the cache saves); "
+    "batching = sequential / vmapped."
+)
+DEVICES = "workload; n=n:,; devices; s / round=~round; compile=compile_round_s:s"
+GPU_PAPER = (
+    "n; train_chunk; s / round=~round; evaluation=~eval; images/s=images_per_s:,.0f; "
+    "2,166 rounds + 103 evaluations (min)=paper_run_min:.1f"
+)
+GPU_ROUNDS = "workload; n=n:,; strategy; s / round=~round; compile=compile_round_s:s"
 
 
 def e2e(rows: list[Row], machine: Row | None) -> list[str]:
@@ -89,46 +150,22 @@ def e2e(rows: list[Row], machine: Row | None) -> list[str]:
         "(`jwins_jax.testing.reference`), in a process of its own without JAX, "
         "timed in turns with ours. Median (fastest-slowest); ratio = per node / ours.",
         "",
+        *table(rows, E2E),
     ]
-    pair = []
-    for part, name in (("round", "round"), ("train", "training"), ("share", "sharing")):
-        pair += [(f"{name}, ours", T(f"ours_{part}")), ("per node", T(f"base_{part}"))]
-        pair.append(("ratio", X(f"base_{part}", f"ours_{part}")))
-    pair += [("evaluation, ours", T("ours_eval")), ("per node", T("base_eval"))]
-    text += table(rows, WHAT + pair + [LOAD])
     rate = machine["matmul_gflops"] if machine else float("nan")
     text += [
-        f"Compile times, FLOP rates (matmul: {rate:.0f} GFLOP/s) and checks "
-        "of the per-node first round against ours:",
+        f"Compile times, training FLOP rates (matmul: {rate:.0f} GFLOP/s) and "
+        "the per-node first round checked against ours:",
         "",
     ]
-    share = lambda k: lambda r: "-" if k not in r else f"{100 * r[k] / rate:.0f} %"  # noqa: E731
-    text += table(
-        rows,
-        WHAT[:2]
-        + [
-            (f"compile {p}", K(f"compile_{p}_s", "{:.1f} s"))
-            for p in ("round", "train", "share", "eval")
-        ]
-        + [
-            ("training GFLOP/s ours", K("ours_train_gflops", "{:.1f}")),
-            ("of matmul", share("ours_train_gflops")),
-            ("per node", K("base_train_gflops", "{:.1f}")),
-            ("of matmul", share("base_train_gflops")),
-            ("trained equal (rel. error)", K("check_train_error", "{:.1e}")),
-            ("shared equal", K("check_share_error", "{:.1e}")),
-            ("bytes equal", K("check_bytes_equal")),
-        ],
-    )
+    text += table(rows, E2E_MORE)
     for r in rows:
         if r["workload"] == "cifar" and r["strategy"] == "jwins" and "ours_eval_s" in r:
-            evaluated = (10_000 + 520) / (r["test_samples"] + r["train_per_node"])
-            minutes = (
-                2166 * r["ours_round_s"] + 103 * r["ours_eval_s"] * evaluated
-            ) / 60
+            scale = (10_000 + 520) / (r["test_samples"] + r["train_per_node"])
+            run = 2166 * r["ours_round_s"] + 103 * r["ours_eval_s"] * scale
             text += [
                 f"Paper-scale CIFAR-10 run (2,166 rounds, 103 evaluations on "
-                f"10,000 images, evaluation extrapolated linearly): {minutes:.0f} min.",
+                f"10,000 images, extrapolated): {run / 60:.0f} min.",
                 "",
             ]
     return text
@@ -143,177 +180,55 @@ def kernels(rows: list[Row]) -> list[str]:
     ]
     for family in ("wavelet", "select", "gossip", "gossip_masked"):
         fam = [r for r in rows if r.get("family") == family]
-        names = (
-            [k[len("compile_") : -2] for k in fam[0] if k.startswith("compile_")]
-            if fam
-            else []
-        )
+        names = [k[8:-2] for k in (fam or [{}])[0] if k.startswith("compile_")]
 
         def best(r: Row) -> str | None:
             ok = [k for k in names if r.get(f"{k}_ok") and f"{k}_s" in r]
             return min(ok, key=lambda k: r[f"{k}_s"]) if ok else None
 
         def mark(k: str) -> Callable[[Row], str]:
-            return lambda r: T(k)(r) + ("" if r.get(f"{k}_ok", True) else " (x)")
+            return lambda r: _spread(r, k) + ("" if r.get(f"{k}_ok", True) else " (x)")
 
-        cols = [("n", K("n")), ("N", K("N", "{:,}"))] + [(k, mark(k)) for k in names]
-        cols += [("per node", T("pernode")), ("fastest", lambda r: best(r) or "-")]
-        cols.append(("ratio", lambda r: X("pernode", best(r))(r) if best(r) else "-"))
-        text += [f"**{family}**", ""] + table(fam, cols)
+        cols = columns("n; N=N:,") + [(k, mark(k)) for k in names]
+        cols += [("per node", _cell("~pernode")), ("fastest", lambda r: best(r) or "-")]
+        cols.append(("ratio", lambda r: _ratio(r, "pernode", best(r) or "-")))
+        text += [f"**{family}**", "", *table(fam, cols)]
     return text
 
 
-def growth(rows: list[Row], x: str, y: Callable[[Row], float]) -> str:
-    """The exponent a of y ~ x^a fitted over the rows (least squares in log-log)."""
-    pts = [(r[x], y(r)) for r in rows if "round_s" in r and y(r) > 0]
+def growth(rows: list[Row], key: str) -> str:
+    """The exponent a of ``key`` ~ n^a, least squares in log-log over the rows."""
+    pts = [(r["n"], r[key]) for r in rows if r.get(key, 0) > 0]
     if len(pts) < 2:
         return "-"
-    a = np.polyfit(np.log([p[0] for p in pts]), np.log([p[1] for p in pts]), 1)[0]
-    return f"{a:.2f}"
+    return f"{np.polyfit(*np.log(np.array(pts)).T, 1)[0]:.2f}"
 
 
 def scaling(rows: list[Row], image: str | None) -> list[str]:
     rounds = [r for r in rows if r["kind"] == "round"]
-    mem = lambda r: (r["peak_rss_bytes"] - r["start_rss_bytes"]) / r["n"]  # noqa: E731
     text = [
-        "Each point in a fresh process; peak RSS is its `VmHWM`, memory per node "
-        "is (peak - RSS after imports) / n.",
+        "Each point in a fresh process; peak RSS is its `VmHWM`; per node = (peak "
+        "- RSS after imports) / n.",
         "",
+        *table(rounds, SCALING),
     ]
-    text += table(
-        rounds,
-        [
-            ("workload", K("workload")),
-            ("strategy", K("strategy")),
-            ("n", K("n", "{:,}")),
-            ("s / round", T("round")),
-            ("compile", K("compile_round_s", "{:.1f} s")),
-            (
-                "peak RSS",
-                lambda r: (
-                    f"{r['peak_rss_bytes'] / 2**30:.2f} GiB"
-                    if "peak_rss_bytes" in r
-                    else "-"
-                ),
-            ),
-            (
-                "per node",
-                lambda r: f"{mem(r) / 2**20:.2f} MiB" if "peak_rss_bytes" in r else "-",
-            ),
-        ],
-    )
     for s in ("full", "jwins"):
-        mine = [r for r in rounds if r["strategy"] == s]
+        mine = [{**r, "mem": r.get("node_bytes", 0) * r["n"]} for r in rounds]
+        mine = [r for r in mine if r["strategy"] == s]
         text.append(
-            f"* {s}: time per round grows as n^{growth(mine, 'n', lambda r: r['round_s'])}, "
-            f"memory above the runtime as n^{growth(mine, 'n', lambda r: mem(r) * r['n'])} "
-            "(1.00: linear; memory per node flat)."
+            f"* {s}: time per round grows as n^{growth(mine, 'round_s')}, memory "
+            f"above the runtime as n^{growth(mine, 'mem')} (1.00: linear)."
         )
-    shares = [r for r in rows if r["kind"] == "share"]
     text += ["", "The sharing step alone on (n, N) random models:", ""]
-    text += table(
-        shares,
-        [
-            ("strategy", K("strategy")),
-            ("n", K("n")),
-            ("N", K("N", "{:,}")),
-            ("step", T("round")),
-            ("compile", K("compile_round_s", "{:.1f} s")),
-            (
-                "peak RSS",
-                lambda r: (
-                    f"{r['peak_rss_bytes'] / 2**30:.2f} GiB"
-                    if "peak_rss_bytes" in r
-                    else "-"
-                ),
-            ),
-        ],
-    )
+    text += table([r for r in rows if r["kind"] == "share"], SHARE)
     return text + ([f"![scaling]({image})", ""] if image else [])
-
-
-def sweep(rows: list[Row]) -> list[str]:
-    text = [
-        "K digits configs, each way from a fresh process and cache: K `jwins run` "
-        "processes sharing the cache, one `jwins sweep --batch 1` (sequential), "
-        "one `jwins sweep` (vmapped). Start-up = K x a process that imports the "
-        "command line and starts JAX; compile = first process - later process; "
-        "batching = sequential / vmapped.",
-        "",
-    ]
-    return text + table(
-        rows,
-        [
-            ("K", K("k")),
-            ("rounds", K("rounds")),
-            ("nodes", K("nodes")),
-            ("processes", T("processes")),
-            ("sequential", T("sequential")),
-            ("vmapped", T("vmapped")),
-            ("vs processes", X("processes", "vmapped")),
-            ("start-up (K x)", lambda r: seconds(r["k"] * r["startup_s"])),
-            ("compile", lambda r: seconds(r["first_process_s"] - r["later_process_s"])),
-            ("batching", X("sequential", "vmapped")),
-            LOAD,
-        ],
-    )
-
-
-def devices(rows: list[Row]) -> list[str]:
-    return table(
-        rows,
-        [
-            ("workload", K("workload")),
-            ("n", K("n", "{:,}")),
-            ("devices", K("devices")),
-            ("s / round", T("round")),
-            ("compile", K("compile_round_s", "{:.1f} s")),
-        ],
-    )
-
-
-def paper(rows: list[Row]) -> list[str]:
-    return table(
-        rows,
-        [
-            ("workload", K("workload")),
-            ("model", K("model")),
-            ("N", K("N", "{:,}")),
-            ("tau", K("tau")),
-            ("b", K("b")),
-            ("rounds T", K("paper_rounds", "{:,}")),
-            ("compile", K("compile_round_s", "{:.0f} s")),
-            ("s / round", T("ours_round")),
-            ("T rounds (h, no evaluation)", K("run_hours", "{:.1f}")),
-            LOAD,
-        ],
-    )
 
 
 def gpu(rows: list[Row]) -> list[str]:
     runs = [r for r in rows if r["item"] == "paper"]
     text = ["Paper-scale CIFAR-10-shaped JWINS run by nodes trained at once:", ""]
-    text += table(
-        runs,
-        [
-            ("n", K("n")),
-            ("train_chunk", K("train_chunk")),
-            ("s / round", T("round")),
-            ("evaluation", T("eval")),
-            ("images/s", K("images_per_s", "{:,.0f}")),
-            ("2,166 rounds + 103 evaluations", K("paper_run_min", "{:.1f} min")),
-        ],
-    )
-    return text + table(
-        [r for r in rows if r["item"] == "rounds"],
-        [
-            ("workload", K("workload")),
-            ("n", K("n", "{:,}")),
-            ("strategy", K("strategy")),
-            ("s / round", T("round")),
-            ("compile", K("compile_round_s", "{:.1f} s")),
-        ],
-    )
+    text += table(runs, GPU_PAPER)
+    return text + table([r for r in rows if r["item"] == "rounds"], GPU_ROUNDS)
 
 
 TITLES = {
@@ -329,7 +244,7 @@ TITLES = {
 
 def render(data: dict[str, Any], title: str, image: str | None = None) -> str:
     """The dated markdown section of the section files in ``data``."""
-    lines = [f"## {title}", "", "| section | date | device | CPU | JAX | load |"]
+    lines = [f"### {title}", "", "| section | date | device | CPU | JAX | load |"]
     lines.append("|---|---|---|---|---|---|")
     for name, sec in data.items():
         e = sec["env"]
@@ -348,16 +263,16 @@ def render(data: dict[str, Any], title: str, image: str | None = None) -> str:
         ]
     render_one = {
         "e2e": lambda rows: e2e(rows, machine),
-        "paper": paper,
+        "paper": lambda rows: table(rows, PAPER_COLS),
         "kernels": kernels,
         "scaling": lambda rows: scaling(rows, image),
-        "devices": devices,
-        "sweep": sweep,
+        "devices": lambda rows: table(rows, DEVICES),
+        "sweep": lambda rows: [SWEEP_TEXT, "", *table(rows, SWEEP)],
         "gpu": gpu,
     }
     for name, fn in render_one.items():
         if name in data:
-            lines += [f"### {TITLES[name]}", ""] + fn(data[name]["rows"])
+            lines += [f"#### {TITLES[name]}", ""] + fn(data[name]["rows"])
     return "\n".join(lines) + "\n"
 
 
@@ -403,13 +318,16 @@ def load(out: pathlib.Path) -> dict[str, Any]:
 
 
 def update(results: pathlib.Path, text: str, device: str) -> None:
-    """Puts ``text`` into RESULTS.md in place of the device's generated section."""
+    """Puts ``text`` into RESULTS.md in place of the device's generated block, or
+    (the first time) where ``<!-- generated blocks go here -->`` is, else at the end."""
     begin, end = f"<!-- generated: {device} -->", "<!-- end generated -->"
     block = f"{begin}\n{text}{end}\n"
     body = results.read_text() if results.is_file() else "# Benchmark results\n"
     pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end) + r"\n?", re.S)
     if pattern.search(body):
         body = pattern.sub(lambda _: block, body)
+    elif HERE_MARK in body:
+        body = body.replace(HERE_MARK, f"{HERE_MARK}\n\n{block}", 1)
     else:
         body = body.rstrip("\n") + "\n\n" + block
     results.write_text(body)

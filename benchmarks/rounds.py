@@ -168,19 +168,14 @@ class RoundBench:
 
     def batches(self, rounds: int) -> tuple[np.ndarray, np.ndarray]:
         """``(rounds, n, tau, b)`` minibatch ids and weights, one key per round."""
-        c, out = self.config, []
-        for r in range(rounds):
-            key = jax.random.PRNGKey(1000 + r)
-            out.append(
-                sample_batches(
-                    key,
-                    self.inputs.nodes,
-                    c.local_steps,
-                    c.batch_size,
-                    self.exp.drop_last,
-                )
+        c, nodes = self.config, self.inputs.nodes
+        keys = jax.random.split(jax.random.PRNGKey(1000), rounds)
+        draw = jax.vmap(
+            lambda k: sample_batches(
+                k, nodes, c.local_steps, c.batch_size, self.exp.drop_last
             )
-        return tuple(np.stack([np.asarray(o[i]) for o in out]) for i in (0, 1))
+        )
+        return tuple(np.asarray(a) for a in draw(keys))
 
     def parts(
         self, ids: np.ndarray, w: np.ndarray, alphas: np.ndarray | None
@@ -200,17 +195,9 @@ class RoundBench:
         given = None if alphas is None else self.given(alphas)
 
         def train(hp, inputs, x, opt, ids, w):
+            data = (inputs.train_x, inputs.train_y, ids, w, c.train_chunk)
             return training.train_all(
-                exp.model,
-                exp.task,
-                exp.optimizer(hp),
-                x,
-                opt,
-                inputs.train_x,
-                inputs.train_y,
-                ids,
-                w,
-                c.train_chunk,
+                exp.model, exp.task, exp.optimizer(hp), x, opt, *data
             )
 
         def share(hp, table, state, x, key, given):

@@ -90,6 +90,8 @@ def measure(k: int, quick: bool) -> dict[str, Any]:
         startup_s=statistics.median(starts),
         **load.record(),
     )
+    row["startups_s"] = k * row["startup_s"]  # what K processes spend starting
+    row["compile_s"] = row["first_process_s"] - row["later_process_s"]
     print(f"[sweep] K={k}: {json.dumps(row)}", flush=True)
     return row
 
