@@ -22,12 +22,11 @@ from typing import Any
 
 import jax
 
+from benchmarks.report import paper_run_s
 from benchmarks.rounds import PAPER, RoundBench, tiled, workload
 from benchmarks.timing import interleave
 from jwins_jax.data.datasets import load_dataset
 from jwins_jax.models import get_model
-
-PAPER_RUN = {"rounds": 2166, "eval_every": 21, "train_per_node": 520, "test": 10_000}
 
 
 def _error(err: Exception) -> str:
@@ -36,7 +35,7 @@ def _error(err: Exception) -> str:
 
 def paper_run(quick: bool) -> list[dict[str, Any]]:
     """The paper-scale CIFAR-10-shaped run and its ``train_chunk`` variants."""
-    nodes, per_node, test = (8, 16, 64) if quick else (96, 520, PAPER_RUN["test"])
+    nodes, per_node, test = (8, 16, 64) if quick else (96, 520, 10_000)
     train = nodes * per_node
     data = load_dataset(
         "synthetic_cifar", synthetic_size=train, test_fraction=test / (train + test)
@@ -51,10 +50,8 @@ def paper_run(quick: bool) -> list[dict[str, Any]]:
         ways = [lambda: {"round": bench.round(), "eval": calls["eval"]()}]
         row.update(interleave(ways, 1 if quick else 2))
         row["images_per_s"] = nodes * test / row["eval_s"]
-        evals = PAPER_RUN["rounds"] // PAPER_RUN["eval_every"]
-        run_s = PAPER_RUN["rounds"] * row["round_s"] + evals * row["eval_s"]
-        row["paper_run_min"] = run_s / 60
-        print(f"[gpu] paper run, train_chunk {chunk}: {run_s / 60:.1f} min", flush=True)
+        row["paper_run_min"] = paper_run_s(row["round_s"], row["eval_s"]) / 60
+        print(f"[gpu] paper run, train_chunk {chunk}: {row['paper_run_min']:.1f} min")
         rows.append(row)
     return rows
 

@@ -41,13 +41,12 @@ def run_point(spec: dict[str, Any]) -> dict[str, Any]:
 
     start_rss = peak_rss_bytes()
     if spec["kind"] == "round":
-        config = workload(spec["workload"], spec["strategy"], spec["n"])
-        config = config.replace(
-            partition="iid", test_subset=64, **spec.get("changes", {})
-        )
+        tau = {"local_steps": spec["local_steps"]} if "local_steps" in spec else {}
+        config = workload(spec["workload"], spec["strategy"], spec["n"], **tau)
+        config = config.replace(partition="iid", test_subset=64)
         data = tiled(config, 4 * config.batch_size)
         bench = RoundBench(config, spec["rounds"], data, shard=spec["devices"] > 1)
-        row = {**bench.row, "finite": None}
+        row = dict(bench.row)
         row.update(interleave([lambda: {"round": bench.round()}], spec["repeats"]))
         row["finite"] = bench.finite()
     else:
@@ -136,7 +135,7 @@ def plan(opts: Any, section: str) -> list[dict[str, Any]]:
     name, sizes = small_workload()
     base = {"kind": "round", "workload": name, "devices": 1, "rounds": 2}
     if opts.quick:
-        base = {**base, "workload": "digits", "changes": {"local_steps": 1}}
+        base = {**base, "workload": "digits", "local_steps": 1}
     jwins = {**base, "strategy": "jwins"}
     if section == "devices":
         counts, ns = (1, 2, 4), sorted({96, max(n for n in sizes if n <= 1024)})

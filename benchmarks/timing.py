@@ -9,7 +9,7 @@ in turns (ours, baseline, ours, baseline, ...), so load that comes and goes fall
 both. Rows are flat dicts: ``<what>_s`` (median), ``<what>_min_s``, ``<what>_max_s``,
 ``<what>_n`` (repeats).
 
-Importing this module does not import JAX (the baseline processes use it too).
+Importing this module does not import JAX.
 """
 
 from __future__ import annotations
@@ -38,18 +38,28 @@ def summarize(name: str, times: list[float]) -> dict[str, float]:
     }
 
 
-def _cpu_ticks() -> dict[int, int]:
-    """CPU time (user + system, clock ticks) of every process, from /proc."""
+def _processes() -> dict[int, tuple[int, int]]:
+    """pid -> (parent pid, CPU time in clock ticks) of every process, from /proc."""
     out = {}
     for entry in os.listdir("/proc") if os.path.isdir("/proc") else ():
         if entry.isdigit():
             try:
                 with open(f"/proc/{entry}/stat") as fh:
                     fields = fh.read().rsplit(")", 1)[1].split()
-                out[int(entry)] = int(fields[11]) + int(fields[12])
+                out[int(entry)] = (int(fields[1]), int(fields[11]) + int(fields[12]))
             except (OSError, ValueError, IndexError):
                 pass
     return out
+
+
+def our_processes(processes: dict[int, tuple[int, int]]) -> set[int]:
+    """This process, its parent and its descendants among ``processes``."""
+    ours, grew = {os.getpid()}, True
+    while grew:
+        more = {pid for pid, (ppid, _) in processes.items() if ppid in ours} - ours
+        ours |= more
+        grew = bool(more)
+    return ours | {os.getppid()}
 
 
 class Load:
@@ -58,18 +68,20 @@ class Load:
     def __init__(self) -> None:
         self.start = time.monotonic()
         self.avg = os.getloadavg()[0]
-        self.ticks = _cpu_ticks()
+        self.ticks = {pid: t for pid, (_, t) in _processes().items()}
 
     def record(self) -> dict[str, Any]:
-        """``load_before``, ``load_after`` and ``busy_others``: processes other than
-        this one and its parent that used more than 20 % of a core meanwhile."""
+        """``load_before``, ``load_after`` and ``busy_others``: processes that used
+        more than 20 % of a core meanwhile, other than this one, its parent and its
+        descendants (the baselines and points it started)."""
         span = max(time.monotonic() - self.start, 1e-3)
         hz = os.sysconf("SC_CLK_TCK")
-        mine = {os.getpid(), os.getppid()}
+        now = _processes()
+        ours = our_processes(now)
         busy = sum(
             1
-            for pid, ticks in _cpu_ticks().items()
-            if pid not in mine
+            for pid, (_, ticks) in now.items()
+            if pid not in ours
             and (ticks - self.ticks.get(pid, ticks)) / hz > 0.2 * span
         )
         after = os.getloadavg()[0]

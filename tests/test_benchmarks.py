@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import pathlib
+import signal
 import subprocess
 import sys
 import time
@@ -125,15 +127,22 @@ def test_report_update_replaces_the_devices_block(tmp_path):
     assert text.index("other device") < text.index("second") < text.index("Readings")
 
 
-def test_interleave_alternates_the_ways_and_counts_busy_processes():
+def test_interleave_alternates_the_ways_and_counts_other_busy_processes():
     order = []
     calls = [lambda: order.append("a") or {"a": 1.0}, lambda: order.append("b") or {}]
-    spin = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    # a busy process that is not ours: started by a process that exits at once
+    spin = "import subprocess as s, sys; print(s.Popen([sys.executable, '-c', "
+    spin += "'while True: pass'], stdout=s.DEVNULL, stderr=s.DEVNULL).pid)"
+    run = subprocess.run([sys.executable, "-c", spin], capture_output=True, text=True)
+    other = int(run.stdout)
+    mine = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
-        time.sleep(0.3)
-        row = timing.interleave(calls + [lambda: time.sleep(0.5) or {}], 2)
+        row = timing.interleave(calls + [lambda: time.sleep(0.8) or {}], 2)
+        ours = timing.our_processes(timing._processes())
     finally:
-        spin.kill()
+        os.kill(other, signal.SIGKILL)
+        mine.kill()
     assert order == ["a", "b"] * 3
     assert row["a_s"] == 1.0 and row["a_n"] == 2
-    assert row["busy_others"] >= 1
+    assert mine.pid in ours and other not in ours and os.getpid() in ours
+    assert row["busy_others"] >= 1  # the other one
