@@ -150,7 +150,11 @@ def e2e(opts: Any) -> list[dict[str, Any]]:
     rows = []
     for name in opts.workloads:
         for strategy in ("jwins",) if name in HEAVY else ("full", "jwins"):
-            rows.append(e2e_row(name, strategy, opts))
+            try:
+                rows.append(e2e_row(name, strategy, opts))
+            except Exception as err:  # noqa: BLE001 - e.g. out of memory: go on
+                error = f"{type(err).__name__}: {err}"[:300]
+                rows.append({"workload": name, "strategy": strategy, "error": error})
     return rows
 
 

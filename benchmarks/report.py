@@ -167,7 +167,10 @@ def e2e(rows: list[Row], machine: Row | None) -> list[str]:
     ]
     text += table(rows, E2E_MORE)
     for r in rows:
-        if r["workload"] == "cifar" and r["strategy"] == "jwins" and "ours_eval_s" in r:
+        if (r.get("workload"), r.get("strategy")) == (
+            "cifar",
+            "jwins",
+        ) and "ours_eval_s" in r:
             scale = (10_000 + 520) / (r["test_samples"] + r["train_per_node"])
             run = paper_run_s(r["ours_round_s"], r["ours_eval_s"] * scale)
             text += [
@@ -212,7 +215,7 @@ def growth(rows: list[Row], key: str) -> str:
 
 
 def scaling(rows: list[Row], image: str | None) -> list[str]:
-    rounds = [r for r in rows if r["kind"] == "round"]
+    rounds = [r for r in rows if r.get("kind") == "round"]
     text = [
         "Each point in a fresh process; peak RSS is its `VmHWM`; per node = (peak "
         "- RSS after imports) / n.",
@@ -220,22 +223,22 @@ def scaling(rows: list[Row], image: str | None) -> list[str]:
         *table(rounds, SCALING),
     ]
     for s in ("full", "jwins"):
-        mine = [{**r, "mem": r.get("node_bytes", 0) * r["n"]} for r in rounds]
-        mine = [r for r in mine if r["strategy"] == s]
+        mine = [{**r, "mem": r.get("node_bytes", 0) * r.get("n", 0)} for r in rounds]
+        mine = [r for r in mine if r.get("strategy") == s]
         text.append(
             f"* {s}: time per round grows as n^{growth(mine, 'round_s')}, memory "
             f"above the runtime as n^{growth(mine, 'mem')} (1.00: linear)."
         )
     text += ["", "The sharing step alone on (n, N) random models:", ""]
-    text += table([r for r in rows if r["kind"] == "share"], SHARE)
+    text += table([r for r in rows if r.get("kind") == "share"], SHARE)
     return text + ([f"![scaling]({image})", ""] if image else [])
 
 
 def gpu(rows: list[Row]) -> list[str]:
-    runs = [r for r in rows if r["item"] == "paper"]
+    runs = [r for r in rows if r.get("item") == "paper"]
     text = ["Paper-scale CIFAR-10-shaped JWINS run by nodes trained at once:", ""]
     text += table(runs, GPU_PAPER)
-    return text + table([r for r in rows if r["item"] == "rounds"], GPU_ROUNDS)
+    return text + table([r for r in rows if r.get("item") == "rounds"], GPU_ROUNDS)
 
 
 TITLES = {
@@ -261,7 +264,8 @@ def render(data: dict[str, Any], title: str, image: str | None = None) -> str:
             f"{e['cpu_model']} x{e['cpu_count']} | {e['jax']} | {load} |"
         )
     lines.append("")
-    machine = data.get("machine", {}).get("rows", [None])[0]
+    machine = data.get("machine", {}).get("rows", [{}])[0]
+    machine = machine if "matmul_gflops" in machine else None
     if machine:
         lines += [
             f"Machine: jitted 2048x2048 float32 matmul {machine['matmul_gflops']:.0f}"
@@ -278,8 +282,11 @@ def render(data: dict[str, Any], title: str, image: str | None = None) -> str:
         "gpu": gpu,
     }
     for name, fn in render_one.items():
-        if name in data:
-            lines += [f"#### {TITLES[name]}", ""] + fn(data[name]["rows"])
+        rows = data.get(name, {}).get("rows")
+        if rows is not None:
+            failed = len(rows) == 1 and set(rows[0]) == {"error"}
+            body = [f"Failed: {rows[0]['error']}", ""] if failed else fn(rows)
+            lines += [f"#### {TITLES[name]}", "", *body]
     return "\n".join(lines) + "\n"
 
 
@@ -300,7 +307,7 @@ def plot(rows: list[Row], path: pathlib.Path) -> str:
             pts = sorted(
                 (r[x], y(r))
                 for r in rows
-                if r["kind"] == kind and r["strategy"] == s and "round_s" in r
+                if r.get("kind") == kind and r.get("strategy") == s and "round_s" in r
             )
             if pts:
                 ax.plot(*zip(*pts, strict=True), "o-", color=color, label=s)
@@ -308,7 +315,8 @@ def plot(rows: list[Row], path: pathlib.Path) -> str:
     for ax, (ylabel, xlabel) in zip(axes, labels, strict=True):
         ax.set(xscale="log", yscale="log", xlabel=xlabel, ylabel=ylabel)
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend()
+        if ax.has_data():
+            ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

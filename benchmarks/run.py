@@ -27,6 +27,7 @@ import os
 import pathlib
 import sys
 import time
+import traceback
 from typing import Any
 
 from benchmarks import report
@@ -142,17 +143,20 @@ def main(argv: list[str] | None = None) -> int:
         print(points.TAG + json.dumps(row), flush=True)
         return 0
     opts.out.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
+    start, failed = time.perf_counter(), []
     if not opts.report:
         run = sections()
         for name in opts.only:
             env = environment()
             print(f"[{name}] {env['device_kind']}, jax {env['jax']}", flush=True)
-            rows = run[name](opts)
-            write_json(
-                opts.out / f"{name}.json",
-                {"env": env, "quick": opts.quick, "rows": rows},
-            )
+            try:
+                rows = run[name](opts)
+            except Exception as err:  # noqa: BLE001 - keep the other sections
+                failed.append(name)
+                rows = [{"error": f"{type(err).__name__}: {err}"[:300]}]
+                traceback.print_exc()
+            section = {"env": env, "quick": opts.quick, "rows": rows}
+            write_json(opts.out / f"{name}.json", section)
     data = report.load(opts.out)
     if opts.results is not None and not opts.no_append:
         env = next(iter(data.values()))["env"]
@@ -166,8 +170,8 @@ def main(argv: list[str] | None = None) -> int:
         text = report.render(data, title, image)
         report.update(opts.results, text, f"{env['device_kind']} {mode}")
         print(f"report in {opts.results}")
-    print(f"done in {time.perf_counter() - start:.0f} s")
-    return 0
+    print(f"done in {time.perf_counter() - start:.0f} s; failed: {failed or 'none'}")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

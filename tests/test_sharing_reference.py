@@ -604,3 +604,18 @@ def test_dynamic_topology(name, params):
         per_round=per_round,
         wavelet_rounds_tol=wavelet_domain,
     )
+
+
+def test_references_import_without_jax():
+    """The references (and the testing package) stay independent of JAX."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, jwins_jax.testing\n"
+        "from jwins_jax.testing.reference import elias, layout, models_np, sharing_ref\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('jax', 'flax')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]"
