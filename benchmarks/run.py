@@ -1,5 +1,6 @@
-"""The benchmark suite: ``python -m benchmarks.run`` (``make bench``, ``bench-quick``,
-``bench-gpu``).
+"""The benchmark suite of jwins_jax (make bench, make bench-quick, make bench-gpu).
+
+Run as ``python -m benchmarks.run`` from the repository's root.
 
 Sections, all by default or some with ``--only``:
 
@@ -113,8 +114,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--report", action="store_true", help="only rebuild the report")
     p.add_argument("--only", default=",".join(report.SECTIONS), help="comma list")
     for key, value in PRESETS["full"].items():  # every preset value can be set
-        kind = _names if isinstance(value, tuple) else type(value)
-        p.add_argument(f"--{key.replace('_', '-')}", type=kind, help=f"full: {value}")
+        kind, text = type(value), value
+        if isinstance(value, tuple):
+            kind, text = _names, ",".join(value)
+        p.add_argument(f"--{key.replace('_', '-')}", type=kind, help=f"full: {text}")
     p.add_argument("--point", help=argparse.SUPPRESS)
     opts = p.parse_args(argv)
     for key, value in PRESETS["quick" if opts.quick else "full"].items():
