@@ -167,10 +167,8 @@ def e2e(rows: list[Row], machine: Row | None) -> list[str]:
     ]
     text += table(rows, E2E_MORE)
     for r in rows:
-        if (r.get("workload"), r.get("strategy")) == (
-            "cifar",
-            "jwins",
-        ) and "ours_eval_s" in r:
+        paper = r.get("workload") == "cifar" and r.get("strategy") == "jwins"
+        if paper and "ours_eval_s" in r:
             scale = (10_000 + 520) / (r["test_samples"] + r["train_per_node"])
             run = paper_run_s(r["ours_round_s"], r["ours_eval_s"] * scale)
             text += [

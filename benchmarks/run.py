@@ -53,7 +53,6 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     "quick": {
         "nodes": 4,
-        "rounds": 2,
         "repeats": 1,
         "workloads": ("digits",),
         "paper": ("movielens",),
@@ -120,7 +119,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.add_argument(f"--{key.replace('_', '-')}", type=kind, help=f"full: {text}")
     p.add_argument("--point", help=argparse.SUPPRESS)
     opts = p.parse_args(argv)
-    for key, value in PRESETS["quick" if opts.quick else "full"].items():
+    preset = {**PRESETS["full"], **(PRESETS["quick"] if opts.quick else {})}
+    for key, value in preset.items():
         if getattr(opts, key) is None:
             setattr(opts, key, value)
     opts.only = [s for s in opts.only.split(",") if s]
