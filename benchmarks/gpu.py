@@ -44,8 +44,7 @@ def paper_run(quick: bool) -> list[dict[str, Any]]:
     rows = []
     for chunk in (0,) if quick else (8, 32, 0):
         bench = RoundBench(base.replace(train_chunk=chunk), 2, data)
-        ids, w = bench.batches(1)
-        calls, _ = bench.parts(ids[0], w[0], None)
+        calls, _ = bench.parts(None, None, None, which=("eval",))
         row = {"item": "paper", **bench.row, "train_chunk": chunk or nodes}
         ways = [lambda: {"round": bench.round(), "eval": calls["eval"]()}]
         row.update(interleave(ways, 1 if quick else 2))

@@ -178,13 +178,18 @@ class RoundBench:
         return tuple(np.asarray(a) for a in draw(keys))
 
     def parts(
-        self, ids: np.ndarray, w: np.ndarray, alphas: np.ndarray | None
+        self,
+        ids: np.ndarray | None,
+        w: np.ndarray | None,
+        alphas: np.ndarray | None,
+        which: tuple[str, ...] = ("train", "share", "eval"),
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         """Local training, the sharing step and the evaluation, compiled apart.
 
         Args:
-            ids, w: one round's ``(n, tau, b)`` minibatches.
+            ids, w: one round's ``(n, tau, b)`` minibatches (for ``train``).
             alphas: ``(n,)`` JWINS fractions given to the step (None: none given).
+            which: the parts wanted.
 
         Returns:
             ``(calls, programs)``: zero-argument timed calls ``{part: call}`` and the
@@ -209,7 +214,8 @@ class RoundBench:
             "eval": (exp.evaluate, s, inputs),
         }
         programs, calls = {}, {}
-        for part, (fn, *a) in args.items():
+        for part in which:
+            fn, *a = args[part]
             programs[part], programs[f"compile_{part}_s"] = compiled(fn, *a)
             calls[part] = device_call(programs[part], *a)
         return calls, programs

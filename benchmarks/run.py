@@ -27,6 +27,7 @@ import json
 import os
 import pathlib
 import sys
+import tempfile
 import time
 import traceback
 from typing import Any
@@ -137,8 +138,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     tune_host_allocator()  # before JAX starts its threads
     opts = parse_args(argv)
-    if opts.quick:  # compile as little as possible (subprocesses inherit it)
+    if opts.quick:  # compile as little, and as seldom, as possible (subprocesses too)
         os.environ["JAX_DISABLE_MOST_OPTIMIZATIONS"] = "1"
+        cache = pathlib.Path(tempfile.gettempdir()) / "jwins-bench-quick-xla"
+        os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(cache))
+        os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
     if opts.point is not None:
         from benchmarks import points
 
