@@ -25,17 +25,19 @@ test: $(STAMP)
 reproduce: $(STAMP)
 	$(BIN)/python -m jwins_jax.reproduce $(REPRODUCE_FLAGS)
 
+# The benchmark suite (benchmarks/run.py): every section, its report in
+# benchmarks/RESULTS.md; bench-quick checks that everything runs (tiny sizes).
 bench: $(STAMP)
-	$(BIN)/python benchmarks/run.py
+	$(BIN)/python -m benchmarks.run
 
 bench-quick: $(STAMP)
-	$(BIN)/python benchmarks/run.py --quick
+	$(BIN)/python -m benchmarks.run --quick
 
 # On a machine with an NVIDIA GPU: installs JAX's CUDA plugin, then runs the
-# accelerator sections (about 8 minutes) and appends them to benchmarks/RESULTS.md.
+# accelerator sections and puts their report into benchmarks/RESULTS.md.
 bench-gpu: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[cuda]'
-	$(BIN)/python benchmarks/run.py --only gpu,kernels --kernel-time-budget 5
+	$(BIN)/python -m benchmarks.run --only machine,gpu,kernels --kernel-time-budget 5
 
 clean:
 	rm -rf $(VENV) runs benchmarks/out

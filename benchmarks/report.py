@@ -1,713 +1,346 @@
-"""Markdown report of the benchmark JSON files: measurements and ratios, no verdicts.
+"""The markdown report of the section files: one generic table renderer, no verdicts.
 
-What a number is compared against (the targets) is written in ``RESULTS.md``'s text,
-not here. The report is built from whatever section files exist in the output
-directory (``machine.json``, ``e2e.json``, ...), so sections run
-one at a time (``run.py --only SECTION``) can be combined into one dated section of
-``benchmarks/RESULTS.md`` (``run.py --report``). Each section keeps its own
-environment record; the header names them all.
+Each section file (``<out>/<section>.json``) holds its environment and flat rows; a
+table is a list of columns, each a header and a function of a row. What a number is
+held against (the targets) is written in RESULTS.md's text, not here. A full run's
+report replaces the previous generated section of the same device in RESULTS.md
+(between ``<!-- generated: DEVICE -->`` and ``<!-- end generated -->``); text outside
+the markers is kept.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import pathlib
 import re
+from collections.abc import Callable
 from typing import Any
 
-SECTIONS = ("machine", "e2e", "kernels", "scaling", "sweep", "devices", "gpu")
-GIB = 2**30
+import numpy as np
 
-RESULTS_INTRO = """# Benchmark results
-
-Produced by `make bench` (`python benchmarks/run.py`); sections can also be run one at
-a time (`python benchmarks/run.py --only e2e --no-append`, then `--report`). Every
-number is a median of steady-state repeats after a warm-up, with compile time
-reported apart, and every ratio compares two measurements taken in the same process
-run (DESIGN.md "Performance habits"). Each dated section below records its device,
-CPU model, JAX version and the machine's load average: on shared 2-core machines
-absolute times vary from run to run, ratios much less.
-"""
+SECTIONS = ("machine", "e2e", "paper", "kernels", "scaling", "devices", "sweep", "gpu")
+HERE_MARK = "<!-- generated blocks go here -->"
 
 
-def load(out_dir: pathlib.Path) -> dict[str, Any]:
-    """The section files present in ``out_dir``."""
-    data = {}
-    for name in SECTIONS:
-        path = out_dir / f"{name}.json"
-        if path.is_file():
-            data[name] = json.loads(path.read_text())
-    return data
+def paper_run_s(round_s: float, eval_s: float) -> float:
+    """Seconds of the paper's CIFAR-10 run: 2,166 rounds, an evaluation every 21."""
+    return 2166 * round_s + 2166 // 21 * eval_s
 
 
-def _ms(seconds: float | None) -> str:
-    if seconds is None:
+Row = dict[str, Any]
+Column = tuple[str, Callable[[Row], str]]
+
+
+def seconds(value: float | None) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
-    if seconds >= 10:
-        return f"{seconds:.1f} s"
-    if seconds >= 1:
-        return f"{seconds:.2f} s"
-    return f"{seconds * 1e3:.1f} ms" if seconds >= 0.01 else f"{seconds * 1e3:.2f} ms"
+    if value >= 10:
+        return f"{value:.1f} s"
+    if value >= 1:
+        return f"{value:.2f} s"
+    return f"{value * 1e3:.1f} ms" if value >= 0.01 else f"{value * 1e3:.2f} ms"
 
 
-def _x(ratio: float | None) -> str:
-    return "-" if ratio is None else f"{ratio:.2f}x"
-
-
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return out
-
-
-def _env_line(name: str, env: dict[str, Any]) -> str:
-    load = env.get("load_average")
-    load_s = ", ".join(f"{v:.1f}" for v in load) if load else "?"
-    return (
-        f"| {name} | {env['date']} | {env['device_kind']} ({env['backend']}) | "
-        f"{env['cpu_model']} x{env['cpu_count']} | {env['jax']} | {load_s} |"
-    )
-
-
-# ------------------------------------------------------------------- sections
-def machine_lines(mm: dict[str, Any]) -> list[str]:
-    return [
-        "### Machine reference",
-        "",
-        *_table(
-            ["kernel", "median", "best", "GFLOP/s (median)", "GFLOP/s (best)"],
-            [
-                [
-                    f"jitted {mm['size']}x{mm['size']} float32 matmul",
-                    _ms(mm["median_s"]),
-                    _ms(mm["min_s"]),
-                    f"{mm['gflops']:.0f}",
-                    f"{mm['gflops_best']:.0f}",
-                ]
-            ],
-        ),
-        "",
-    ]
-
-
-def _strategies(res: dict[str, Any]) -> list[str]:
-    """The strategies measured for one model, in the run's order."""
-    names = res["config"].get("strategies", ["full", "jwins"])
-    return [s for s in names if s in res]
-
-
-def _pair(slow: dict[str, Any] | None, fast: dict[str, Any]) -> str:
-    """``slow / fast`` median times as text."""
-    if slow is None:
-        return "-"
-    return f"{_ms(slow['median_s'])} / {_ms(fast['median_s'])}"
-
-
-def e2e_lines(e2e: dict[str, Any]) -> list[str]:
-    st = e2e["settings"]
-    torch_info = st.get("torch", "not recorded")
-    lines = [
-        f"### End to end (n = {st['nodes']}, every model with its batch and tau)",
-        "",
-        "Vectorized: local training = `training.train_all` (vmapped `local_train`, "
-        "nodes in groups of `train_chunk` = 8) jitted; sharing = "
-        "`sharing.step` jitted alone on the trained models; round = "
-        "`Experiment.advance` over R rounds per call (one compiled loop, donated "
-        "state) divided by R. Per-node JAX: the same model's jitted `local_train` "
-        "called node by node, PyWavelets + NumPy sharing node by node "
-        "(benchmarks/pernode.py). Per-node PyTorch: the original system's engine, "
-        "a PyTorch model trained node by node with `torch.optim.SGD` "
-        "(benchmarks/torch_baseline.py), and the same NumPy + PyWavelets sharing "
-        f"(torch: {torch_info}, {st.get('torch_threads')} threads). The JAX ways are "
-        "compiled with the same options (`jwins_jax.compiler.jit`); every way runs "
-        "with the same allocator settings (`jwins_jax.hostmem`). Ratio = per-node "
-        "/ vectorized (> 1: the vectorized way is faster).",
-        "",
-    ]
-    wrows = []
-    for model, res in e2e["models"].items():
-        cfg = res["config"]
-        plan = res.get("plan", {})
-        tau = str(cfg["local_steps"])
-        paper_tau = cfg.get("paper_local_steps", cfg["local_steps"])
-        if paper_tau != cfg["local_steps"]:
-            tau += f" (paper: {paper_tau})"
-        repeats = (
-            "1 (training, evaluation: no warm-up)"
-            if cfg.get("heavy")
-            else f"{plan.get('repeats', st['repeats'])} after a warm-up"
-        )
-        wrows.append(
-            [
-                model,
-                f"{cfg['dataset']} ({cfg.get('partition', '?')})",
-                f"{cfg['n_params']:,}",
-                str(cfg["batch_size"]),
-                tau,
-                str(cfg.get("lr", "?")),
-                ", ".join(_strategies(res)),
-                f"{cfg['advance_rounds']}",
-                repeats,
-                _ms(res.get("wall_s")),
-            ]
-        )
-    lines += _table(
-        [
-            "model",
-            "dataset (partition)",
-            "N",
-            "b",
-            "tau",
-            "lr",
-            "strategies",
-            "R",
-            "repeats",
-            "section time",
-        ],
-        wrows,
-    )
-    lines += [""]
-    rows, prow, trow, frow, crow = [], [], [], [], []
-    for model, res in e2e["models"].items():
-        cfg = res["config"]
-        tr, ev = res["train"], res["evaluate"]
-        for s in _strategies(res):
-            e = res[s]
-            rows.append(
-                [
-                    model,
-                    f"{cfg['n_params']:,}",
-                    s,
-                    _ms(tr["median_s"]),
-                    _ms(e["share"]["median_s"]),
-                    _ms(ev["median_s"]),
-                    _ms(e["round"]["median_s"]),
-                    f"{100 * e['share_fraction_of_round']:.0f} %",
-                    str(e["round"]["retraces_after_first_call"]),
-                ]
-            )
-            crow.append(
-                [
-                    model,
-                    s,
-                    _ms(tr["compile_s"]),
-                    _ms(e["share"]["compile_s"]),
-                    _ms(ev["compile_s"]),
-                    _ms(e["round"]["compile_s"]),
-                ]
-            )
-            pn, r = e["pernode"], e["ratios"]
-            chk = pn.get("check", {})
-            prow.append(
-                [
-                    model,
-                    s,
-                    _pair(pn["round"], e["round"]),
-                    f"**{_x(r['round'])}**",
-                    _pair(pn["train"], tr),
-                    _x(r["train"]),
-                    _pair(pn["share"], e["share"]),
-                    _x(r["share"]),
-                    (
-                        f"{'ok' if chk.get('ok') else 'MISMATCH'} "
-                        f"({chk.get('max_relative_error', float('nan')):.1e})"
-                        if chk
-                        else "-"
-                    ),
-                ]
-            )
-            pt = e.get("pernode_torch", {"skipped": "not measured"})
-            if "skipped" in pt:
-                trow.append([model, s, pt["skipped"], "-", "-", "-", "-", "-"])
-            else:
-                rt = e["ratios_torch"]
-                trow.append(
-                    [
-                        model,
-                        s,
-                        _pair(pt["round"], e["round"]),
-                        f"**{_x(rt['round'])}**",
-                        _pair(pt["train"], tr),
-                        _x(rt["train"]),
-                        _pair(pt["share"], e["share"]),
-                        _x(rt["share"]),
-                    ]
-                )
-        jw = res.get("jwins", res[_strategies(res)[-1]])
-        torch_gflops = jw.get("pernode_torch_train_gflops")
-        frow.append(
-            [
-                model,
-                f"{res['forward_flops_per_sample'] / 1e6:.2f} M",
-                f"{tr['flops_per_round'] / 1e9:.1f} G",
-                f"{tr.get('matmul_gflops_reference', float('nan')):.0f}",
-                f"{tr['gflops']:.1f}",
-                f"{100 * tr['fraction_of_matmul']:.1f} %",
-                f"{jw['pernode_train_gflops']:.1f}",
-                "-" if torch_gflops is None else f"{torch_gflops:.1f}",
-                "-"
-                if torch_gflops is None
-                else f"{100 * jw['pernode_torch_train_fraction_of_matmul']:.1f} %",
-            ]
-        )
-    lines += _table(
-        [
-            "model",
-            "N",
-            "strategy",
-            "local training",
-            "sharing step",
-            "evaluation",
-            "round (advance)",
-            "sharing / round",
-            "retraces",
-        ],
-        rows,
-    )
-    lines += ["", "Compile (or first-call) times, reported apart:", ""]
-    lines += _table(
-        ["model", "strategy", "training", "sharing", "evaluation", "advance"], crow
-    )
-    lines += [
-        "",
-        "Against the per-node PyTorch way, the original engine (per-node / "
-        "vectorized, same run):",
-        "",
-    ]
-    lines += _table(
-        [
-            "model",
-            "strategy",
-            "round",
-            "round ratio",
-            "training",
-            "ratio",
-            "sharing",
-            "ratio",
-        ],
-        trow,
-    )
-    lines += ["", "Against the per-node JAX way (per-node / vectorized, same run):", ""]
-    lines += _table(
-        [
-            "model",
-            "strategy",
-            "round",
-            "round ratio",
-            "training",
-            "ratio",
-            "sharing",
-            "ratio",
-            "per-node = vectorized step",
-        ],
-        prow,
-    )
-    lines += [
-        "",
-        "Training throughput (3x the analytic forward FLOPs per sample x batch x tau x "
-        "n per round; convolutions, linear layers and LSTM matmuls), as a share of "
-        "the matmul rate (the larger of the section's reference and one taken right "
-        "after the training measurement, since the machine is shared):",
-        "",
-    ]
-    lines += _table(
-        [
-            "model",
-            "forward FLOP/sample",
-            "FLOP/round",
-            "matmul GFLOP/s",
-            "vectorized GFLOP/s",
-            "of matmul",
-            "per-node JAX GFLOP/s",
-            "per-node PyTorch GFLOP/s",
-            "of matmul",
-        ],
-        frow,
-    )
-    for model, res in e2e["models"].items():
-        bd = res.get("jwins", {}).get("share_breakdown")
-        if not bd:
-            continue
-        lines += [
-            "",
-            f"JWINS sharing step of {model} part by part (n = {bd['n']}, "
-            f"N = {bd['N']:,}, M = {bd['M']:,}, `{bd['transform']}`): jitted kernels "
-            "on the stacked models vs the per-node loops (PyWavelets, NumPy):",
-            "",
-        ]
-        trows = []
-        for part, count in bd["per_step"].items():
-            v, p_ = bd["vectorized"][part]["median_s"], bd["pernode"][part]["median_s"]
-            trows.append([part, f"{count}x", _ms(v), _ms(p_), _x(p_ / v)])
-        sv, sp = bd["sum_vectorized_s"], bd["sum_pernode_s"]
-        trows.append(["sum (x runs per step)", "", _ms(sv), _ms(sp), _x(sp / sv)])
-        step_v = res["jwins"]["share"]["median_s"]
-        step_p = res["jwins"]["pernode"]["share"]["median_s"]
-        trows.append(
-            ["measured step", "", _ms(step_v), _ms(step_p), _x(step_p / step_v)]
-        )
-        lines += _table(
-            [
-                "part",
-                "runs per step",
-                "vectorized",
-                "per-node",
-                "per-node / vectorized",
-            ],
-            trows,
-        )
-    evals = []
-    for model, res in e2e["models"].items():
-        cfg = res["config"]
-        evals.append(
-            f"{model}: {cfg['test_samples']} test samples + "
-            f"{cfg['mean_train_samples_per_node']:.0f} training samples per node"
-        )
-    lines += ["", "Evaluation covers every node's model on " + "; ".join(evals) + "."]
-    if "paper_scale_estimate" in e2e["models"].get("gn_lenet", {}):
-        est = e2e["models"]["gn_lenet"]["paper_scale_estimate"]
-        lines += [
-            "",
-            f"Paper-scale estimate (96 nodes, {est['rounds']:,} JWINS rounds of "
-            f"GN-LeNet, {est['evaluations']} evaluations on the 10,000-image test set, "
-            "extrapolated linearly in evaluated samples): "
-            f"**{est['total_min']:.0f} min** ({est['rounds_only_min']:.0f} min of "
-            f"rounds + {est['evaluation_min']:.0f} min of evaluation).",
-        ]
-    return lines + [""]
-
-
-def kernels_lines(kern: dict[str, Any]) -> list[str]:
-    st = kern["settings"]
-    d = kern["defaults"]
-    lines = [
-        "### Kernels",
-        "",
-        f"Median time per call on (n, N) float32 stacks; {st['wavelet']} level "
-        f"{st['level']}; per-node k from alphas {st['partial_alphas']}. "
-        f"Input budget {st['memory_budget_gib']} GiB, time budget "
-        f"{st['time_budget_s']} s per call (extrapolated from the previous size). "
-        "`(x)` marks an output that failed its check; fastest = fastest correct.",
-        "",
-    ]
-    families = [
-        ("wavelet", "Wavelet forward + inverse", "informational"),
-        ("selection", "Selection with per-node k", "approx"),
-        ("gossip", "Gossip (one mixing step)", "informational"),
-    ]
-    backend = d["wavelet_auto"].split("/")[-1]
-    is_default = {
-        "wavelet": lambda name: name == backend,
-        "selection": lambda name: f"'{d['selection_auto']}'" in name,
-        "gossip": lambda name: name == "mix (neighbour table)",
-    }
-    summary = []
-    for fam, title, exclude in families:
-        names: list[str] = []
-        for p in kern["points"]:
-            for name in p.get(fam, {}):
-                if name not in names:
-                    names.append(name)
-        per_node = next(name for name in names if "per node" in name)
-        rows = []
-        wins, total, misses, slower = 0, 0, [], []
-        for p in kern["points"]:
-            size = [str(p["n"]), f"{p['N']:,}"]
-            if "skipped" in p:
-                rows.append(size + ["skipped"] * len(names) + [p["skipped"], "-"])
-                continue
-            cells = []
-            for name in names:
-                st_ = p[fam].get(name, {})
-                if "median_s" in st_:
-                    mark = "" if st_.get("correct", True) else " (x)"
-                    cells.append(_ms(st_["median_s"]) + mark)
-                else:
-                    cells.append("skip" if "skipped" in st_ else "-")
-            jax_rows = {
-                k: v
-                for k, v in p[fam].items()
-                if "per node" not in k and exclude not in k
-            }
-            best = _fastest(jax_rows)
-            default = next((k for k in jax_rows if is_default[fam](k)), None)
-            ratio = None
-            if (
-                default
-                and "median_s" in p[fam][default]
-                and "median_s" in p[fam].get(per_node, {})
-            ):
-                ratio = p[fam][per_node]["median_s"] / p[fam][default]["median_s"]
-            rows.append(size + cells + [best or "-", _x(ratio)])
-            if best is not None:
-                total += 1
-                if is_default[fam](best):
-                    wins += 1
-                else:
-                    misses.append(f"n={p['n']}, N={p['N']:,} ({best})")
-            if ratio is not None and ratio < 1:
-                slower.append(f"n={p['n']}, N={p['N']:,} ({_x(ratio)})")
-        lines += [f"**{title}**", ""]
-        header = ["n", "N"] + names + ["fastest JAX kernel", "per-node / default"]
-        lines += _table(header, rows)
-        lines.append("")
-        summary.append((fam, wins, total, misses, slower))
-    lines += ["**Defaults against the measurements**", ""]
-    default_names = {
-        "wavelet": f"`{backend}` (wavelets backend 'auto')",
-        "selection": f"`{d['selection_auto']}` (sparsify method 'auto')",
-        "gossip": "`mix` / `mix_masked` on the neighbour table (every strategy's)",
-    }
-    for fam, wins, total, misses, slower in summary:
-        text = (
-            f"* {fam}: default {default_names[fam]} is the fastest correct JAX kernel "
-            f"at {wins} of {total} sizes"
-        )
-        if misses:
-            text += " (not at: " + "; ".join(misses) + ")"
-        if slower:
-            text += "; the per-node way is faster at: " + "; ".join(slower)
-        else:
-            text += "; it beats the per-node way at every measured size"
-        lines.append(text + ".")
-    return lines + [""]
-
-
-def _fastest(rows: dict[str, dict[str, Any]]) -> str | None:
-    best, best_t = None, float("inf")
-    for name, st in rows.items():
-        if "median_s" in st and st.get("correct", False) and st["median_s"] < best_t:
-            best, best_t = name, st["median_s"]
-    return best
-
-
-def scaling_lines(sc: dict[str, Any], image: str | None) -> list[str]:
-    lines = [
-        "### Scaling",
-        "",
-        "Each point in a fresh subprocess; peak RSS = the high-water mark `VmHWM` of "
-        "that process (`getrusage` `ru_maxrss` of a fork+exec child would include "
-        "the parent benchmark process's size); it includes the Python/JAX runtime, "
-        "shown as 'after imports'.",
-        "",
-    ]
-    rows = []
-    for p in sc["points"]:
-        kind = p["kind"] if p["kind"] == "share" else f"round ({p['model']})"
-        base = [kind, p["sharing"], str(p["nodes"]), f"{p['N']:,}" if "N" in p else "-"]
-        if "time" in p:
-            t = p["time"]
-            rows.append(
-                base
-                + [
-                    _ms(t["median_s"]),
-                    _ms(t["compile_s"]),
-                    f"{p['max_rss_bytes'] / GIB:.2f}",
-                    f"{p['rss_after_imports_bytes'] / GIB:.2f}",
-                ]
-            )
-        else:
-            rows.append(base + [_short_error(p), "-", "-", "-"])
-    lines += _table(
-        [
-            "kind",
-            "strategy",
-            "n",
-            "N",
-            "time per round/step",
-            "compile",
-            "peak RSS GiB",
-            "after imports GiB",
-        ],
-        rows,
-    )
-    if image:
-        lines += ["", f"![scaling]({image})"]
-    return lines + [""]
-
-
-def _short_error(point: dict[str, Any]) -> str:
-    """A point's failure in a few words."""
-    text = point.get("error") or point.get("skipped") or "?"
-    match = re.search(r"Out of memory allocating (\d+) bytes", text)
-    if match:
-        size = int(match.group(1)) / 1e9
-        return f"out of memory: XLA requested one {size:.1f} GB buffer"
+def _spread(r: Row, key: str) -> str:
+    """The median of ``key`` with its spread (fastest-slowest) when repeated."""
+    if f"{key}_s" not in r:
+        return r.get("error", "-") if key.endswith("round") else "-"
+    text = seconds(r[f"{key}_s"])
+    if r.get(f"{key}_n", 1) > 1:
+        text += f" ({seconds(r[f'{key}_min_s'])}-{seconds(r[f'{key}_max_s'])})"
     return text
 
 
-def render(data: dict[str, Any], image: str | None, title: str) -> str:
-    """The full dated markdown section."""
-    lines = [
-        f"## {title}",
+def _ratio(r: Row, slow: str, fast: str) -> str:
+    if f"{slow}_s" not in r or f"{fast}_s" not in r:
+        return "-"
+    return f"{r[f'{slow}_s'] / r[f'{fast}_s']:.2f}x"
+
+
+def _value(r: Row, key: str, fmt: str) -> str:
+    value = r.get(key)
+    if value is None:
+        return "-"
+    if fmt == "s":
+        return seconds(value)
+    if fmt in ("GiB", "MiB"):
+        return f"{value / 2 ** (30 if fmt == 'GiB' else 20):.2f} {fmt}"
+    return ("{:" + fmt + "}").format(value)
+
+
+def _cell(how: str) -> Callable[[Row], str]:
+    if how == "load":
+        return lambda r: (
+            f"{r['load_before']:.1f}/{r['load_after']:.1f}; {r['busy_others']}"
+            if "load_before" in r
+            else "-"
+        )
+    if how.startswith("~"):
+        return lambda r: _spread(r, how[1:])
+    if "/" in how:
+        slow, fast = how.split("/")
+        return lambda r: _ratio(r, slow, fast)
+    key, _, fmt = how.partition(":")
+    return lambda r: _value(r, key, fmt)
+
+
+def columns(spec: str) -> list[Column]:
+    """Columns from ``"header=how; ..."``. ``how`` is ``key`` or ``key:format``
+    (a format spec, ``s`` for seconds, ``GiB``/``MiB`` for bytes), ``~key`` (the
+    median with its spread), ``slow/fast`` (a ratio of medians), or ``load``; a lone
+    ``key`` is its own header."""
+    out = []
+    for item in filter(None, (part.strip() for part in spec.split(";"))):
+        header, _, how = item.partition("=")
+        out.append((header, _cell(how or header)))
+    return out
+
+
+def table(rows: list[Row], cols: list[Column] | str) -> list[str]:
+    """A markdown table: one line per row, one cell per column."""
+    cols = columns(cols) if isinstance(cols, str) else cols
+    out = ["| " + " | ".join(h for h, _ in cols) + " |", "|" + "---|" * len(cols)]
+    out += ["| " + " | ".join(f(r) for _, f in cols) + " |" for r in rows]
+    return out + [""]
+
+
+LOAD = "load (1-min average before/after, busy others)=load"
+E2E = (
+    "workload; strategy; N=N:,; round, ours=~ours_round; per node=~base_round; "
+    "ratio=base_round/ours_round; training, ours=~ours_train; per node=~base_train; "
+    "ratio=base_train/ours_train; sharing, ours=~ours_share; per node=~base_share; "
+    "ratio=base_share/ours_share; evaluation, ours=~ours_eval; per node=~base_eval; "
+    "ratio=base_eval/ours_eval; " + LOAD
+)
+E2E_MORE = (
+    "workload; strategy; compile round=compile_round_s:s; training=compile_train_s:s; "
+    "sharing=compile_share_s:s; evaluation=compile_eval_s:s; "
+    "training GFLOP/s, ours=ours_train_gflops:.1f; per node=base_train_gflops:.1f; "
+    "trained equal (rel. error)=check_train_error:.1e; "
+    "shared equal=check_share_error:.1e; bytes equal=check_bytes_equal"
+)
+PAPER_COLS = (
+    "workload; model; N=N:,; tau; b; rounds T=paper_rounds:,; compile=compile_round_s:s; "
+    "s / round=~ours_round; T rounds (h, no evaluation)=run_hours:.1f; " + LOAD
+)
+SCALING = (
+    "workload; strategy; n=n:,; s / round=~round; compile=compile_round_s:s; "
+    "peak RSS=peak_rss_bytes:GiB; per node=node_bytes:MiB"
+)
+SHARE = "strategy; n; N=N:,; step=~round; compile=compile_round_s:s; peak RSS=peak_rss_bytes:GiB"
+SWEEP = (
+    "K=k; rounds; nodes; processes=~processes; sequential=~sequential; vmapped=~vmapped; "
+    "vs processes=processes/vmapped; start-up (K x)=startups_s:s; "
+    "compile=compile_s:s; batching=sequential/vmapped; " + LOAD
+)
+SWEEP_TEXT = (
+    "K digits configs, each way from a fresh process and cache: K `jwins run` "
+    "processes sharing the cache, one `jwins sweep --batch 1` (sequential), one "
+    "`jwins sweep` (vmapped). Start-up = K processes that import the command line "
+    "and start JAX; compile = first process - later process (what the cache saves); "
+    "batching = sequential / vmapped."
+)
+DEVICES = "workload; n=n:,; devices; s / round=~round; compile=compile_round_s:s"
+GPU_PAPER = (
+    "n; train_chunk; s / round=~round; evaluation=~eval; images/s=images_per_s:,.0f; "
+    "2,166 rounds + 103 evaluations (min)=paper_run_min:.1f"
+)
+GPU_ROUNDS = "workload; n=n:,; strategy; s / round=~round; compile=compile_round_s:s"
+
+
+def e2e(rows: list[Row], machine: Row | None) -> list[str]:
+    text = [
+        "Ours: the round as `jwins run` compiles it (`runner.programs(...).advance`, "
+        "R rounds per call), and its parts jitted alone. Per node: the original's "
+        "engine, PyTorch training node by node and NumPy/PyWavelets sharing "
+        "(`jwins_jax.testing.reference`), in a process of its own without JAX, "
+        "timed in turns with ours. Median (fastest-slowest); ratio = per node / ours.",
         "",
-        "| section | date | device | CPU | JAX | load average |",
+        *table(rows, E2E),
     ]
+    rate = machine["matmul_gflops"] if machine else float("nan")
+    text += [
+        f"Compile times, training FLOP rates (matmul: {rate:.0f} GFLOP/s) and "
+        "the per-node first round checked against ours:",
+        "",
+    ]
+    text += table(rows, E2E_MORE)
+    for r in rows:
+        paper = r.get("workload") == "cifar" and r.get("strategy") == "jwins"
+        if paper and "ours_eval_s" in r:
+            scale = (10_000 + 520) / (r["test_samples"] + r["train_per_node"])
+            run = paper_run_s(r["ours_round_s"], r["ours_eval_s"] * scale)
+            text += [
+                f"Paper-scale CIFAR-10 run (2,166 rounds, 103 evaluations on "
+                f"10,000 images, extrapolated): {run / 60:.0f} min.",
+                "",
+            ]
+    return text
+
+
+def kernels(rows: list[Row]) -> list[str]:
+    text = [
+        "Median per call on (n, N) float32 stacks, in turns with the per-node "
+        "NumPy/PyWavelets way (its own process); `(x)`: output differs from the "
+        "per-node one; ratio = per node / fastest correct.",
+        "",
+    ]
+    for family in ("wavelet", "select", "gossip", "gossip_masked"):
+        fam = [r for r in rows if r.get("family") == family]
+        names = [k[8:-2] for k in (fam or [{}])[0] if k.startswith("compile_")]
+
+        def best(r: Row) -> str | None:
+            ok = [k for k in names if r.get(f"{k}_ok") and f"{k}_s" in r]
+            return min(ok, key=lambda k: r[f"{k}_s"]) if ok else None
+
+        def mark(k: str) -> Callable[[Row], str]:
+            return lambda r: _spread(r, k) + ("" if r.get(f"{k}_ok", True) else " (x)")
+
+        cols = columns("n; N=N:,") + [(k, mark(k)) for k in names]
+        cols += [("per node", _cell("~pernode")), ("fastest", lambda r: best(r) or "-")]
+        cols.append(("ratio", lambda r: _ratio(r, "pernode", best(r) or "-")))
+        text += [f"**{family}**", "", *table(fam, cols)]
+    return text
+
+
+def growth(rows: list[Row], key: str) -> str:
+    """The exponent a of ``key`` ~ n^a, least squares in log-log over the rows."""
+    pts = [(r["n"], r[key]) for r in rows if r.get(key, 0) > 0]
+    if len(pts) < 2:
+        return "-"
+    return f"{np.polyfit(*np.log(np.array(pts)).T, 1)[0]:.2f}"
+
+
+def scaling(rows: list[Row], image: str | None) -> list[str]:
+    rounds = [r for r in rows if r.get("kind") == "round"]
+    text = [
+        "Each point in a fresh process; peak RSS is its `VmHWM`; per node = (peak "
+        "- RSS after imports) / n.",
+        "",
+        *table(rounds, SCALING),
+    ]
+    for s in ("full", "jwins"):
+        mine = [{**r, "mem": r.get("node_bytes", 0) * r.get("n", 0)} for r in rounds]
+        mine = [r for r in mine if r.get("strategy") == s]
+        text.append(
+            f"* {s}: time per round grows as n^{growth(mine, 'round_s')}, memory "
+            f"above the runtime as n^{growth(mine, 'mem')} (1.00: linear)."
+        )
+    text += ["", "The sharing step alone on (n, N) random models:", ""]
+    text += table([r for r in rows if r.get("kind") == "share"], SHARE)
+    return text + ([f"![scaling]({image})", ""] if image else [])
+
+
+def gpu(rows: list[Row]) -> list[str]:
+    runs = [r for r in rows if r.get("item") == "paper"]
+    text = ["Paper-scale CIFAR-10-shaped JWINS run by nodes trained at once:", ""]
+    text += table(runs, GPU_PAPER)
+    return text + table([r for r in rows if r.get("item") == "rounds"], GPU_ROUNDS)
+
+
+TITLES = {
+    "e2e": "End to end, against the original's engine",
+    "paper": "Seconds per JWINS round of each paper workload",
+    "kernels": "Kernels of the sharing step",
+    "scaling": "Scaling with n and N",
+    "devices": "Node axis over several devices",
+    "sweep": "Sweeps",
+    "gpu": "Accelerator",
+}
+
+
+def render(data: dict[str, Any], title: str, image: str | None = None) -> str:
+    """The dated markdown section of the section files in ``data``."""
+    lines = [f"### {title}", "", "| section | date | device | CPU | JAX | load |"]
     lines.append("|---|---|---|---|---|---|")
-    for name in SECTIONS:
-        if name in data:
-            lines.append(_env_line(name, data[name]["env"]))
+    for name, sec in data.items():
+        e = sec["env"]
+        load = ", ".join(f"{v:.1f}" for v in e["load_average"])
+        lines.append(
+            f"| {name} | {e['date']} | {e['device_kind']} ({e['backend']}) | "
+            f"{e['cpu_model']} x{e['cpu_count']} | {e['jax']} | {load} |"
+        )
     lines.append("")
-    if "machine" in data:
-        lines += machine_lines(data["machine"]["matmul"])
-    if "e2e" in data:
-        lines += e2e_lines(data["e2e"])
-    if "kernels" in data:
-        lines += kernels_lines(data["kernels"])
-    if "scaling" in data:
-        lines += scaling_lines(data["scaling"], image)
-    if "sweep" in data:
-        lines += sweep_lines(data["sweep"])
-    if "devices" in data:
-        lines += devices_lines(data["devices"])
-    if "gpu" in data:
-        lines += gpu_lines(data["gpu"])
+    machine = data.get("machine", {}).get("rows", [{}])[0]
+    machine = machine if "matmul_gflops" in machine else None
+    if machine:
+        lines += [
+            f"Machine: jitted 2048x2048 float32 matmul {machine['matmul_gflops']:.0f}"
+            " GFLOP/s.",
+            "",
+        ]
+    render_one = {
+        "e2e": lambda rows: e2e(rows, machine),
+        "paper": lambda rows: table(rows, PAPER_COLS),
+        "kernels": kernels,
+        "scaling": lambda rows: scaling(rows, image),
+        "devices": lambda rows: table(rows, DEVICES),
+        "sweep": lambda rows: [SWEEP_TEXT, "", *table(rows, SWEEP)],
+        "gpu": gpu,
+    }
+    for name, fn in render_one.items():
+        rows = data.get(name, {}).get("rows")
+        if rows is not None:
+            failed = len(rows) == 1 and set(rows[0]) == {"error"}
+            body = [f"Failed: {rows[0]['error']}", ""] if failed else fn(rows)
+            lines += [f"#### {TITLES[name]}", "", *body]
     return "\n".join(lines) + "\n"
 
 
-def sweep_lines(sw: dict[str, Any]) -> list[str]:
-    """The sweep section: configs per hour of the three ways, ratios."""
-    rows = []
-    for r in sw["rows"]:
-        proc = r["processes"]
-        note = (
-            " (extrapolated from %d)" % proc["measured_processes"]
-            if proc["extrapolated"]
-            else ""
-        )
-        rows.append(
-            [
-                str(r["k"]),
-                f"{r['vmapped']['wall_s']:.1f} s ({r['vmapped']['configs_per_hour']:.0f}/h)",
-                f"{r['sequential']['wall_s']:.1f} s ({r['sequential']['configs_per_hour']:.0f}/h)",
-                f"{proc['wall_s']:.1f} s ({proc['configs_per_hour']:.0f}/h){note}",
-                _x(r["ratio_vs_sequential"]),
-                _x(r["ratio_vs_processes"]),
-            ]
-        )
-    return [
-        "### Sweeps",
-        "",
-        f"K digits configs (learning rates x seeds), {sw['nodes']} nodes, "
-        f"{sw['rounds']} rounds, evaluation every {sw['eval_every']}: one vmapped "
-        "sweep (`jwins sweep`, batch from free memory), the same sweep with batch 1 "
-        "(one program, configs one after another), and K `jwins run` processes. "
-        "Wall time (configs per hour); ratios = other way / vmapped.",
-        "",
-        *_table(
-            [
-                "K",
-                "vmapped sweep",
-                "sequential (batch 1)",
-                "K processes",
-                "vs sequential",
-                "vs processes",
-            ],
-            rows,
-        ),
-        "",
-    ]
+def plot(rows: list[Row], path: pathlib.Path) -> str:
+    """Round time and peak RSS against n, step time against N; returns the file name."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    for s, color in (("full", "tab:blue"), ("jwins", "tab:orange")):
+        for kind, x, ax, y in (
+            ("round", "n", axes[0], lambda r: r["round_s"]),
+            ("round", "n", axes[1], lambda r: r["peak_rss_bytes"] / 2**30),
+            ("share", "N", axes[2], lambda r: r["round_s"]),
+        ):
+            pts = sorted(
+                (r[x], y(r))
+                for r in rows
+                if r.get("kind") == kind and r.get("strategy") == s and "round_s" in r
+            )
+            if pts:
+                ax.plot(*zip(*pts, strict=True), "o-", color=color, label=s)
+    labels = (("s / round", "n"), ("peak RSS (GiB)", "n"), ("s / sharing step", "N"))
+    for ax, (ylabel, xlabel) in zip(axes, labels, strict=True):
+        ax.set(xscale="log", yscale="log", xlabel=xlabel, ylabel=ylabel)
+        ax.grid(True, which="both", alpha=0.3)
+        if ax.has_data():
+            ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path.name
 
 
-def append(results: pathlib.Path, text: str) -> None:
-    """Appends a section to RESULTS.md, creating it with its introduction."""
-    if results.is_file():
-        body = results.read_text().rstrip("\n") + "\n\n" + text
+def load(out: pathlib.Path) -> dict[str, Any]:
+    """The section files present in ``out``."""
+    return {
+        name: json.loads((out / f"{name}.json").read_text())
+        for name in SECTIONS
+        if (out / f"{name}.json").is_file()
+    }
+
+
+def update(results: pathlib.Path, text: str, device: str) -> None:
+    """Puts ``text`` into RESULTS.md in place of the device's generated block, or
+    (the first time) where ``<!-- generated blocks go here -->`` is, else at the end."""
+    begin, end = f"<!-- generated: {device} -->", "<!-- end generated -->"
+    block = f"{begin}\n{text}{end}\n"
+    body = results.read_text() if results.is_file() else "# Benchmark results\n"
+    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end) + r"\n?", re.S)
+    if pattern.search(body):
+        body = pattern.sub(lambda _: block, body)
+    elif HERE_MARK in body:
+        body = body.replace(HERE_MARK, f"{HERE_MARK}\n\n{block}", 1)
     else:
-        body = RESULTS_INTRO + "\n" + text
-    results.parent.mkdir(parents=True, exist_ok=True)
+        body = body.rstrip("\n") + "\n\n" + block
     results.write_text(body)
-
-
-def devices_lines(dv: dict[str, Any]) -> list[str]:
-    """The device-scaling section: rounds per second per device count."""
-    rows = []
-    for p in dv["points"]:
-        if "error" in p:
-            rows.append(
-                [
-                    str(p["n"]),
-                    str(p["devices"]),
-                    "-",
-                    "-",
-                    "error: " + " ".join(p["error"]),
-                ]
-            )
-            continue
-        rows.append(
-            [
-                str(p["n"]),
-                f"{p['devices']} ({p['mesh']} used)",
-                f"{p['rounds_per_s']:.2f}",
-                f"{p['first_call_s']:.1f} s",
-                p["platform"],
-            ]
-        )
-    kind = (
-        "forced host devices sharing the same CPU cores"
-        if dv.get("forced_host_devices")
-        else "real devices"
-    )
-    return [
-        "### Devices",
-        "",
-        f"JWINS on digits, node axis sharded over a mesh of {kind} "
-        "(`jwins_jax.devices`); one process per point.",
-        "",
-        *_table(["n", "devices", "rounds/s", "first call", "platform"], rows),
-        "",
-    ]
-
-
-def gpu_lines(g: dict[str, Any]) -> list[str]:
-    """The accelerator section: the paper-scale run, evaluation, rounds per second."""
-    p, ev = g["paper"], g["evaluation"]
-    rows = []
-    for r in g["rounds"]:
-        if "rounds_per_s" in r:
-            rows.append(
-                [
-                    r["model"],
-                    str(r["n"]),
-                    r["sharing"],
-                    f"{r['rounds_per_s']:.2f}",
-                    f"{r['compile_s']:.1f} s",
-                ]
-            )
-        else:
-            rows.append(
-                [
-                    r["model"],
-                    str(r["n"]),
-                    r["sharing"],
-                    "-",
-                    r.get("skipped") or r.get("error", "-"),
-                ]
-            )
-    chunks = [
-        [
-            str(r["train_chunk"]),
-            f"{r['rounds_per_s']:.2f}" if "rounds_per_s" in r else r.get("error", "-"),
-        ]
-        for r in g.get("train_chunk", [])
-    ]
-    return [
-        f"### Accelerator ({g['device']}, {g['platform']})",
-        "",
-        f"Paper-scale CIFAR-10-shaped JWINS run ({p['nodes']} nodes, GN-LeNet, "
-        f"evaluation every {p['eval_every']} rounds on {p['test_images']:,} test images): "
-        f"first block {p['first_block_s']:.1f} s (compilation included), then "
-        f"{p['block_s']:.2f} s per block; {p['rounds']:,} rounds extrapolated to "
-        f"**{p['extrapolated_run_s'] / 60:.1f} min**.",
-        "",
-        f"Evaluation: {ev['nodes']} GN-LeNet models on {ev['test_images']:,} test images in "
-        f"{ev['s']:.3f} s ({ev['images_per_s']:,.0f} images/s; compile "
-        f"{ev['compile_s']:.1f} s).",
-        "",
-        *_table(["model", "n", "sharing", "rounds/s", "compile / note"], rows),
-        "",
-        "Nodes trained at once (`train_chunk`), GN-LeNet JWINS, n = 96:",
-        "",
-        *_table(["nodes per group", "rounds/s"], chunks),
-        "",
-    ]

@@ -31,7 +31,7 @@ from jwins_jax.tasks import Task
 
 # Samples per forward pass and nodes per group on the shared set. Measured on the
 # project's 2-core CPU (GN-LeNet, 16 nodes x 1,024 test images, benchmarks/
-# bench_train.py and RESULTS.md): groups of 8 with chunks of 128 (GN-LeNet's first
+# RESULTS.md): groups of 8 with chunks of 128 (GN-LeNet's first
 # convolution then runs once per group; about 0.15 GB of activations) were the
 # fastest of groups of 1, 4, 8, 16 and chunks of 128 to 1,024.
 # The values per backend live in jwins_jax/platform.py.

@@ -18,7 +18,7 @@ unchanged; memory freed by the process is returned to the OS later.
 
 These are process-wide settings, so importing :mod:`jwins_jax` does not apply them:
 the simulator's entry points do, when they start (``jwins``, i.e. :func:`jwins_jax.cli.main`;
-``python -m jwins_jax.reproduce``; ``benchmarks/run.py``; the Colab notebook), and a
+``python -m jwins_jax.reproduce``; ``python -m benchmarks.run``; the Colab notebook), and a
 script of its own calls :func:`tune_host_allocator` itself. The arena limit only takes
 effect for threads that have not allocated yet, so it must run before the first JAX
 computation, which starts JAX's CPU thread pools (importing jax is fine). It is

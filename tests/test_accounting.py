@@ -7,13 +7,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jwins_jax import accounting
 from jwins_jax.accounting import (
     elias_gamma_bits,
     elias_gamma_bytes,
     elias_gamma_bytes_np,
 )
-from tests.reference import elias
+from jwins_jax.testing.reference import elias
 
 
 def _rows(mask: np.ndarray) -> list[np.ndarray]:
@@ -115,13 +114,3 @@ def test_reference_encoder_layout():
     assert msg[:1] == bytes([0b10100000])
     assert np.frombuffer(msg[1:], "<i8").tolist() == [5, 4 + elias.SPARE_BITS]
     assert elias.encode([]) == b"" and len(elias.encode([9])) == 16
-
-
-def test_byte_constants():
-    assert (
-        accounting.FLOAT_BYTES,
-        accounting.RAW_INDEX_BYTES,
-        accounting.CHOCO_INDEX_BYTES,
-        accounting.SEED_BYTES,
-        accounting.ELIAS_HEADER_BYTES,
-    ) == (4, 4, 8, 8, 16)

@@ -2,7 +2,7 @@
 
 Three layers: the fault draws and the surviving table (MH weights of the surviving
 graph); the gossip round with given masks against the per-node NumPy reference
-(tests/reference/sharing_ref.py), bytes included; and whole rounds of the pipeline
+(jwins_jax/testing/reference/sharing_ref.py), bytes included; and whole rounds of the pipeline
 (training masked for offline nodes, random streams, sweeps over p and q, a churn
 schedule, the results' byte counters). The pipeline tests use a linear model on the
 digits data so that they compile in seconds; the fault logic does not depend on it.
@@ -30,8 +30,8 @@ from jwins_jax.models.layers import Linear
 from jwins_jax.models.layout import dense_flops, linear_entries, make_spec
 from jwins_jax.results import RunLog, delivered_bytes
 from jwins_jax.sharing import RoundInputs, make_sharing, message_bytes
+from jwins_jax.testing.reference import sharing_ref as ref
 from jwins_jax.topology import neighbor_table, regular
-from tests.reference import sharing_ref as ref
 from tests.test_sharing_reference import (
     JWINS_ALPHAS,
     initial_models,

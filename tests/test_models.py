@@ -10,7 +10,7 @@ import pytest
 
 from jwins_jax.errors import ConfigError
 from jwins_jax.models import MODELS, get_model, layers
-from tests.reference.models_np import conv2d
+from jwins_jax.testing.reference.models_np import conv2d
 
 # SPEC Appendix C, CIFAR LeNet: (name, shape, start, end).
 GN_LENET_LAYOUT = [

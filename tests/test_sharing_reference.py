@@ -19,8 +19,9 @@ import pytest
 
 from jwins_jax import resources
 from jwins_jax.sharing import STRATEGIES, RoundInputs, make_sharing, message_bytes
+from jwins_jax.testing.reference import elias
+from jwins_jax.testing.reference import sharing_ref as ref
 from jwins_jax.topology import neighbor_table
-from tests.reference import sharing_ref as ref
 
 EDGES_16 = resources.path(resources.SMALL_GRAPH_NAME)
 JWINS_ALPHAS = (0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 1.0)
@@ -108,29 +109,26 @@ def test_random_graph_is_irregular_and_connected():
     assert len(seen) == 14
 
 
-def test_elias_size_formula_matches_a_bit_encoder():
+def test_elias_encoder_writes_the_gamma_codes_and_reads_them_back():
+    """The reference's NumPy encoder against the codes spelt out bit by bit."""
     rng = np.random.default_rng(1)
-    assert ref.elias_gamma_bytes(np.array([], np.int32)) == 0
-    assert len(ref.elias_gamma_encode(np.array([], np.int32))) == 0
-    assert ref.elias_gamma_bytes(np.array([7])) == 16
+    assert elias.encode(np.array([], np.int32)) == b""
+    assert len(elias.encode(np.array([7]))) == 16
     # gaps 1, 2, 3, 4 -> 1 + 3 + 3 + 5 = 12 bits -> 2 bytes + 16
-    assert ref.elias_gamma_bytes(np.array([0, 1, 3, 6, 10])) == 18
+    assert len(elias.encode(np.array([0, 1, 3, 6, 10]))) == 18
     for k in (1, 2, 3, 17, 100, 500):
         idx = np.sort(rng.choice(5000, size=k, replace=False))
-        encoded = ref.elias_gamma_encode(idx)
-        assert len(encoded) == ref.elias_gamma_bytes(idx)
-        # decode the gaps back to check the encoder is a real Elias-gamma code
-        body, trailer = encoded[:-16], encoded[-16:]
-        first, n_bits = np.frombuffer(trailer, "<i8")
-        bits = "".join(format(b, "08b") for b in body)[: n_bits - 128]
-        out, pos = [int(first)], 0
-        while pos < len(bits):
-            zeros = 0
-            while bits[pos + zeros] == "0":
-                zeros += 1
-            out.append(out[-1] + int(bits[pos + zeros : pos + 2 * zeros + 1], 2))
-            pos += 2 * zeros + 1
-        np.testing.assert_array_equal(out, idx)
+        gaps = np.diff(idx)
+        bits = "".join(
+            "0" * (int(g).bit_length() - 1) + format(int(g), "b") for g in gaps
+        )
+        body = bytes(
+            int(bits[i : i + 8].ljust(8, "0"), 2) for i in range(0, len(bits), 8)
+        )
+        encoded = elias.encode(idx)
+        assert encoded[:-16] == body
+        assert np.frombuffer(encoded[-16:], "<i8").tolist() == [idx[0], len(bits) + 128]
+        np.testing.assert_array_equal(elias.decode(encoded), idx)
 
 
 def test_topk_ties_go_to_lower_index_and_k_rounds_half_even():
@@ -141,6 +139,16 @@ def test_topk_ties_go_to_lower_index_and_k_rounds_half_even():
     assert ref.count_k(0.25, 1242) == 310  # 310.5 -> even
     assert ref.count_k(0.25, 1238) == 310  # 309.5 -> even
     assert ref.count_k(0.1, 1011) == 101
+    rng = np.random.default_rng(0)
+    for _ in range(200):  # many ties: against a stable full sort
+        m = int(rng.integers(1, 40))
+        score = rng.integers(-2, 3, m).astype(np.float32)
+        k = int(rng.integers(0, m + 1))
+        want = np.sort(np.argsort(-np.abs(score), kind="stable")[:k])
+        np.testing.assert_array_equal(ref.topk_indices(score, k), want)
+        mags = np.sort(np.abs(score))[::-1]
+        gap = mags[k - 1] - mags[k] if 0 < k < m else np.inf
+        assert ref.cut_gap(score, k) == gap
 
 
 def test_wavelet_layout_matches_appendix_b():
@@ -596,3 +604,18 @@ def test_dynamic_topology(name, params):
         per_round=per_round,
         wavelet_rounds_tol=wavelet_domain,
     )
+
+
+def test_references_import_without_jax():
+    """The references (and the testing package) stay independent of JAX."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, jwins_jax.testing\n"
+        "from jwins_jax.testing.reference import elias, layout, models_np, sharing_ref\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('jax', 'flax')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]"

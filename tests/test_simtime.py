@@ -20,7 +20,7 @@ from jwins_jax.topology import neighbor_table
 
 @pytest.fixture(scope="module")
 def digits():
-    from jwins_jax.data.datasets import load_dataset
+    from jwins_jax.data import load_dataset
 
     return load_dataset("digits")
 

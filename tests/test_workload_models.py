@@ -3,7 +3,7 @@ App. C).
 
 Sizes and flat layouts against Appendix C, the flat round trip, the initial
 distributions, forward passes against the independent NumPy reference of
-``tests/reference/models_np.py`` on the same flat vectors, and one vmapped gradient
+``jwins_jax.testing.reference.models_np`` on the same flat vectors, and one vmapped gradient
 per model through :mod:`jwins_jax.tasks`.
 """
 
@@ -20,7 +20,7 @@ from jwins_jax.errors import ConfigError
 from jwins_jax.models import MODELS, get_model
 from jwins_jax.models.sequence import lstm_layer
 from jwins_jax.tasks import TASKS
-from tests.reference import models_np
+from jwins_jax.testing.reference import models_np
 
 LAYOUTS = {
     "femnist_cnn": models_np.FEMNIST_LAYOUT,
@@ -262,7 +262,7 @@ def test_reddit_padding_row_gets_no_gradient_and_stays_zero():
     inputs hold id 0 and the row is not zero, and local SGD (with momentum and
     weight decay) keeps a zero row 0 exactly zero while the rows used move. That
     the row is read as stored is checked against the references (NumPy above,
-    PyTorch in test_torch_baseline.py)."""
+    PyTorch in test_torch_reference.py)."""
     spec = get_model("reddit_rnn")
     task = TASKS["classification"]
     x = _inputs(spec, 3, 9)  # row 0 of the batch ends in four <PAD> ids

@@ -246,7 +246,7 @@ class Linear(nn.Module):
 # convolution is fast there, and the activations stay NHWC, its preferred layout.
 # Measured on the project's 2-core CPU (jax 0.10.2, GN-LeNet, 8 nodes x 1,024 test
 # images, interleaved): about 1.7x faster than the im2col training formulation in
-# chunks of 512 (benchmarks/bench_train.py).
+# chunks of 512 (benchmarks/RESULTS.md).
 
 
 def conv2d_nhwc(

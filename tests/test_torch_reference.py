@@ -1,15 +1,9 @@
-"""The PyTorch per-node baseline (benchmarks/torch_baseline.py) against the simulator.
-
-PyTorch is an optional extra (``.[bench]``): the equivalence tests need it and are
-skipped without it; the tests of what works without PyTorch (importing, the clear
-error, the builder registry) always run.
-"""
+"""The per-node PyTorch engine (jwins_jax.testing.reference.torch_nodes) against the
+simulator: the same forward passes, SGD steps and evaluation metrics."""
 
 from __future__ import annotations
 
-import importlib.util
-import pathlib
-import sys
+import dataclasses
 
 import jax
 import jax.numpy as jnp
@@ -19,38 +13,29 @@ import pytest
 from jwins_jax import evaluation, tasks, training
 from jwins_jax.models import MODELS, get_model
 
-BENCH = pathlib.Path(__file__).resolve().parents[1] / "benchmarks"
-sys.path.insert(0, str(BENCH))
+pytest.importorskip("torch")
 
-import torch_baseline as tb
-
-HAS_TORCH = importlib.util.find_spec("torch") is not None
-
-
-# ---------------------------------------------------------------- without torch
+from jwins_jax.testing.reference import torch_nodes as tn  # noqa: E402
+from jwins_jax.testing.reference.layout import ModelLayout  # noqa: E402
 
 
 def test_every_registered_model_has_a_torch_builder():
-    assert set(MODELS) <= set(tb.TORCH_BUILDERS)
+    assert set(MODELS) <= set(tn.BUILDERS)
 
 
-def test_missing_torch_is_a_clear_error(monkeypatch):
-    monkeypatch.setattr(tb, "torch_available", lambda: False)
-    with pytest.raises(tb.TorchMissing, match=r"\.\[bench\]"):
-        tb.build_torch_model(get_model("digits_cnn"))
-    with pytest.raises(tb.TorchMissing):
-        tb.TorchNodes(get_model("digits_cnn"), np.zeros((1, 6090), np.float32), 0.1)
-    assert tb.torch_version() is None
-
-
-def test_unknown_model_names_the_registered_builders(monkeypatch):
-    import dataclasses
-
+def test_unknown_model_names_the_registered_builders():
     spec = dataclasses.replace(get_model("digits_cnn"), name="resnet")
-    if not HAS_TORCH:
-        pytest.skip("the registry lookup comes after the torch check")
     with pytest.raises(KeyError, match="digits_cnn"):
-        tb.build_torch_model(spec)
+        tn.build_torch_model(ModelLayout.of(spec))
+
+
+def test_model_description_survives_a_json_round_trip():
+    import json
+
+    m = ModelLayout.of(get_model("shakespeare_lstm"))
+    again = ModelLayout.from_dict(json.loads(json.dumps(dataclasses.asdict(m))))
+    assert again == m and again.integer_inputs and not again.rating
+    assert ModelLayout.of(get_model("movielens_mf")).rating
 
 
 # ---------------------------------------------------------------- with torch
@@ -104,36 +89,45 @@ def _problem(name: str, n: int, tau: int, b: int, seed: int, size: int = 64):
     return spec, data_x, data_y, ids, w, x
 
 
-def test_task_and_inputs_follow_the_model():
-    torch = pytest.importorskip("torch")
-    assert tb.task_of(get_model("movielens_mf")) is tasks.RATING
-    assert tb.task_of(get_model("femnist_cnn")) is tasks.CLASSIFICATION
-    ids = tb.torch_inputs(get_model("shakespeare_lstm"), np.zeros((2, 80), np.int32))
+def test_inputs_and_targets_follow_the_model():
+    import torch
+
+    lstm = ModelLayout.of(get_model("shakespeare_lstm"))
+    ids = tn.torch_inputs(lstm, np.zeros((2, 80), np.int32))
     assert ids.dtype == torch.int64 and tuple(ids.shape) == (2, 80)
-    img = tb.torch_inputs(get_model("celeba_cnn"), np.zeros((2, 84, 84, 3)))
-    assert img.dtype == torch.float32 and tuple(img.shape) == (2, 3, 84, 84)
-    assert tb.torch_targets(tasks.RATING, np.ones(3)).dtype == torch.float32
-    assert tb.torch_targets(tasks.CLASSIFICATION, np.ones(3)).dtype == torch.int64
+    celeba = ModelLayout.of(get_model("celeba_cnn"))
+    img = np.arange(2 * 84 * 84 * 3, dtype=np.float32).reshape(2, 84, 84, 3)
+    got = tn.torch_inputs(celeba, img)
+    assert got.dtype == torch.float32 and tuple(got.shape) == (2, 3, 84, 84)
+    np.testing.assert_array_equal(got.numpy(), img.transpose(0, 3, 1, 2))
+    mf = ModelLayout.of(get_model("movielens_mf"))
+    assert tn.torch_targets(mf, np.ones(3)).dtype == torch.float32
+    assert tn.torch_targets(celeba, np.ones(3)).dtype == torch.int64
+
+
+def _task(spec) -> tasks.Task:
+    return tasks.RATING if spec.num_classes == 0 else tasks.CLASSIFICATION
 
 
 @pytest.mark.parametrize("name", MODELS)
 def test_flat_vector_round_trip_through_torch(name):
-    pytest.importorskip("torch")
-    spec = get_model(name)
-    module = tb.build_torch_model(spec)
-    flat = np.random.default_rng(0).normal(size=spec.num_params).astype(np.float32)
-    tb.load_flat(module, spec, flat)
-    np.testing.assert_array_equal(tb.to_flat(module, spec), flat)
+    m = ModelLayout.of(get_model(name))
+    module = tn.build_torch_model(m)
+    flat = np.random.default_rng(0).normal(size=sum(np.prod(s) for _, s in m.layout))
+    tn.load_flat(module, m, flat.astype(np.float32))
+    np.testing.assert_array_equal(tn.to_flat(module, m), flat.astype(np.float32))
 
 
 @pytest.mark.parametrize("name", MODELS)
 def test_torch_forward_matches_apply_flat(name):
-    torch = pytest.importorskip("torch")
+    import torch
+
     spec, data_x, _, _, _, x = _problem(name, 1, 1, 4, seed=1)
-    module = tb.build_torch_model(spec)
-    tb.load_flat(module, spec, x[0])
+    m = ModelLayout.of(spec)
+    module = tn.build_torch_model(m)
+    tn.load_flat(module, m, x[0])
     with torch.no_grad():
-        want = module(tb.torch_inputs(spec, data_x[:8])).numpy()
+        want = module(tn.torch_inputs(m, data_x[:8])).numpy()
     got = np.asarray(jax.jit(spec.apply_flat)(jnp.asarray(x[0]), data_x[:8]))
     assert got.shape == want.shape
     scale = max(1.0, float(np.abs(want).max()))
@@ -155,22 +149,19 @@ def test_torch_forward_matches_apply_flat(name):
 )
 def test_torch_sgd_steps_equal_local_train(name, momentum, tau):
     """One node's tau PyTorch SGD steps give the parameters of ``local_train``."""
-    pytest.importorskip("torch")
     b = BATCH.get(name, 8)
     spec, data_x, data_y, ids, w, x = _problem(name, 2, tau, b, seed=2)
     lr = LR.get(name, 0.05)
-    task = tb.task_of(spec)
     tx = training.make_optimizer(
         jnp.float32(lr), jnp.float32(momentum), jnp.float32(0.0), momentum > 0
     )
-    nodes = tb.TorchNodes(spec, x, lr=lr, momentum=momentum)
-    assert nodes.task is task
+    nodes = tn.TorchNodes(ModelLayout.of(spec), x, lr=lr, momentum=momentum)
     torch_loss = nodes.train(data_x, data_y, ids, w)
 
     def one(xi, ids_i, w_i):
         return training.local_train(
             spec,
-            task,
+            _task(spec),
             tx,
             xi,
             tx.init(xi),
@@ -196,14 +187,12 @@ def test_torch_sgd_steps_equal_local_train(name, momentum, tau):
 
 @pytest.mark.parametrize("name", MODELS)
 def test_torch_inference_matches_shared_metrics(name):
-    pytest.importorskip("torch")
     size = 8 if name in BATCH else 64
     spec, data_x, data_y, _, _, x = _problem(name, 3, 1, 4, seed=3, size=size)
-    task = tb.task_of(spec)
-    nodes = tb.TorchNodes(spec, x, lr=0.1)
+    nodes = tn.TorchNodes(ModelLayout.of(spec), x, lr=0.1)
     loss, acc = nodes.evaluate(data_x, data_y, chunk=max(size // 3, 1))
     want_loss, want_acc = jax.jit(
-        lambda x, dx, dy: evaluation.shared_metrics(spec, task, x, dx, dy)
+        lambda x, dx, dy: evaluation.shared_metrics(spec, _task(spec), x, dx, dy)
     )(jnp.asarray(x), jnp.asarray(data_x), jnp.asarray(data_y))
     np.testing.assert_allclose(loss, np.asarray(want_loss), rtol=1e-4)
     np.testing.assert_allclose(acc, np.asarray(want_acc), atol=1e-3)
@@ -214,16 +203,16 @@ def test_torch_inference_matches_shared_metrics(name):
 @pytest.mark.parametrize("name", ["movielens_mf", "digits_cnn"])
 def test_torch_local_inference_matches_per_node_metrics(name):
     """Each node on its own samples (MovieLens's local test sets, SPEC 7.3)."""
-    pytest.importorskip("torch")
     spec, data_x, data_y, _, _, x = _problem(name, 3, 1, 4, seed=4)
-    task = tb.task_of(spec)
     rng = np.random.default_rng(4)
     index = rng.integers(0, 64, size=(3, 20)).astype(np.int32)
     size = np.array([20, 7, 0], np.int32)  # a full, a padded and an empty node
-    nodes = tb.TorchNodes(spec, x, lr=0.1)
-    loss, acc = nodes.evaluate_local(data_x, data_y, index, size, chunk=6)
+    nodes = tn.TorchNodes(ModelLayout.of(spec), x, lr=0.1)
+    loss, acc = nodes.evaluate(data_x, data_y, index, size, chunk=6)
     want_loss, want_acc = jax.jit(
-        lambda x, dx, dy, i, s: evaluation.per_node_metrics(spec, task, x, dx, dy, i, s)
+        lambda x, dx, dy, i, s: evaluation.per_node_metrics(
+            spec, _task(spec), x, dx, dy, i, s
+        )
     )(jnp.asarray(x), jnp.asarray(data_x), jnp.asarray(data_y), index, size)
     np.testing.assert_allclose(loss, np.asarray(want_loss), rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(acc, np.asarray(want_acc), atol=1e-3)

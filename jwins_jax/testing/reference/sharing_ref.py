@@ -12,7 +12,8 @@ The reference is written the way the original system runs: every node is an obje
 holding its own state, builds one message per round, the message is delivered to each
 current neighbour, and every receiver computes its own Metropolis-Hastings weights
 from its current degree and the sender's ``degree`` field. It deliberately shares no
-code with ``jwins_jax``; tests compare the package's vectorised steps with it.
+code with the simulator; tests compare the package's vectorised steps with it, and the
+benchmarks run it as the per-node baseline.
 
 All model arithmetic is float32 (NumPy keeps float32 when an array is scaled by a
 Python float); weights are Python floats.
@@ -38,6 +39,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pywt
+
+from jwins_jax.testing.reference import elias
 
 F32 = np.float32
 
@@ -104,7 +107,7 @@ def mh_matrix(neighbors: Sequence[set[int]]) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------
-# Selection and index coding (SPEC 4.2, 5.3)
+# Selection (SPEC 4.2)
 # ---------------------------------------------------------------------------
 
 
@@ -116,6 +119,9 @@ def count_k(alpha: float, length: int) -> int:
 def topk_indices(score: np.ndarray, k: int) -> np.ndarray:
     """Indices of the k largest ``|score|``, ties to the lower index, sorted ascending.
 
+    Linear time, as a per-node sender would select: the k-th largest magnitude by
+    ``np.partition``, every index above it, then the lowest-indexed ones equal to it.
+
     Args:
         score: (L,) float32 scores.
         k: number of indices, 0 <= k <= L.
@@ -123,50 +129,26 @@ def topk_indices(score: np.ndarray, k: int) -> np.ndarray:
     Returns:
         (k,) int32 indices in ascending order.
     """
-    order = np.argsort(-np.abs(score), kind="stable")
-    return np.sort(order[:k]).astype(np.int32)
+    mags = np.abs(score)
+    m = mags.size
+    if k <= 0:
+        return np.zeros(0, np.int32)
+    if k >= m:
+        return np.arange(m, dtype=np.int32)
+    threshold = np.partition(mags, m - k)[m - k]
+    above = np.flatnonzero(mags > threshold)
+    ties = np.flatnonzero(mags == threshold)[: k - above.size]
+    return np.sort(np.concatenate([above, ties])).astype(np.int32)
 
 
-def elias_gamma_encode(indices: np.ndarray) -> bytes:
-    """Bit-level Elias-gamma coder of sorted indices (SPEC 5.3), used as ground truth.
-
-    The gaps between consecutive indices are coded with Elias-gamma, packed MSB
-    first and zero padded to a byte; 16 bytes follow (first index and bit count, each
-    as a little-endian int64). ``k <= 1`` gives only the 16-byte trailer (the original
-    coder crashes there; our decision is this size) and ``k = 0`` gives no bytes.
-
-    Args:
-        indices: (k,) strictly increasing integer indices.
-
-    Returns:
-        The encoded bytes.
-    """
-    idx = [int(v) for v in indices]
-    if not idx:
-        return b""
-    bits: list[str] = []
-    for prev, cur in zip(idx[:-1], idx[1:]):
-        gap = cur - prev
-        assert gap >= 1
-        binary = format(gap, "b")
-        bits.append("0" * (len(binary) - 1) + binary)
-    stream = "".join(bits)
-    n_bits = len(stream)
-    stream += "0" * (-n_bits % 8)
-    body = bytes(int(stream[i : i + 8], 2) for i in range(0, len(stream), 8))
-    trailer = np.array([idx[0], n_bits + 128], dtype="<i8").tobytes()
-    return body + trailer
-
-
-def elias_gamma_bytes(indices: np.ndarray) -> int:
-    """Closed-form Elias-gamma size in bytes (SPEC 5.3); 0 for k = 0, 16 for k = 1."""
-    idx = np.asarray(indices, dtype=np.int64)
-    if idx.size == 0:
-        return 0
-    total_bits = 0
-    for gap in np.diff(idx):
-        total_bits += 2 * (int(gap).bit_length() - 1) + 1
-    return math.ceil(total_bits / 8) + 16
+def cut_gap(score: np.ndarray, k: int) -> float:
+    """``|c|_(k) - |c|_(k+1)``, the margin between the k-th and (k+1)-th largest
+    magnitudes (infinite when nothing or everything is selected)."""
+    m = score.size
+    if not 0 < k < m:
+        return math.inf
+    part = np.partition(np.abs(score), [m - k - 1, m - k])
+    return float(part[m - k] - part[m - k - 1])
 
 
 # ---------------------------------------------------------------------------
@@ -416,13 +398,12 @@ class PartialNode(Node):
 
         k = count_k(alpha, length)
         sel = topk_indices(score, k)
-        mags = np.sort(np.abs(score))[::-1]
-        self.last_gap = float(mags[k - 1] - mags[k]) if 0 < k < length else math.inf
+        self.last_gap = cut_gap(score, k)
         if self.acc is not None:
             self.acc = self.acc.copy()
             self.acc[sel] = 0.0
         self.last_sent = sel
-        meta = elias_gamma_bytes(sel) if self.elias_indices else 4 * k
+        meta = len(elias.encode(sel)) if self.elias_indices else 4 * k
         return Message(
             self.uid,
             degree,
@@ -563,7 +544,8 @@ class Network:
         per_node: dict[str, Sequence] | None = None,
         online: Sequence[bool] | None = None,
         down: set[tuple[int, int]] | None = None,
-    ) -> tuple[np.ndarray, RoundStats]:
+        stack: bool = True,
+    ) -> tuple[np.ndarray | None, RoundStats]:
         """Runs one round: prepare, deliver to each neighbour, average, post-step.
 
         Args:
@@ -574,6 +556,8 @@ class Network:
                 or ``{"alpha": (n,) floats}``; entry i goes to node i.
             online: faults: per node, whether it takes part (default: all).
             down: faults: links ``(u, v)`` with u < v that carry nothing this round.
+            stack: whether to return the models stacked (False: None, and the
+                models stay in the nodes, as in a running system).
 
         Returns:
             ``(x_post, stats)``: (n, N) float32 models after averaging and the stats.
@@ -638,7 +622,7 @@ class Network:
             received_bytes,
         )
         self.history.append(stats)
-        return self.models, stats
+        return (self.models if stack else None), stats
 
 
 def make_network(name: str, x0: np.ndarray, **params) -> Network:

@@ -5,7 +5,7 @@ Every tensor is sliced from the flat vector at the offsets of SPEC Appendix C, w
 out below by hand, and reshaped to its PyTorch shape; the layers follow PyTorch's
 definitions on NCHW data in float64 (``Conv2d`` cross-correlation, ``MaxPool2d(2)`` in
 floor mode, ``nn.LSTM`` with gate row blocks i, f, g, o and both biases,
-``nn.Embedding`` lookups). Shares no code with ``jwins_jax``.
+``nn.Embedding`` lookups). Shares no code with the simulator.
 """
 
 from __future__ import annotations
