@@ -126,14 +126,9 @@ class Claim2Verdict:
 # ------------------------------------------------------------------ the numbers
 def points(runs: Sequence[Run]) -> dict[Point, list[Run]]:
     """Runs by (method, budget), seeds together, in METHODS order then budget."""
-    order = list(METHODS)
-    rank = {m: i for i, m in enumerate(order)}
-    return dict(
-        sorted(
-            an.group(runs).items(),
-            key=lambda kv: (rank.get(kv[0][0], len(order)), kv[0][1] or 0.0),
-        )
-    )
+    rank = {m: i for i, m in enumerate(METHODS)}
+    order = lambda kv: (rank.get(kv[0][0], len(rank)), kv[0][1] or 0.0)  # noqa: E731
+    return dict(sorted(an.group(runs).items(), key=order))
 
 
 @dataclasses.dataclass
@@ -151,92 +146,75 @@ class Results:
     round_gap: tuple[float, float, int] | None  # JWINS - full, seed-mean curves
 
 
-def _rounds(c: an.Curve) -> np.ndarray:
-    return c.x[0]
+def _best(values, pick=max) -> float | None:
+    values = [v for v in values if v is not None]
+    return pick(values) if values else None
+
+
+def _both(v: dict[str, float | None]) -> bool:
+    return v.get("choco") is not None and v["jwins"] is not None
 
 
 def compute(claim1: Sequence[Run], claim2: Sequence[Run]) -> Results:
     """The report's numbers and verdicts from the finished runs of both sweeps."""
     one, two = points(claim1), points(claim2)
-    for what, need in (("claim-1", ("full", "jwins")), ("claim-2", ("jwins",))):
-        have = {m for m, _ in (one if what == "claim-1" else two)}
-        if not set(need) <= have:
+    for what, pts, need in (("1", one, {"full", "jwins"}), ("2", two, {"jwins"})):
+        if missing := need - {m for m, _ in pts}:
             raise ConfigError(
-                f"the {what} sweep has no finished runs of "
-                f"{', '.join(sorted(set(need) - have))}; run the sweeps first"
+                f"the claim-{what} sweep has no finished runs of "
+                f"{', '.join(sorted(missing))}; run the sweeps first"
             )
     full, jw = one[("full", None)], next(v for (m, _), v in one.items() if m == "jwins")
     full_final = an.final(full).mean
-    targets1 = []
-    for frac in CLAIM1_TARGETS:
-        need = {
-            m: an.reach(an.curve(rs), frac * full_final)
-            for m, rs in (("full", full), ("jwins", jw))
-        }
-        targets1.append((frac, need))
-    reached = [
-        (f, n) for f, n in targets1 if n["full"].complete and n["jwins"].complete
+    targets1 = [
+        (f, {"full": an.reach(an.curve(full), f * full_final)}) for f in CLAIM1_TARGETS
     ]
-    gap = an.final(jw).mean - full_final
-    final_ratio = (
-        an.final(jw, "bytes_per_node").mean / an.final(full, "bytes_per_node").mean
-    )
-    if reached:
-        frac, n = reached[-1]
-        v1 = Claim1Verdict(
-            gap, final_ratio, frac, frac * full_final, n["jwins"].mean / n["full"].mean
-        )
-    else:
-        v1 = Claim1Verdict(gap, final_ratio, None, None, None)
-    methods = list(dict.fromkeys(m for m, _ in two))
-    by_method = {
-        m: [an.curve(rs) for (k, _), rs in two.items() if k == m] for m in methods
-    }
+    for f, need in targets1:
+        need["jwins"] = an.reach(an.curve(jw), f * full_final)
+    ratio = lambda key: an.final(jw, key).mean / an.final(full, key).mean  # noqa: E731
+    gap, v1 = an.final(jw).mean - full_final, (None, None, None)
+    for f, n in targets1:
+        if n["full"].complete and n["jwins"].complete:
+            v1 = (f, f * full_final, n["jwins"].mean / n["full"].mean)
+    v1 = Claim1Verdict(gap, ratio("bytes_per_node"), *v1)
+    curves = {k: an.curve(rs) for k, rs in two.items()}
     need2 = []
-    for frac in CLAIM2_TARGETS:
-        best = {}
-        for m, curves in by_method.items():
-            hits = [an.reach(c, frac * full_final).mean for c in curves]
-            hits = [h for h in hits if h is not None]
-            best[m] = min(hits) if hits else None
-        need2.append((frac, best))
+    for f in CLAIM2_TARGETS:
+        reach = {k: an.reach(c, f * full_final).mean for k, c in curves.items()}
+        need2.append(
+            (
+                f,
+                {
+                    m: _best((v for (k, _), v in reach.items() if k == m), min)
+                    for m, _ in two
+                },
+            )
+        )
     within2 = []
     for (m, b), rs in two.items():
         if m != "jwins":
             continue
         # each seed against the bytes JWINS sent in the same seed's run
         limit = {r.config.seed: r.final_value("bytes_per_node") for r in rs}
-        best = {}
+        best: dict[str, list[float | None]] = {}
         for (k, _), krs in two.items():
             paired = [r for r in krs if r.config.seed in limit]
             lim = [limit[r.config.seed] for r in paired]
             v = an.best_within(an.curve(paired), lim).mean if paired else None
-            if v is not None and (best.get(k) is None or v > best[k]):
-                best[k] = v
-            best.setdefault(k, v)
+            best.setdefault(k, []).append(v)
         level = float(np.mean(list(limit.values())))
-        within2.append((b, level, best))
-    ratios, jwins_only, choco_only = [], [], []
-    for frac, need in need2:
-        j, c = need.get("jwins"), need.get("choco")
-        if j and c:
-            ratios.append((frac, c / j))
-        elif j:
-            jwins_only.append(frac)
-        elif c:
-            choco_only.append(frac)
-    margins = [
-        (b, best["jwins"] - best["choco"])
-        for b, _, best in within2
-        if "choco" in best and best["choco"] is not None
-    ]
-    over = [b for b, _, best in within2 if "choco" in best and best["choco"] is None]
+        within2.append((b, level, {k: _best(v) for k, v in best.items()}))
+    pairs = [(f, need.get("jwins"), need.get("choco")) for f, need in need2]
     v2 = Claim2Verdict(
-        tuple(ratios), tuple(jwins_only), tuple(choco_only), tuple(margins), tuple(over)
+        tuple((f, c / j) for f, j, c in pairs if j and c),
+        tuple(f for f, j, c in pairs if j and not c),
+        tuple(f for f, j, c in pairs if c and not j),
+        tuple((b, v["jwins"] - v["choco"]) for b, _, v in within2 if _both(v)),
+        tuple(b for b, _, v in within2 if "choco" in v and v["choco"] is None),
     )
     full_c, jw_c = an.curve(full, x="round"), an.curve(jw, x="round")
     n = min(full_c.y.shape[1], jw_c.y.shape[1])
-    r = _rounds(full_c)[:n]
+    r = full_c.x[0][:n]
     later = r >= 0.2 * r[n - 1]
     round_gap = None
     if later.any():
@@ -246,10 +224,8 @@ def compute(claim1: Sequence[Run], claim2: Sequence[Run]) -> Results:
 
 
 # ------------------------------------------------------------------ formatting
-def fmt_acc(s: OverSeeds | float, std: bool = True) -> str:
-    if isinstance(s, OverSeeds):
-        return f"{s.mean:.2f} ± {s.std:.2f} %" if std else f"{s.mean:.2f} %"
-    return f"{s:.2f} %"
+def fmt_acc(s: OverSeeds) -> str:
+    return f"{s.mean:.2f} ± {s.std:.2f} %"
 
 
 def fmt_mib(b: float | None) -> str:
@@ -264,14 +240,12 @@ def pct(x: float) -> str:
     return f"{x * 100:g} %"
 
 
-def label(point: Point) -> str:
-    m, b = point
-    name = METHODS.get(m, m)
-    return name if b is None else f"{name} {b * 100:g} %"
+def name(m: str) -> str:
+    return METHODS.get(m, m)
 
 
-def _target(frac: float, full_final: float) -> str:
-    return f"{pct(frac)} of full's final = {frac * full_final:.2f} %"
+def joined(fmt: str, items: Sequence[Any]) -> str:
+    return ", ".join(fmt.format(i) for i in items)
 
 
 VERDICT = {True: "**agrees**", False: "**does not agree**", None: "**partly agrees**"}
@@ -280,53 +254,45 @@ VERDICT = {True: "**agrees**", False: "**does not agree**", None: "**partly agre
 def agreement(res: Results) -> str:
     """The section that says where the results agree with the paper."""
     v1, v2 = res.verdict1, res.verdict2
+    gap = f"JWINS ends {v1.acc_gap:+.2f} points from full sharing"
     if v1.ratio is not None:
         lines = [
-            f"* Claim 1 {VERDICT[v1.met]}: JWINS ends {v1.acc_gap:+.2f} points from "
-            f"full sharing's final accuracy and first reaches {pct(v1.fraction)} of "
-            f"it ({v1.target:.2f} %) with {v1.ratio:.2f}x the bytes of full sharing, "
-            f"{(1 - v1.ratio) * 100:.0f} % fewer (paper: up to 64 % fewer); over the "
-            f"whole run it sends {v1.final_ratio:.2f}x the bytes of full sharing."
+            f"* Claim 1 {VERDICT[v1.met]}: {gap}'s final accuracy and first reaches "
+            f"{pct(v1.fraction)} of it ({v1.target:.2f} %) with {v1.ratio:.2f}x the "
+            f"bytes of full sharing, {(1 - v1.ratio) * 100:.0f} % fewer (paper: up to "
+            f"64 % fewer); over the whole run it sends {v1.final_ratio:.2f}x the bytes "
+            "of full sharing."
         ]
     else:
-        lines = [
-            f"* Claim 1 {VERDICT[False]}: JWINS ends {v1.acc_gap:+.2f} points from "
-            "full sharing and does not reach the targets with every seed."
-        ]
+        lines = [f"* Claim 1 {VERDICT[False]}: {gap} and does not reach the targets "]
+        lines[0] += "with every seed."
     parts = []
     if v2.ratios:
         parts.append(
-            "for the same accuracy CHOCO-SGD needs "
-            + ", ".join(f"{r:.2f}x" for _, r in v2.ratios)
-            + " the bytes of JWINS (targets "
-            + ", ".join(pct(f) for f, _ in v2.ratios)
-            + " of full sharing's final accuracy)"
+            f"for the same accuracy CHOCO-SGD needs {joined('{:.2f}x', [r for _, r in v2.ratios])} "
+            f"the bytes of JWINS (targets {', '.join(pct(f) for f, _ in v2.ratios)} of "
+            "full sharing's final accuracy)"
         )
     for who, fracs in (("JWINS", v2.jwins_only), ("CHOCO-SGD", v2.choco_only)):
         if fracs:
-            parts.append(
-                f"only {who} reaches the targets " + ", ".join(map(pct, fracs))
-            )
+            parts.append(f"only {who} reaches the targets {', '.join(map(pct, fracs))}")
     if not (v2.ratios or v2.jwins_only or v2.choco_only):
         parts.append("neither reaches the accuracy targets")
     if v2.margins:
         parts.append(
             "within the bytes of JWINS's runs JWINS is "
-            + ", ".join(f"{d:+.2f}" for _, d in v2.margins)
-            + " points above CHOCO-SGD at budgets "
-            + ", ".join(pct(b) for b, _ in v2.margins)
+            f"{joined('{:+.2f}', [d for _, d in v2.margins])} points above CHOCO-SGD "
+            f"at budgets {', '.join(pct(b) for b, _ in v2.margins)}"
         )
     if v2.choco_over:
         parts.append(
-            "at budgets "
-            + ", ".join(map(pct, v2.choco_over))
-            + " every CHOCO-SGD run has sent more bytes by its first evaluation "
-            "than JWINS in its whole run"
+            f"at budgets {', '.join(map(pct, v2.choco_over))} some seed of every "
+            "CHOCO-SGD budget has sent more bytes by its first evaluation than JWINS "
+            "in its whole run"
         )
     lines.append(
-        f"* Claim 2 {VERDICT[v2.met]}: "
-        + "; ".join(parts)
-        + " (paper: up to 4x fewer bytes, and higher accuracy for the same bytes)."
+        f"* Claim 2 {VERDICT[v2.met]}: {'; '.join(parts)} (paper: up to 4x fewer "
+        "bytes, and higher accuracy for the same bytes)."
     )
     others: dict[str, list[float]] = {}
     for _, need in res.need2:
@@ -337,16 +303,13 @@ def agreement(res: Results) -> str:
         lines.append(
             "* Against the other baselines, bytes needed for the same accuracy "
             "relative to JWINS (per target): "
-            + "; ".join(
-                f"{METHODS.get(m, m)} " + ", ".join(f"{r:.2f}x" for r in v)
-                for m, v in others.items()
-            )
+            + "; ".join(f"{name(m)} {joined('{:.2f}x', v)}" for m, v in others.items())
             + "."
         )
     more = observations(res)
-    if more:
-        lines += ["", "What else the numbers show:", "", *more]
-    return "\n".join(lines)
+    return "\n".join(
+        lines + (["", "What else the numbers show:", "", *more] if more else [])
+    )
 
 
 def observations(res: Results) -> list[str]:
@@ -361,18 +324,21 @@ def observations(res: Results) -> list[str]:
             f"its saving per round ({res.verdict1.final_ratio:.2f}x the bytes)."
         )
     finals = {k: an.final(rs) for k, rs in res.two.items()}
-    shaky = [(k, a) for k, a in finals.items() if a.std > UNSTABLE_STD]
+    shaky = [
+        f"{name(m)} {pct(b)} {fmt_acc(a)}"
+        for (m, b), a in finals.items()
+        if a.std > UNSTABLE_STD
+    ]
     if shaky:
         lines.append(
-            "* Unstable points (final accuracy varies by more than "
-            f"{UNSTABLE_STD:g} points between seeds): "
-            + "; ".join(f"{label(k)} {fmt_acc(a)}" for k, a in shaky)
-            + ". Their ratios to JWINS depend on the seeds and on untuned settings "
-            "(CHOCO-SGD's gamma) more than the others do."
+            f"* Unstable points (final accuracy varies by more than {UNSTABLE_STD:g} "
+            f"points between seeds): {'; '.join(shaky)}. Their ratios to JWINS depend "
+            "on the seeds and on untuned settings (CHOCO-SGD's gamma) more than the "
+            "others do."
         )
     r2 = max(r.final.get("round", 0) for rs in res.two.values() for r in rs)
     full_c = an.curve(res.one[("full", None)], x="round")
-    at = np.flatnonzero(_rounds(full_c) == r2)
+    at = np.flatnonzero(full_c.x[0] == r2)
     if at.size:
         best: dict[str, tuple[float | None, float]] = {}
         for (m, b), a in finals.items():
@@ -381,156 +347,136 @@ def observations(res: Results) -> list[str]:
         lines.append(
             f"* After {r2} rounds full sharing is at {full_c.y_mean[at[0]]:.2f} % "
             "(claim-1 runs); the best final accuracy of each method over the budgets: "
-            + "; ".join(
-                f"{METHODS.get(m, m)} {a:.2f} % ({pct(b)})"
-                for m, (b, a) in best.items()
-            )
+            + "; ".join(f"{name(m)} {a:.2f} % ({pct(b)})" for m, (b, a) in best.items())
             + "."
         )
     return lines
 
 
-def claim1_tables(res: Results) -> tuple[str, str]:
+def _header(text: str) -> list[str]:
+    return text.split("|")
+
+
+def tables(res: Results) -> dict[str, str]:
+    """The report's tables, by their field in the template."""
+    t: dict[str, str] = {}
     full_bytes = an.final(res.one[("full", None)], "bytes_per_node").mean
     rows = []
-    for k, rs in res.one.items():
+    for (m, _), rs in res.one.items():
         nbytes = an.final(rs, "bytes_per_node").mean
         best = OverSeeds(tuple(r.summary.get("best_test_acc_mean") for r in rs))
-        rows.append(
-            [
-                METHODS.get(k[0], k[0]),
-                len(rs),
-                rs[0].final["round"],
-                fmt_acc(an.final(rs)),
-                fmt_acc(best),
-                fmt_mib(nbytes),
-                fmt_ratio(nbytes / full_bytes),
-            ]
-        )
-    header = ["method", "seeds", "rounds"]
-    header += ["final test accuracy (mean ± std over seeds)", "best accuracy"]
-    table = markdown_table(header + ["bytes per node", "vs full"], rows)
-    trows = []
+        rows.append([name(m), len(rs), rs[0].final["round"], fmt_acc(an.final(rs))])
+        rows[-1] += [fmt_acc(best), fmt_mib(nbytes), fmt_ratio(nbytes / full_bytes)]
+    head = "method|seeds|rounds|final test accuracy (mean ± std over seeds)|"
+    t["claim1_table"] = markdown_table(
+        _header(head + "best accuracy|bytes per node|vs full"), rows
+    )
+    rows = []
     for frac, need in res.targets1:
-        cells = [
-            f"{fmt_mib(n.mean)} ± {n.std / MIB:.2f}"
-            if n.complete
-            else f"not reached by all seeds ({n.count}/{len(n.values)})"
-            for n in (need["full"], need["jwins"])
-        ]
         full, jw = need["full"].mean, need["jwins"].mean
         ratio = jw / full if full and jw else None
-        saved = "-" if ratio is None else f"{(1 - ratio) * 100:.0f} %"
-        trows.append([_target(frac, res.full_final), *cells, fmt_ratio(ratio), saved])
-    header = ["target accuracy", "full sharing", "JWINS", "JWINS / full"]
-    return table, markdown_table(header + ["bytes saved"], trows)
-
-
-def claim2_tables(res: Results) -> dict[str, str]:
-    methods = list(dict.fromkeys(m for m, _ in res.two))
-    names = [METHODS.get(m, m) for m in methods]
+        rows.append([_target(frac, res.full_final)])
+        for n in (need["full"], need["jwins"]):
+            rows[-1].append(
+                f"{fmt_mib(n.mean)} ± {n.std / MIB:.2f}"
+                if n.complete
+                else f"not reached by all seeds ({n.count}/{len(n.values)})"
+            )
+        rows[-1] += [
+            fmt_ratio(ratio),
+            "-" if ratio is None else f"{(1 - ratio) * 100:.0f} %",
+        ]
+    head = "target accuracy|full sharing|JWINS|JWINS / full|bytes saved"
+    t["claim1_targets"] = markdown_table(_header(head), rows)
     lists = [(b, rs[0].config) for (m, b), rs in res.two.items() if m == "jwins"]
+    rows = [
+        [pct(b), f"`[{joined('{:g}', c.alpha_list)}]`", _entries(c)] for b, c in lists
+    ]
+    full = [f"budget {pct(b)}: {_entries(c)} entries" for b, c in lists if _full(c)]
+    t["jwins_full_note"] = (
+        "Its scaled alpha lists keep the metadata cap, so entries at or above it "
+        f"still send the whole model ({', '.join(full)})"
+        if full
+        else "None of JWINS's scaled alpha lists reaches the metadata cap"
+    )
+    head = "budget|JWINS alpha list|entries sending the whole model"
+    t["jwins_lists"] = markdown_table(_header(head), rows)
     rows = []
-    for k, rs in res.two.items():
+    for (m, b), rs in res.two.items():
         total = an.final(rs, "bytes_per_node").mean
         meta = an.final(rs, "meta_bytes_per_node").mean
         share = f"{meta / total * 100:.1f} %" if total else "-"
         rows.append(
+            [name(m), pct(b), len(rs), fmt_acc(an.final(rs)), fmt_mib(total), share]
+        )
+    head = "method|budget|seeds|final test accuracy|bytes per node|metadata share"
+    t["claim2_table"] = markdown_table(_header(head), rows)
+    methods = list(dict.fromkeys(m for m, _ in res.two))
+    rows = []
+    for frac, need in res.need2:
+        choco = (
+            need["choco"] / need["jwins"]
+            if need.get("choco") and need["jwins"]
+            else None
+        )
+        rows.append(
             [
-                METHODS.get(k[0], k[0]),
-                pct(k[1]),
-                len(rs),
-                fmt_acc(an.final(rs)),
-                fmt_mib(total),
-                share,
+                _target(frac, res.full_final),
+                *map(fmt_mib, need.values()),
+                fmt_ratio(choco),
             ]
         )
-    equal_acc = [
-        [_target(frac, res.full_final)]
-        + [fmt_mib(need[m]) for m in methods]
-        + [
-            fmt_ratio(
-                need["choco"] / need["jwins"]
-                if need.get("choco") and need["jwins"]
-                else None
-            )
-        ]
-        for frac, need in res.need2
-    ]
-    equal_bytes = [
+    names = [name(m) for m in methods]
+    t["equal_accuracy"] = markdown_table(["target", *names, "CHOCO / JWINS"], rows)
+    rows = [
         [f"{level / MIB:.2f} MiB (JWINS {pct(b)}'s run)"]
-        + ["-" if best[m] is None else f"{best[m]:.2f} %" for m in methods]
+        + ["-" if v is None else f"{v:.2f} %" for v in best.values()]
         for b, level, best in res.within2
     ]
-    return {
-        "jwins_lists": markdown_table(
-            ["budget", "JWINS alpha list", "entries sending the whole model"],
-            [
-                [
-                    pct(b),
-                    "`[" + ", ".join(f"{a:g}" for a in c.alpha_list) + "]`",
-                    f"{_full_entries(c)} of {len(c.alpha_list)}",
-                ]
-                for b, c in lists
-            ],
-        ),
-        "claim2_table": markdown_table(
-            [
-                "method",
-                "budget",
-                "seeds",
-                "final test accuracy",
-                "bytes per node",
-                "metadata share",
-            ],
-            rows,
-        ),
-        "equal_accuracy": markdown_table(
-            ["target", *names, "CHOCO / JWINS"], equal_acc
-        ),
-        "equal_bytes": markdown_table(["bytes per node", *names], equal_bytes),
-    }
+    t["equal_bytes"] = markdown_table(["bytes per node", *names], rows)
+    return t
 
 
-def _full_entries(config) -> int:
+def _target(frac: float, full_final: float) -> str:
+    return f"{pct(frac)} of full's final = {frac * full_final:.2f} %"
+
+
+def _full(config) -> int:
+    """How many entries of a JWINS alpha list send the whole model."""
     return sum(a >= config.metadata_cap for a in config.alpha_list)
+
+
+def _entries(config) -> str:
+    return f"{_full(config)} of {len(config.alpha_list)}"
 
 
 def breakdown(res: Results) -> tuple[dict[str, list[tuple[str, float, float]]], str]:
     """Value and metadata bytes per node and round: plot panels and a table."""
     bars: dict[str, list[tuple[str, float, float]]] = {}
     rows = []
-    for claim, pts in (("claim 1", res.one), ("claim 2", res.two)):
+    for claim, pts in enumerate((res.one, res.two), start=1):
         for (m, b), rs in pts.items():
-            per_round = [r.final_value("round") for r in rs]
-            v = np.mean(
-                [
-                    r.final_value("value_bytes_per_node") / n
-                    for r, n in zip(rs, per_round)
-                ]
+            v, meta = (
+                np.mean([r.final_value(k) / r.final_value("round") for r in rs])
+                for k in ("value_bytes_per_node", "meta_bytes_per_node")
             )
-            meta = np.mean(
-                [
-                    r.final_value("meta_bytes_per_node") / n
-                    for r, n in zip(rs, per_round)
-                ]
-            )
-            panel = (
-                "reference runs"
-                if b is None or claim == "claim 1"
-                else f"budget {pct(b)}"
-            )
-            name = METHODS.get(m, m)
-            if claim == "claim 1" and m == "jwins":
-                name += " (paper list)"
-            bars.setdefault(panel, []).append((name, v, meta))
+            ref = b is None or claim == 1
+            panel = "reference runs" if ref else f"budget {pct(b)}"
+            label = name(m) + (" (paper list)" if claim == 1 and m == "jwins" else "")
+            bars.setdefault(panel, []).append((label, v, meta))
             share = f"{meta / (v + meta) * 100:.1f} %" if v + meta else "-"
-            rows.append([name, panel, f"{v / 1024:.1f}", f"{meta / 1024:.2f}", share])
-    header = ["method", "runs", "values (KiB / round)", "metadata (KiB / round)"]
-    return bars, markdown_table(header + ["metadata share"], rows)
+            rows.append([label, panel, f"{v / 1024:.1f}", f"{meta / 1024:.2f}", share])
+    head = "method|runs|values (KiB / round)|metadata (KiB / round)|metadata share"
+    return bars, markdown_table(_header(head), rows)
 
 
 # ------------------------------------------------------------------------ plots
+def _figure(*args, **kwargs):
+    from jwins_jax.results import _pyplot
+
+    return _pyplot().subplots(*args, **kwargs)
+
+
 def _save(fig, path: pathlib.Path) -> None:
     from jwins_jax.results import _pyplot
 
@@ -541,23 +487,18 @@ def _save(fig, path: pathlib.Path) -> None:
 
 def plot_claim1(res: Results, out: pathlib.Path, title: str) -> None:
     """Accuracy against rounds and against bytes, mean ± std over seeds."""
-    from jwins_jax.results import _pyplot
-
-    plt = _pyplot()
-    for kind, x in (("rounds", "round"), ("bytes", "bytes_per_node")):
-        fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for kind, x, scale, xlabel in (
+        ("rounds", "round", 1, "round"),
+        ("bytes", "bytes_per_node", MIB, "cumulative bytes sent per node (MiB)"),
+    ):
+        fig, ax = _figure(figsize=(6.4, 4.2))
         for (m, _), rs in res.one.items():
-            c = an.curve(rs, x=x)
-            xs = c.x_mean / (1 if kind == "rounds" else MIB)
-            name = f"{METHODS.get(m, m)} ({c.seeds} seeds)"
-            ax.plot(xs, c.y_mean, color=COLORS.get(m), label=name)
-            lo, hi = c.y_mean - c.y_std, c.y_mean + c.y_std
-            ax.fill_between(xs, lo, hi, color=COLORS.get(m), alpha=0.2)
-        ax.set_xlabel(
-            "round" if kind == "rounds" else "cumulative bytes sent per node (MiB)"
-        )
+            c, color = an.curve(rs, x=x), COLORS.get(m)
+            xs, lo, hi = c.x_mean / scale, c.y_mean - c.y_std, c.y_mean + c.y_std
+            ax.plot(xs, c.y_mean, color=color, label=f"{name(m)} ({c.seeds} seeds)")
+            ax.fill_between(xs, lo, hi, color=color, alpha=0.2)
+        ax.set(xlabel=xlabel, title=title)
         ax.set_ylabel("test accuracy (%), mean over nodes;\nband: ± std over seeds")
-        ax.set_title(title)
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
         _save(fig, out / f"claim1_accuracy_vs_{kind}.png")
@@ -567,47 +508,38 @@ def plot_claim2(res: Results, out: pathlib.Path, title: str) -> None:
     """Left: final accuracy against total bytes, a point per budget; right: the best
     accuracy each method reaches within a number of bytes (Pareto front of the
     seed-mean curves of all its budgets)."""
-    from jwins_jax.results import _pyplot
-
-    fig, (left, right) = _pyplot().subplots(1, 2, figsize=(12, 4.6))
+    fig, (left, right) = _figure(1, 2, figsize=(12, 4.6))
     for m, pts in an.group(res.two.items(), lambda kv: kv[0][0]).items():
-        name, color = METHODS.get(m, m), COLORS.get(m)
+        style = {"color": COLORS.get(m), "label": name(m)}
         xs = [an.final(rs, "bytes_per_node").mean / MIB for _, rs in pts]
         accs = [an.final(rs) for _, rs in pts]
         ys = [a.mean for a in accs]
-        left.errorbar(
-            xs,
-            ys,
-            yerr=[a.std for a in accs],
-            marker="o",
-            capsize=3,
-            color=color,
-            label=name,
-        )
+        left.errorbar(xs, ys, [a.std for a in accs], marker="o", capsize=3, **style)
         for ((_, b), _), x, y in zip(pts, xs, ys):
-            if b is not None:
-                left.annotate(
-                    f"{b * 100:g}%",
-                    (x, y),
-                    fontsize=7,
-                    textcoords="offset points",
-                    xytext=(3, -9),
-                )
+            left.annotate(
+                f"{b * 100:g}%",
+                (x, y),
+                fontsize=7,
+                textcoords="offset points",
+                xytext=(3, -9),
+            )
         curves = [an.curve(rs) for _, rs in pts]
         front = an.pareto_front(
             (x, y) for c in curves for x, y in zip(c.x_mean, c.y_mean) if y == y
         )
         front.append((max(c.x_mean.max() for c in curves), front[-1][1]))
         fx, fy = zip(*front)
-        right.step(np.array(fx) / MIB, fy, where="post", color=color, label=name)
-    left.set_xlabel("bytes sent per node in the whole run (MiB, log scale)")
-    left.set_ylabel("final test accuracy (%), mean ± std over seeds")
-    left.set_title(f"{title}: one point per budget")
-    right.set_xlabel("bytes sent per node (MiB, log scale)")
-    right.set_ylabel(
-        "best test accuracy reached within\nthose bytes (%), mean over seeds"
+        right.step(np.array(fx) / MIB, fy, where="post", **style)
+    left.set(
+        xlabel="bytes sent per node in the whole run (MiB, log scale)",
+        ylabel="final test accuracy (%), mean ± std over seeds",
+        title=f"{title}: one point per budget",
     )
-    right.set_title(f"{title}: accuracy for a byte budget")
+    right.set(
+        xlabel="bytes sent per node (MiB, log scale)",
+        ylabel="best test accuracy reached within\nthose bytes (%), mean over seeds",
+        title=f"{title}: accuracy for a byte budget",
+    )
     for ax in (left, right):
         ax.set_xscale("log")
         ax.grid(alpha=0.3, which="both")
@@ -619,9 +551,7 @@ def plot_breakdown(
     bars: dict[str, list[tuple[str, float, float]]], out: pathlib.Path, title: str
 ) -> None:
     """Stacked bars of value and metadata bytes per node and round, a panel each."""
-    from jwins_jax.results import _pyplot
-
-    fig, axes = _pyplot().subplots(
+    fig, axes = _figure(
         1, len(bars), figsize=(3.2 * len(bars) + 1, 4.2), sharey=True, squeeze=False
     )
     for ax, (panel, items) in zip(axes[0], bars.items()):
@@ -642,20 +572,6 @@ def plot_breakdown(
 
 
 # ------------------------------------------------------------------- the report
-@dataclasses.dataclass
-class Inputs:
-    """What the report is made from."""
-
-    dataset: str
-    claim1: list[Run]  # finished runs of the claim-1 sweep
-    claim2: list[Run]  # finished runs of the claim-2 sweep
-    command: str
-    specs: tuple[str, str]  # the spec files, as shown
-    runtime_s: float | None
-    environment: dict[str, str]
-    facts: dict[str, Any] = dataclasses.field(default_factory=dict)  # model, data
-
-
 DATASET_NOTES = {
     "digits": (
         "scikit-learn's digits are {n_train:,} 8x8 training images (about {per_node} "
@@ -668,77 +584,59 @@ DATASET_NOTES = {
 }
 
 
-def render(inp: Inputs, out: pathlib.Path, report: pathlib.Path) -> str:
-    """The whole report as markdown (its plots are written to ``out``)."""
-    res = compute(inp.claim1, inp.claim2)
-    plot_claim1(res, out, f"{inp.dataset}: full sharing vs JWINS")
-    plot_claim2(res, out, inp.dataset)
+def render(
+    claims: tuple[list[Run], list[Run]],
+    out: pathlib.Path,
+    report: pathlib.Path,
+    header: dict[str, Any],
+    facts: dict[str, Any],
+) -> str:
+    """The whole report as markdown (its plots are written to ``out``).
+
+    Args:
+        claims: the finished runs of the claim-1 and claim-2 sweeps.
+        out: the folder of the plots.
+        report: where the report goes (its links are relative to it).
+        header: ``dataset``, ``command``, ``spec1``, ``spec2`` and ``environment``.
+        facts: the model's and the data's sizes (:func:`facts`).
+    """
+    res = compute(*claims)
+    plot_claim1(res, out, f"{header['dataset']}: full sharing vs JWINS")
+    plot_claim2(res, out, header["dataset"])
     bars, breakdown_table = breakdown(res)
-    plot_breakdown(bars, out, f"{inp.dataset}: what a node sends per round")
-    c = inp.claim1[0].config
-    seeds = sorted({r.config.seed for r in inp.claim1 + inp.claim2})
-    env = inp.environment
-    runtime = (
-        f"; the command took {inp.runtime_s / 60:.0f} min" if inp.runtime_s else ""
-    )
-    graph = (
-        f"the paper's {c.nodes}-node graph"
-        if c.topology == "edges" and c.edges_file is None
-        else f"a {c.topology} graph"
-    )
-    setting = (
-        f"{c.nodes} nodes on {graph}, {c.dataset} split {c.partition} (alpha = "
-        f"{c.dirichlet_alpha}), model {c.model}, tau = {c.local_steps} local steps of "
-        f"batch {c.batch_size}, lr {c.lr}, seeds {', '.join(map(str, seeds))}; claim "
-        f"1 runs {c.rounds} rounds, claim 2 {inp.claim2[0].config.rounds}"
-    )
+    plot_breakdown(bars, out, f"{header['dataset']}: what a node sends per round")
+    c = claims[0][0].config
+    seeds = sorted({r.config.seed for r in claims[0] + claims[1]})
     try:
-        note = DATASET_NOTES[inp.dataset].format(**inp.facts)
+        note = DATASET_NOTES[header["dataset"]].format(**facts)
     except KeyError:
         note = (
-            f"{inp.dataset} with a model of {inp.facts.get('n_params', '?')} "
+            f"{header['dataset']} with a model of {facts.get('n_params', '?')} "
             "parameters; see its description in `jwins_jax/data/`."
         )
-    claim1_table, claim1_targets = claim1_tables(res)
     template = resources.path("reproduction.md").read_text()
     return template.format(
-        dataset=inp.dataset,
-        command=inp.command,
-        spec1=inp.specs[0],
-        spec2=inp.specs[1],
+        **{k: v for k, v in c.to_dict().items() if k != "dataset"},
+        **header,
+        **tables(res),
         rel=os.path.relpath(out, report.parent),
-        environment=f"{env['device']}, jax {env['jax']}, {env['date']}{runtime}",
-        setting=setting,
+        graph=(
+            f"the paper's {c.nodes}-node graph"
+            if c.topology == "edges" and c.edges_file is None
+            else f"a {c.topology} graph"
+        ),
+        seed_list=", ".join(map(str, seeds)),
+        seeds=len(seeds),
         agreement=agreement(res),
-        claim1_table=claim1_table,
-        claim1_targets=claim1_targets,
-        eval_every=c.eval_every,
         seeds2=len(next(iter(res.two.values()))),
-        rounds2=inp.claim2[0].config.rounds,
+        rounds2=claims[1][0].config.rounds,
         breakdown=breakdown_table,
         dataset_note=note,
-        seeds=len(seeds),
-        jwins_full_note=_full_note(res),
         cifar_configs=_count_configs("cifar10"),
-        **claim2_tables(res),
     )
 
 
-def _full_note(res: Results) -> str:
-    """Which of JWINS's scaled lists still send the whole model, and how often."""
-    some = [
-        f"budget {pct(b)}: {_full_entries(c)} of {len(c.alpha_list)} entries"
-        for (m, b), rs in res.two.items()
-        if m == "jwins" and _full_entries(c := rs[0].config)
-    ]
-    if not some:
-        return "None of JWINS's scaled alpha lists reaches the metadata cap"
-    return (
-        "Its scaled alpha lists keep the metadata cap, so entries at or above it "
-        f"still send the whole model ({', '.join(some)})"
-    )
-
-
+# ---------------------------------------------------------------------- running
 def _count_configs(dataset: str) -> str:
     from jwins_jax.sweep import load_spec
 
@@ -753,18 +651,16 @@ def write_curves(claims: Sequence[Sequence[Run]], path: pathlib.Path) -> None:
     evaluation)."""
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(
-            ["claim", "method", "budget", "round", "seeds", "test_acc_mean"]
-            + ["test_acc_std", "bytes_per_node_mean"]
-        )
+        head = "claim method budget round seeds test_acc_mean test_acc_std"
+        w.writerow((head + " bytes_per_node_mean").split())
         for i, runs in enumerate(claims, start=1):
             for (m, b), rs in points(runs).items():
                 c, rounds = an.curve(rs), an.curve(rs, x="round").x[0]
                 for j, rnd in enumerate(rounds):
+                    acc = [f"{c.y_mean[j]:.4f}", f"{c.y_std[j]:.4f}"]
+                    budget = "" if b is None else b
                     w.writerow(
-                        [i, m, "" if b is None else b, int(rnd), c.seeds]
-                        + [f"{c.y_mean[j]:.4f}", f"{c.y_std[j]:.4f}"]
-                        + [f"{c.x_mean[j]:.1f}"]
+                        [i, m, budget, int(rnd), c.seeds, *acc, f"{c.x_mean[j]:.1f}"]
                     )
 
 
@@ -772,21 +668,15 @@ def write_curves(claims: Sequence[Sequence[Run]], path: pathlib.Path) -> None:
 def spec_paths(
     dataset: str, specs_dir: pathlib.Path = SPECS_DIR
 ) -> tuple[pathlib.Path, pathlib.Path]:
-    """The dataset's claim-1 and claim-2 sweep specs."""
+    """The dataset's claim-1 and claim-2 sweep specs (ConfigError if missing)."""
     paths = (specs_dir / f"{dataset}_claim1.toml", specs_dir / f"{dataset}_claim2.toml")
-    for p in paths:
-        if not p.is_file():
-            have = sorted(
-                {
-                    q.name.rsplit("_claim", 1)[0]
-                    for q in specs_dir.glob("*_claim[12].toml")
-                }
-            )
-            raise ConfigError(
-                f"sweep spec {str(p)!r} does not exist; datasets with specs in "
-                f"{str(specs_dir)!r}: {', '.join(have) or 'none'} (--specs-dir "
-                "chooses another folder)"
-            )
+    if not all(p.is_file() for p in paths):
+        have = {q.name.rsplit("_claim", 1)[0] for q in specs_dir.glob("*_claim?.toml")}
+        raise ConfigError(
+            f"sweep spec {str(paths[0])!r} or {paths[1].name!r} does not exist; "
+            f"datasets with specs in {str(specs_dir)!r}: "
+            f"{', '.join(sorted(have)) or 'none'} (--specs-dir chooses another folder)"
+        )
     return paths
 
 
@@ -816,26 +706,16 @@ def load(path: pathlib.Path, args: argparse.Namespace):
     return parse_spec(data, source=str(path), default_name=path.stem)
 
 
-def environment() -> dict[str, str]:
+def environment() -> str:
+    """The device, jax version and date, for the report's header."""
     import jax
 
     from jwins_jax.platform import cpu_model
 
     dev = jax.devices()[0]
-    device = (
-        f"{os.cpu_count()}-core CPU ({cpu_model()})"
-        if dev.platform == "cpu"
-        else str(dev.device_kind)
-    )
-    return {
-        "jax": jax.__version__,
-        "device": device,
-        "date": datetime.date.today().isoformat(),
-    }
-
-
-def _int_list(text: str) -> list[int]:
-    return [int(v) for v in text.split(",") if v.strip()]
+    cpu = f"{os.cpu_count()}-core CPU ({cpu_model()})"
+    device = cpu if dev.platform == "cpu" else str(dev.device_kind)
+    return f"{device}, jax {jax.__version__}, {datetime.date.today().isoformat()}"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -850,86 +730,45 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--specs-dir",
         type=pathlib.Path,
         default=SPECS_DIR,
-        help="folder of the sweep specs (default: the packaged "
-        "jwins_jax/resources/sweeps)",
+        help="folder of the sweep specs (default: the packaged ones)",
     )
-    p.add_argument("--data-dir", default=None, help="data_dir for file-based datasets")
     p.add_argument(
         "--output-dir",
         type=pathlib.Path,
         default=pathlib.Path("."),
-        help="where the runs, plots and report go (default: the current directory)",
+        help="where the runs (runs/reproduce-<dataset>/), plots and CSV files "
+        "(reproduction/<dataset>/) and the report (REPRODUCTION.md for digits, "
+        "else REPRODUCTION-<dataset>.md) go (default: the current directory)",
     )
-    p.add_argument(
-        "--runs-dir",
-        type=pathlib.Path,
-        default=None,
-        help="where the sweeps run (default: OUTPUT_DIR/runs/reproduce-<dataset>)",
-    )
-    p.add_argument(
-        "--out",
-        type=pathlib.Path,
-        default=None,
-        help="plots and CSV copies (default: OUTPUT_DIR/reproduction/<dataset>)",
-    )
-    p.add_argument(
-        "--report",
-        type=pathlib.Path,
-        default=None,
-        help="the markdown report (default: OUTPUT_DIR/REPRODUCTION.md for digits, "
-        "else OUTPUT_DIR/REPRODUCTION-<dataset>.md)",
-    )
-    p.add_argument(
-        "--rounds", type=int, default=None, help="override the specs' rounds"
-    )
+    p.add_argument("--data-dir", help="data_dir for file-based datasets")
+    p.add_argument("--rounds", type=int, help="override the specs' rounds")
     p.add_argument(
         "--seeds",
-        type=_int_list,
-        default=None,
+        type=lambda text: [int(v) for v in text.split(",") if v.strip()],
         help="override the specs' seeds, e.g. 1,2",
     )
-    p.add_argument("--batch", type=int, default=None, help="configs per compiled batch")
-    p.add_argument(
-        "--report-only",
-        action="store_true",
-        help="write the report from the runs already there, run nothing",
-    )
-    p.add_argument(
-        "--dry-run",
-        action="store_true",
-        help="print the sweeps' configs and where the outputs go, run nothing",
-    )
+    p.add_argument("--batch", type=int, help="configs per compiled batch")
+    for flag, text in (
+        ("--report-only", "write the report from the runs already there"),
+        ("--dry-run", "print the sweeps' configs and where the outputs go"),
+    ):
+        p.add_argument(flag, action="store_true", help=text + ", run nothing")
     p.add_argument("--quiet", action="store_true", help="no progress output")
-
-
-def _resolve_paths(a: argparse.Namespace) -> None:
-    report = (
-        "REPRODUCTION.md" if a.dataset == "digits" else f"REPRODUCTION-{a.dataset}.md"
-    )
-    a.runs_dir = a.runs_dir or a.output_dir / "runs" / f"reproduce-{a.dataset}"
-    a.out = a.out or a.output_dir / "reproduction" / a.dataset
-    a.report = a.report or a.output_dir / report
 
 
 def command_line(args: argparse.Namespace) -> str:
     """How the report was made, for its header."""
-    overrides = ("rounds", "seeds", "data_dir", "batch")
-    if (
-        args.dataset == "digits"
-        and args.specs_dir == SPECS_DIR
-        and all(getattr(args, k) is None for k in overrides)
-    ):
+    flags = {
+        "--dataset": None if args.dataset == "digits" else args.dataset,
+        "--specs-dir": None if args.specs_dir == SPECS_DIR else args.specs_dir,
+        "--data-dir": None if args.data_dir is None else "DIR",
+        "--rounds": args.rounds,
+        "--seeds": args.seeds and ",".join(map(str, args.seeds)),
+    }
+    given = [f"{k} {v}" for k, v in flags.items() if v is not None]
+    if not given and args.batch is None:
         return "make reproduce"
-    extra = [f"--dataset {args.dataset}"] if args.dataset != "digits" else []
-    if args.specs_dir != SPECS_DIR:
-        extra.append(f"--specs-dir {args.specs_dir}")
-    if args.data_dir is not None:
-        extra.append("--data-dir DIR")
-    if args.rounds is not None:
-        extra.append(f"--rounds {args.rounds}")
-    if args.seeds is not None:
-        extra.append("--seeds " + ",".join(map(str, args.seeds)))
-    return " ".join(["jwins reproduce", *extra])
+    return " ".join(["jwins reproduce", *given])
 
 
 def run(args: argparse.Namespace) -> int:
@@ -939,7 +778,10 @@ def run(args: argparse.Namespace) -> int:
     from jwins_jax.sweep import describe, run_sweep
 
     t0 = time.perf_counter()
-    _resolve_paths(args)
+    d = args.dataset
+    args.runs_dir = args.output_dir / "runs" / f"reproduce-{d}"
+    args.out = args.output_dir / "reproduction" / d
+    args.report = args.output_dir / f"REPRODUCTION{'' if d == 'digits' else '-' + d}.md"
     paths = spec_paths(args.dataset, args.specs_dir)
     sweeps = [load(p, args) for p in paths]
     if args.dry_run:
@@ -951,8 +793,7 @@ def run(args: argparse.Namespace) -> int:
         for sw in sweeps:
             progress = Progress(f"sweep {sw.name}", enabled=not args.quiet)
             run_sweep(sw, batch=args.batch, progress=progress)
-    out = args.out
-    runs = []
+    out, runs = args.out, []
     for sw in sweeps:
         if not (sw.directory / "sweep.csv").is_file():
             raise ConfigError(
@@ -964,26 +805,25 @@ def run(args: argparse.Namespace) -> int:
     for sw, name in zip(sweeps, ("claim1", "claim2")):
         shutil.copyfile(sw.directory / "sweep.csv", out / f"{name}_sweep.csv")
     info = out / "runtime.json"
-    if args.report_only:  # the runtime of the command that ran the sweeps, if known
-        runtime = (
-            json.loads(info.read_text()).get("runtime_s") if info.is_file() else None
-        )
-    else:
+    runtime = None  # --report-only: the runtime of the command that ran the sweeps
+    if args.report_only and info.is_file():
+        runtime = json.loads(info.read_text()).get("runtime_s")
+    elif not args.report_only:
         runtime = time.perf_counter() - t0
         info.write_text(json.dumps({"runtime_s": runtime}) + "\n")
     write_curves(runs, out / "curves.csv")
-    inp = Inputs(
-        dataset=args.dataset,
-        claim1=runs[0],
-        claim2=runs[1],
-        command=command_line(args),
-        specs=(_shown(paths[0]), _shown(paths[1])),
-        runtime_s=runtime,
-        environment=environment(),
-        facts=facts(sweeps[0].configs[0].config),
-    )
+    took = f"; the command took {runtime / 60:.0f} min" if runtime else ""
+    header = {
+        "dataset": args.dataset,
+        "command": command_line(args),
+        "spec1": _shown(paths[0]),
+        "spec2": _shown(paths[1]),
+        "environment": environment() + took,
+    }
+    conf = sweeps[0].configs[0].config
     args.report.parent.mkdir(parents=True, exist_ok=True)
-    args.report.write_text(render(inp, out, args.report))
+    text = render((runs[0], runs[1]), out, args.report, header, facts(conf))
+    args.report.write_text(text)
     print(f"wrote {args.report} and {out}/")
     return 0
 

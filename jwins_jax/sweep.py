@@ -504,26 +504,17 @@ def _run_sweep(sweep: Sweep, batch: int | None, progress, stop) -> list[dict[str
 
 
 # ----------------------------------------------------------------- outputs
-CSV_COLUMNS = (
-    "index",
-    "name",
-    "sharing",
-    "method",
-    "status",
-    "rounds_done",
-    "best_test_acc",
-    "final_test_acc",
-    "final_test_acc_std",
-    "bytes_per_node",
-    "value_bytes_per_node",
-    "meta_bytes_per_node",
-    "received_bytes_per_node",
-    "wall_s",
+# sweep.csv's columns; the sweep's axes follow "method", the *_to_* columns come last
+CSV_COLUMNS = tuple(
+    "index name sharing method status rounds_done best_test_acc final_test_acc "
+    "final_test_acc_std bytes_per_node value_bytes_per_node meta_bytes_per_node "
+    "received_bytes_per_node wall_s".split()
 )
+BYTES = ("bytes_per_node", "value_bytes_per_node", "meta_bytes_per_node")
 FINAL_COLUMNS = {  # sweep.csv column -> key path of the final record
     "final_test_acc": "test_acc.mean",
     "final_test_acc_std": "test_acc.std",
-    **{k: k for k in CSV_COLUMNS[9:13]},
+    **{k: k for k in (*BYTES, "received_bytes_per_node")},
 }
 
 
@@ -603,20 +594,17 @@ def plot_sweep(sweep: Sweep, root: pathlib.Path, runs: dict[int, an.Run]) -> Non
     colors = {m: f"C{i}" for i, m in enumerate(by_method)}
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     for m, front in an.fronts(done.values()).items():
-        pts = [
-            (r.final_value("bytes_per_node"), r.final_value("test_acc"))
-            for r in by_method[m]
-        ]
-        ax.scatter(
-            [x / 2**20 for x, _ in pts],
-            [y for _, y in pts],
-            color=colors[m],
-            s=18,
-            alpha=0.6,
+        xs, ys = zip(
+            *[
+                (r.final_value("bytes_per_node"), r.final_value("test_acc"))
+                for r in by_method[m]
+            ]
         )
+        fx, fy = zip(*front)
+        ax.scatter(np.array(xs) / 2**20, ys, color=colors[m], s=18, alpha=0.6)
         ax.plot(
-            [x / 2**20 for x, _ in front],
-            [y for _, y in front],
+            np.array(fx) / 2**20,
+            fy,
             color=colors[m],
             marker="o",
             label=f"{m} (Pareto front)",

@@ -53,7 +53,7 @@ def test_unknown_dataset_names_the_specs_there(tmp_path, capsys):
                 "--specs-dir",
                 str(rp.SPECS_DIR),
                 "--report-only",
-                "--runs-dir",
+                "--output-dir",
                 str(tmp_path),
             ]
         )
@@ -104,18 +104,9 @@ def _rows(path: pathlib.Path) -> list[dict[str, str]]:
 
 def test_report_of_a_tiny_run_takes_its_numbers_from_the_sweep_csvs(tmp_path, capsys):
     specs = _tiny_specs(tmp_path / "specs")
-    out, report = tmp_path / "repro", tmp_path / "REPORT.md"
-    args = [
-        "--specs-dir",
-        str(specs),
-        "--runs-dir",
-        str(tmp_path / "runs"),
-        "--out",
-        str(out),
-        "--report",
-        str(report),
-        "--quiet",
-    ]
+    home = tmp_path / "home"
+    out, report = home / "reproduction" / "digits", home / "REPRODUCTION.md"
+    args = ["--specs-dir", str(specs), "--output-dir", str(home), "--quiet"]
     assert rp.main(args) == 0
     text = report.read_text()
     for name in (
@@ -200,8 +191,8 @@ def test_report_of_a_tiny_run_takes_its_numbers_from_the_sweep_csvs(tmp_path, ca
         return None
 
     runs1, runs2 = (
-        tmp_path / "runs" / "sweep-tiny_claim1",
-        tmp_path / "runs" / "sweep-tiny_claim2",
+        home / "runs" / "reproduce-digits" / "sweep-tiny_claim1",
+        home / "runs" / "reproduce-digits" / "sweep-tiny_claim2",
     )
     full_final = np.mean(
         [float(r["final_test_acc"]) for r in one if r["sharing"] == "full"]
