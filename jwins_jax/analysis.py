@@ -1,50 +1,36 @@
 """Analysis of results: typed run records and one definition of each rule.
 
-The sweep (``sweep.csv`` and its plots), the report (``jwins reproduce``),
-``jwins compare`` and the notebook all read results through these functions, so each
-rule below is written once:
+The sweep (``sweep.csv``, its plots), the report (``jwins reproduce``), ``jwins
+compare`` and the notebook read results through these functions:
 
 * **Records.** A :class:`Run` is one results directory: its resolved config, its
-  ``summary.json`` (None while it runs) and its ``metrics.jsonl`` records.
-  :func:`load_run`, :func:`load_sweep` and :func:`load_runs` read them.
-* **Method and budget.** :func:`method_key` names what a config runs: the strategy,
-  with its accumulation mode appended where that is not the strategy's default
-  (``topk`` and ``topk_acc`` are different methods). :func:`budget_of` is the
-  fraction a message shares: alpha, JWINS's mean alpha, None for full sharing.
-* **Key paths.** A metric or an x axis is a dotted path into a record: ``round``,
-  ``bytes_per_node``, ``test_acc.mean``, ``sim_time_s.mean``. A path that ends at a
-  ``{mean, std, min, max}`` summary takes its mean (``test_acc`` is
-  ``test_acc.mean``); a path a record lacks reads as NaN, so a new axis (the simulated
-  clock's ``sim_time_s``) needs no new code and old runs simply lack it.
-* **Curves.** :func:`curve` puts the evaluations of one or more runs (seeds) side by
-  side, cut to the shortest; its seed mean and spread are for plots.
+  ``summary.json`` (None while it runs) and its ``metrics.jsonl`` records
+  (:func:`load_run`, :func:`load_sweep`, :func:`load_runs`).
+* **Method and budget.** :func:`method_key` is the strategy, with its accumulation
+  mode appended where that is not the strategy's default (``topk`` and ``topk_acc``
+  are different methods); :func:`budget_of` is alpha or JWINS's mean alpha.
+* **Key paths.** A metric or an x axis is a dotted path into a record (``round``,
+  ``bytes_per_node``, ``test_acc.std``, ``sim_time_s``); a path ending at a
+  ``{mean, std, min, max}`` summary takes its mean, and a path a record lacks reads
+  as NaN, so a new axis needs no new code and old runs simply lack it.
 * **Reaching a target.** The x of the first evaluation whose metric is at or above
-  the target, not interpolated: evaluations are the only points a run measured, and
-  between two of them the metric is unknown. Over seeds the rule is *per run, then
-  over the seeds*: each seed's own value, then their mean and sample standard
-  deviation, defined only when every seed has a value (:class:`OverSeeds`). A mean of
-  per-run quantities is the expected cost of one run and comes with its spread; the
-  crossing of a seed-mean curve is neither. Every number of a table (final
-  accuracy, bytes, x to reach a target, best accuracy within a budget of x) follows
-  this rule; seed-mean curves are for the eye.
-* **Pareto fronts.** :func:`pareto_front` keeps the points no other point beats with
-  less (or equal) x and a higher metric; :func:`fronts` groups runs by method key.
-* **Frames.** :func:`runs_frame` (one row per run: config fields, status, final
-  metrics) and :func:`metrics_frame` (one row per run and evaluation) give pandas
-  DataFrames for one's own analysis; nested fields are flattened with ``_``
-  (``test_acc.mean`` becomes ``test_acc_mean``). pandas is optional:
-  ``pip install "jwins_jax[analysis]"``.
-* **Tables.** :func:`markdown_table` renders any header and rows.
+  the target, not interpolated: evaluations are the only points a run measured.
+  Over seeds every quantity is taken *per run, then over the seeds* (mean and
+  sample std, defined only when every seed has a value, :class:`OverSeeds`): that is
+  the expected cost of one run, with its spread, where the crossing of a seed-mean
+  curve is neither. Tables follow this rule; seed-mean curves are for the eye.
+* **Pareto fronts** of (x, metric) points, by method key.
+* **Frames.** :func:`runs_frame` (a row per run: config fields, status, final
+  metrics) and :func:`metrics_frame` (a row per run and evaluation) give pandas
+  DataFrames, nested fields flattened with ``_`` (``test_acc.mean`` ->
+  ``test_acc_mean``); pandas is optional: ``pip install "jwins_jax[analysis]"``.
 
 Example::
 
-    from jwins_jax import analysis
-
     runs = analysis.load_runs(["runs/sweep-digits_claim2"])
-    for key, group in analysis.group(runs).items():
-        c = analysis.curve(group, x="bytes_per_node")
-        print(key, analysis.reach(c, 90.0).mean)
-    df = analysis.metrics_frame(runs)   # test_acc_mean, bytes_per_node, ...
+    for key, seeds in analysis.group(runs).items():   # (method, budget): its seeds
+        print(key, analysis.reach(analysis.curve(seeds), 90.0).mean)
+    df = analysis.metrics_frame(runs)
 """
 
 from __future__ import annotations

@@ -415,27 +415,27 @@ def plot_accuracy(
 
 
 def plot_accuracy_vs_bytes(
-    runs: dict[str, list[dict[str, Any]]],
-    path: pathlib.Path,
-    title: str,
-    x: str = "bytes_per_node",
-    xlabel: str = "cumulative bytes sent per node (MiB)",
-    scale: float = 2**20,
+    runs: dict[str, list[dict[str, Any]]], path: pathlib.Path, title: str
 ) -> None:
-    """Test accuracy (mean ± std over nodes) against the key path ``x`` of the
-    records (divided by ``scale``), one line per run."""
+    """Test accuracy against cumulative bytes sent per node, one line per run."""
     from jwins_jax.analysis import value
 
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     for label, records in runs.items():
-        xs = np.array([value(rec, x) for rec in records]) / scale
+        mb = np.array([value(rec, "bytes_per_node") for rec in records]) / 2**20
         mean = np.array([value(rec, "test_acc") for rec in records])
         std = np.array([value(rec, "test_acc.std") for rec in records])
-        ax.plot(xs, mean, marker=".", label=label)
-        ax.fill_between(xs, mean - std, mean + std, alpha=0.2)
-    ylabel = "test accuracy (%), mean ± std over nodes"
-    finish_plot(fig, ax, path, xlabel, ylabel, title)
+        ax.plot(mb, mean, marker=".", label=label)
+        ax.fill_between(mb, mean - std, mean + std, alpha=0.2)
+    finish_plot(
+        fig,
+        ax,
+        path,
+        "cumulative bytes sent per node (MiB)",
+        "test accuracy (%), mean ± std over nodes",
+        title,
+    )
 
 
 def _num(v: Any) -> float:
