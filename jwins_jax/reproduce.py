@@ -585,7 +585,7 @@ DATASET_NOTES = {
 
 
 def render(
-    claims: tuple[list[Run], list[Run]],
+    res: Results,
     out: pathlib.Path,
     report: pathlib.Path,
     header: dict[str, Any],
@@ -594,19 +594,18 @@ def render(
     """The whole report as markdown (its plots are written to ``out``).
 
     Args:
-        claims: the finished runs of the claim-1 and claim-2 sweeps.
+        res: the numbers (:func:`compute`).
         out: the folder of the plots.
         report: where the report goes (its links are relative to it).
         header: ``dataset``, ``command``, ``spec1``, ``spec2`` and ``environment``.
         facts: the model's and the data's sizes (:func:`facts`).
     """
-    res = compute(*claims)
     plot_claim1(res, out, f"{header['dataset']}: full sharing vs JWINS")
     plot_claim2(res, out, header["dataset"])
     bars, breakdown_table = breakdown(res)
     plot_breakdown(bars, out, f"{header['dataset']}: what a node sends per round")
-    c = claims[0][0].config
-    seeds = sorted({r.config.seed for r in claims[0] + claims[1]})
+    runs = [r for pts in (res.one, res.two) for rs in pts.values() for r in rs]
+    c, seeds = runs[0].config, sorted({r.config.seed for r in runs})
     try:
         note = DATASET_NOTES[header["dataset"]].format(**facts)
     except KeyError:
@@ -629,7 +628,7 @@ def render(
         seeds=len(seeds),
         agreement=agreement(res),
         seeds2=len(next(iter(res.two.values()))),
-        rounds2=claims[1][0].config.rounds,
+        rounds2=next(iter(res.two.values()))[0].config.rounds,
         breakdown=breakdown_table,
         dataset_note=note,
         cifar_configs=_count_configs("cifar10"),
@@ -801,6 +800,7 @@ def run(args: argparse.Namespace) -> int:
                 "(without --report-only)"
             )
         runs.append([r for r in an.load_sweep(sw.directory) if _finished(r)])
+    res = compute(runs[0], runs[1])  # checks them before anything is written
     out.mkdir(parents=True, exist_ok=True)
     for sw, name in zip(sweeps, ("claim1", "claim2")):
         shutil.copyfile(sw.directory / "sweep.csv", out / f"{name}_sweep.csv")
@@ -822,7 +822,7 @@ def run(args: argparse.Namespace) -> int:
     }
     conf = sweeps[0].configs[0].config
     args.report.parent.mkdir(parents=True, exist_ok=True)
-    text = render((runs[0], runs[1]), out, args.report, header, facts(conf))
+    text = render(res, out, args.report, header, facts(conf))
     args.report.write_text(text)
     print(f"wrote {args.report} and {out}/")
     return 0

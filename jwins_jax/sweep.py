@@ -510,12 +510,12 @@ CSV_COLUMNS = tuple(
     "final_test_acc_std bytes_per_node value_bytes_per_node meta_bytes_per_node "
     "received_bytes_per_node wall_s".split()
 )
-BYTES = ("bytes_per_node", "value_bytes_per_node", "meta_bytes_per_node")
-FINAL_COLUMNS = {  # sweep.csv column -> key path of the final record
+# sweep.csv column -> key path of the final record
+FINAL_COLUMNS = {
     "final_test_acc": "test_acc.mean",
     "final_test_acc_std": "test_acc.std",
-    **{k: k for k in (*BYTES, "received_bytes_per_node")},
 }
+FINAL_COLUMNS.update({k: k for k in CSV_COLUMNS if k.endswith("bytes_per_node")})
 
 
 def runs_of(

@@ -63,6 +63,22 @@ def test_unknown_dataset_names_the_specs_there(tmp_path, capsys):
     assert "nope_claim1.toml" in err and "digits" in err and "cifar10" in err
 
 
+def test_report_only_without_finished_runs_is_one_line_and_writes_nothing(
+    tmp_path, capsys
+):
+    for claim in (1, 2):
+        sweep = tmp_path / "runs" / "reproduce-digits" / f"sweep-digits_claim{claim}"
+        sweep.mkdir(parents=True)
+        (sweep / "sweep.csv").write_text("index,name,status\n")
+    args = ["--output-dir", str(tmp_path), "--report-only", "--rounds", "2"]
+    assert rp.main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert "claim-1 sweep has no finished runs of full, jwins" in err
+    assert len(err.splitlines()) == 1
+    assert not (tmp_path / "reproduction").exists()
+    assert not (tmp_path / "REPRODUCTION.md").exists()
+
+
 TINY_BASE = """
 [base]
 nodes = 8
