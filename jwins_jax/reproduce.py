@@ -353,12 +353,8 @@ def observations(res: Results) -> list[str]:
     return lines
 
 
-def _header(text: str) -> list[str]:
-    return text.split("|")
-
-
 def tables(res: Results) -> dict[str, str]:
-    """The report's tables, by their field in the template."""
+    """The report's tables (and JWINS's full-share note), by template field."""
     t: dict[str, str] = {}
     full_bytes = an.final(res.one[("full", None)], "bytes_per_node").mean
     rows = []
@@ -367,31 +363,24 @@ def tables(res: Results) -> dict[str, str]:
         best = OverSeeds(tuple(r.summary.get("best_test_acc_mean") for r in rs))
         rows.append([name(m), len(rs), rs[0].final["round"], fmt_acc(an.final(rs))])
         rows[-1] += [fmt_acc(best), fmt_mib(nbytes), fmt_ratio(nbytes / full_bytes)]
-    head = "method|seeds|rounds|final test accuracy (mean ± std over seeds)|"
-    t["claim1_table"] = markdown_table(
-        _header(head + "best accuracy|bytes per node|vs full"), rows
-    )
+    head = "method|seeds|rounds|final test accuracy (mean ± std over seeds)|best "
+    t["claim1_table"] = _table(head + "accuracy|bytes per node|vs full", rows)
     rows = []
     for frac, need in res.targets1:
         full, jw = need["full"].mean, need["jwins"].mean
         ratio = jw / full if full and jw else None
-        rows.append([_target(frac, res.full_final)])
-        for n in (need["full"], need["jwins"]):
-            rows[-1].append(
-                f"{fmt_mib(n.mean)} ± {n.std / MIB:.2f}"
-                if n.complete
-                else f"not reached by all seeds ({n.count}/{len(n.values)})"
-            )
-        rows[-1] += [
-            fmt_ratio(ratio),
-            "-" if ratio is None else f"{(1 - ratio) * 100:.0f} %",
-        ]
+        cells = [_reach(need["full"]), _reach(need["jwins"]), fmt_ratio(ratio)]
+        saved = "-" if ratio is None else f"{(1 - ratio) * 100:.0f} %"
+        rows.append([_target(frac, res.full_final), *cells, saved])
     head = "target accuracy|full sharing|JWINS|JWINS / full|bytes saved"
-    t["claim1_targets"] = markdown_table(_header(head), rows)
+    t["claim1_targets"] = _table(head, rows)
     lists = [(b, rs[0].config) for (m, b), rs in res.two.items() if m == "jwins"]
     rows = [
         [pct(b), f"`[{joined('{:g}', c.alpha_list)}]`", _entries(c)] for b, c in lists
     ]
+    t["jwins_lists"] = _table(
+        "budget|JWINS alpha list|entries sending the whole model", rows
+    )
     full = [f"budget {pct(b)}: {_entries(c)} entries" for b, c in lists if _full(c)]
     t["jwins_full_note"] = (
         "Its scaled alpha lists keep the metadata cap, so entries at or above it "
@@ -399,42 +388,39 @@ def tables(res: Results) -> dict[str, str]:
         if full
         else "None of JWINS's scaled alpha lists reaches the metadata cap"
     )
-    head = "budget|JWINS alpha list|entries sending the whole model"
-    t["jwins_lists"] = markdown_table(_header(head), rows)
     rows = []
     for (m, b), rs in res.two.items():
         total = an.final(rs, "bytes_per_node").mean
         meta = an.final(rs, "meta_bytes_per_node").mean
         share = f"{meta / total * 100:.1f} %" if total else "-"
-        rows.append(
-            [name(m), pct(b), len(rs), fmt_acc(an.final(rs)), fmt_mib(total), share]
-        )
+        rows.append([name(m), pct(b), len(rs), fmt_acc(an.final(rs))])
+        rows[-1] += [fmt_mib(total), share]
     head = "method|budget|seeds|final test accuracy|bytes per node|metadata share"
-    t["claim2_table"] = markdown_table(_header(head), rows)
-    methods = list(dict.fromkeys(m for m, _ in res.two))
-    rows = []
-    for frac, need in res.need2:
-        choco = (
-            need["choco"] / need["jwins"]
-            if need.get("choco") and need["jwins"]
-            else None
-        )
-        rows.append(
-            [
-                _target(frac, res.full_final),
-                *map(fmt_mib, need.values()),
-                fmt_ratio(choco),
-            ]
-        )
-    names = [name(m) for m in methods]
-    t["equal_accuracy"] = markdown_table(["target", *names, "CHOCO / JWINS"], rows)
+    t["claim2_table"] = _table(head, rows)
+    names = "|".join(name(m) for m in dict.fromkeys(m for m, _ in res.two))
+    rows = [
+        [_target(frac, res.full_final), *map(fmt_mib, need.values())]
+        + [fmt_ratio(need["choco"] / need["jwins"] if _both(need) else None)]
+        for frac, need in res.need2
+    ]
+    t["equal_accuracy"] = _table(f"target|{names}|CHOCO / JWINS", rows)
     rows = [
         [f"{level / MIB:.2f} MiB (JWINS {pct(b)}'s run)"]
         + ["-" if v is None else f"{v:.2f} %" for v in best.values()]
         for b, level, best in res.within2
     ]
-    t["equal_bytes"] = markdown_table(["bytes per node", *names], rows)
+    t["equal_bytes"] = _table(f"bytes per node|{names}", rows)
     return t
+
+
+def _table(header: str, rows: list[list[Any]]) -> str:
+    return markdown_table(header.split("|"), rows)
+
+
+def _reach(n: OverSeeds) -> str:
+    if n.complete:
+        return f"{fmt_mib(n.mean)} ± {n.std / MIB:.2f}"
+    return f"not reached by all seeds ({n.count}/{len(n.values)})"
 
 
 def _target(frac: float, full_final: float) -> str:
@@ -467,7 +453,7 @@ def breakdown(res: Results) -> tuple[dict[str, list[tuple[str, float, float]]], 
             share = f"{meta / (v + meta) * 100:.1f} %" if v + meta else "-"
             rows.append([label, panel, f"{v / 1024:.1f}", f"{meta / 1024:.2f}", share])
     head = "method|runs|values (KiB / round)|metadata (KiB / round)|metadata share"
-    return bars, markdown_table(_header(head), rows)
+    return bars, _table(head, rows)
 
 
 # ------------------------------------------------------------------------ plots
@@ -802,8 +788,8 @@ def run(args: argparse.Namespace) -> int:
         runs.append([r for r in an.load_sweep(sw.directory) if _finished(r)])
     res = compute(runs[0], runs[1])  # checks them before anything is written
     out.mkdir(parents=True, exist_ok=True)
-    for sw, name in zip(sweeps, ("claim1", "claim2")):
-        shutil.copyfile(sw.directory / "sweep.csv", out / f"{name}_sweep.csv")
+    for sw, claim in zip(sweeps, ("claim1", "claim2")):
+        shutil.copyfile(sw.directory / "sweep.csv", out / f"{claim}_sweep.csv")
     info = out / "runtime.json"
     runtime = None  # --report-only: the runtime of the command that ran the sweeps
     if args.report_only and info.is_file():

@@ -625,19 +625,11 @@ def plot_sweep(sweep: Sweep, root: pathlib.Path, runs: dict[int, an.Run]) -> Non
         ):
             continue
         fig, ax = plt.subplots(figsize=(6, 4))
-        for m in by_method:
-            by_value: dict[float, list[float]] = {}
-            for sc in sweep.configs:
-                r = done.get(sc.index)
-                if r is not None and r.method == m:
-                    by_value.setdefault(float(sc.values[axis]), []).append(
-                        r.final_value("test_acc")
-                    )
-            if not by_value:
-                continue
+        for m, rs in by_method.items():
+            by_value = an.group(rs, lambda r: float(getattr(r.config, axis)))
             xs = sorted(by_value)
-            means = [float(np.mean(by_value[x])) for x in xs]
-            stds = [float(np.std(by_value[x])) for x in xs]
+            accs = [[r.final_value("test_acc") for r in by_value[x]] for x in xs]
+            means, stds = [np.mean(a) for a in accs], [np.std(a) for a in accs]
             ax.errorbar(
                 xs, means, yerr=stds, marker="o", capsize=3, color=colors[m], label=m
             )
