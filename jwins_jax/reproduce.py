@@ -22,9 +22,9 @@ This module is the report only. Its numbers come from :mod:`jwins_jax.analysis`
 (each quantity per run, then mean ± std over seeds); the verdicts are computed first
 as typed results with named thresholds (:class:`Claim1Verdict`,
 :class:`Claim2Verdict`), then written into the template
-``jwins_jax/resources/reproduction.md``. Running again resumes (finished configs are
-skipped); ``--report-only`` rewrites the report from the runs there; ``--dry-run``
-prints the sweeps' configs and where the outputs would go.
+``jwins_jax/resources/reproduction_template.md``. Running again resumes (finished
+configs are skipped); ``--report-only`` rewrites the report from the runs there;
+``--dry-run`` prints the sweeps' configs and where the outputs would go.
 """
 
 from __future__ import annotations
@@ -599,7 +599,7 @@ def render(
             f"{header['dataset']} with a model of {facts.get('n_params', '?')} "
             "parameters; see its description in `jwins_jax/data/`."
         )
-    template = resources.path("reproduction.md").read_text()
+    template = resources.path("reproduction_template.md").read_text()
     return template.format(
         **{k: v for k, v in c.to_dict().items() if k != "dataset"},
         **header,

@@ -86,7 +86,7 @@ def installed(tmp_path_factory) -> pathlib.Path:
         names = set(whl.namelist())
     assert "jwins_jax/resources/96_regular.edges" in names
     assert "jwins_jax/resources/16_regular.edges" in names
-    assert "jwins_jax/resources/reproduction.md" in names
+    assert "jwins_jax/resources/reproduction_template.md" in names
     for spec in ("digits_claim1", "digits_claim2", "cifar10_claim1", "cifar10_claim2"):
         assert f"jwins_jax/resources/sweeps/{spec}.toml" in names
 
