@@ -166,35 +166,43 @@ def compute(claim1: Sequence[Run], claim2: Sequence[Run]) -> Results:
             )
     full, jw = one[("full", None)], next(v for (m, _), v in one.items() if m == "jwins")
     full_final = an.final(full).mean
+    # claim 1: each method's bytes to reach fractions of full sharing's final accuracy
     targets1 = [
-        (f, {"full": an.reach(an.curve(full), f * full_final)}) for f in CLAIM1_TARGETS
+        (
+            f,
+            {
+                m: an.reach(an.curve(rs), f * full_final)
+                for m, rs in (("full", full), ("jwins", jw))
+            },
+        )
+        for f in CLAIM1_TARGETS
     ]
-    for f, need in targets1:
-        need["jwins"] = an.reach(an.curve(jw), f * full_final)
-    ratio = lambda key: an.final(jw, key).mean / an.final(full, key).mean  # noqa: E731
-    gap, v1 = an.final(jw).mean - full_final, (None, None, None)
-    for f, n in targets1:
-        if n["full"].complete and n["jwins"].complete:
-            v1 = (f, f * full_final, n["jwins"].mean / n["full"].mean)
-    v1 = Claim1Verdict(gap, ratio("bytes_per_node"), *v1)
+    both = [(f, n) for f, n in targets1 if n["full"].complete and n["jwins"].complete]
+    f, n = both[-1] if both else (None, None)
+    v1 = Claim1Verdict(
+        acc_gap=an.final(jw).mean - full_final,
+        final_ratio=an.final(jw, "bytes_per_node").mean
+        / an.final(full, "bytes_per_node").mean,
+        fraction=f,
+        target=None if f is None else f * full_final,
+        ratio=None if n is None else n["jwins"].mean / n["full"].mean,
+    )
+    # claim 2, same accuracy: a method's fewest bytes over its budgets
     curves = {k: an.curve(rs) for k, rs in two.items()}
+    methods = list(dict.fromkeys(m for m, _ in two))
     need2 = []
     for f in CLAIM2_TARGETS:
         reach = {k: an.reach(c, f * full_final).mean for k, c in curves.items()}
-        need2.append(
-            (
-                f,
-                {
-                    m: _best((v for (k, _), v in reach.items() if k == m), min)
-                    for m, _ in two
-                },
-            )
-        )
+        best = {
+            m: _best([v for (k, _), v in reach.items() if k == m], min) for m in methods
+        }
+        need2.append((f, best))
+    # claim 2, same bytes: a method's best accuracy within each JWINS run's bytes
     within2 = []
     for (m, b), rs in two.items():
         if m != "jwins":
             continue
-        # each seed against the bytes JWINS sent in the same seed's run
+        # each seed is held to the bytes JWINS sent in its run of the same seed
         limit = {r.config.seed: r.final_value("bytes_per_node") for r in rs}
         best: dict[str, list[float | None]] = {}
         for (k, _), krs in two.items():
