@@ -302,16 +302,19 @@ def agreement(res: Results) -> str:
         f"* Claim 2 {VERDICT[v2.met]}: {'; '.join(parts)} (paper: up to 4x fewer "
         "bytes, and higher accuracy for the same bytes)."
     )
-    others: dict[str, list[float]] = {}
+    others: dict[str, list[float | None]] = {}  # per target; None: not both reach it
     for _, need in res.need2:
         for m, b in need.items():
-            if m not in ("jwins", "choco") and b and need["jwins"]:
-                others.setdefault(m, []).append(b / need["jwins"])
-    if others:
+            if m not in ("jwins", "choco"):
+                j = need["jwins"]
+                others.setdefault(m, []).append(b / j if b and j else None)
+    if any(r is not None for v in others.values() for r in v):
         lines.append(
             "* Against the other baselines, bytes needed for the same accuracy "
-            "relative to JWINS (per target): "
-            + "; ".join(f"{name(m)} {joined('{:.2f}x', v)}" for m, v in others.items())
+            "relative to JWINS (per target, - where not both reach it): "
+            + "; ".join(
+                f"{name(m)} {', '.join(map(fmt_ratio, v))}" for m, v in others.items()
+            )
             + "."
         )
     more = observations(res)
