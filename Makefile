@@ -23,7 +23,7 @@ test: $(STAMP)
 # reproduction/digits/. REPRODUCE_FLAGS="--dataset cifar10 --data-dir DIR" runs the
 # CIFAR-10 specs instead (an accelerator and the prepared data are needed).
 reproduce: $(STAMP)
-	$(BIN)/python -m jwins_jax.reproduce $(REPRODUCE_FLAGS)
+	$(BIN)/jwins reproduce $(REPRODUCE_FLAGS)
 
 # The benchmark suite (benchmarks/run.py): every section, its report in
 # benchmarks/RESULTS.md; bench-quick checks that everything runs (tiny sizes).

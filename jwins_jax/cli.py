@@ -7,7 +7,9 @@
   against bytes (``make run`` runs this with its defaults);
 * ``jwins sweep SPEC [--dry-run] [--batch N]``: many configs, side by side in one
   compiled program per group (:mod:`jwins_jax.sweep`);
-* ``jwins show RUN_DIR``: prints a run's summary (or what its metrics hold).
+* ``jwins show RUN_DIR``: prints a run's summary (or what its metrics hold);
+* ``jwins reproduce [--output-dir DIR] [...]``: the paper's claim sweeps and
+  REPRODUCTION.md (:mod:`jwins_jax.reproduce`; ``make reproduce``).
 
 Bad input prints one line on stderr and exits with status 2; a diverged run exits
 with status 1 and keeps its metrics; an interrupted run (Ctrl-C, SIGTERM) keeps what
@@ -159,6 +161,14 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--quiet", action="store_true", help="no progress output")
     show = sub.add_parser("show", help="print the summary of a run")
     show.add_argument("run_dir", help="a results directory written by jwins run")
+    from jwins_jax import reproduce
+
+    rep = sub.add_parser(
+        "reproduce",
+        help="the paper's claims: run the claim sweeps, write REPRODUCTION.md",
+        description="Run a dataset's claim sweeps and write the report.",
+    )
+    reproduce.add_arguments(rep)
     return parser
 
 
@@ -514,7 +524,7 @@ def _main(argv: Sequence[str] | None, stop) -> int:
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
-        if args.command in ("run", "compare", "sweep"):
+        if args.command in ("run", "compare", "sweep", "reproduce"):
             from jwins_jax.cache import enable_compilation_cache
 
             enable_compilation_cache()
@@ -531,6 +541,10 @@ def _main(argv: Sequence[str] | None, stop) -> int:
             return cmd_compare(args)
         if args.command == "sweep":
             return cmd_sweep(args)
+        if args.command == "reproduce":
+            from jwins_jax import reproduce
+
+            return reproduce.run(args)
         return cmd_show(args)
     except ConfigError as err:
         sys.stderr.write(f"jwins: error: {err}\n")

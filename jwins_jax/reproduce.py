@@ -1,8 +1,9 @@
-"""The paper's two main claims, reproduced by one command and written up as a report.
+"""The report of the paper's two main claims: ``jwins reproduce``.
 
-``make reproduce`` (``python -m jwins_jax.reproduce``) runs two sweep specs of
-``experiments/sweeps/`` and writes ``REPRODUCTION.md`` with its plots and tables
-under ``reproduction/<dataset>/``:
+``jwins reproduce`` (``make reproduce``, ``python -m jwins_jax.reproduce``) runs a
+dataset's two sweep specs, packaged in ``jwins_jax/resources/sweeps/``, and writes
+``REPRODUCTION.md`` with its plots and tables under ``reproduction/<dataset>/``, in
+the directory ``--output-dir`` (default: the current one):
 
 * ``<dataset>_claim1.toml``: full sharing and JWINS in the paper's configuration,
   several seeds. Claim 1 of the paper (Dhasade et al., ICDCS 2023): JWINS reaches
@@ -12,23 +13,18 @@ under ``reproduction/<dataset>/``:
   seeds. Claim 2: at low budgets JWINS beats CHOCO-SGD (up to 4x fewer bytes for
   the same accuracy, higher accuracy for the same bytes).
 
-A budget b is the fraction alpha of the model a baseline shares per message. JWINS
-draws alpha from a list per node and round, so its budget is set through the list:
-the paper's list ``[0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 1.0]`` (mean 0.343) is scaled by
-one factor so that its mean is b, entries capped at 1 (:func:`scaled_alpha_list`);
-the metadata cap of 0.5 is kept, so an entry of 0.5 or more still sends the whole
-model. Every plot and table uses the bytes each run measured, not the budget.
+A budget b is the fraction alpha of the model a baseline shares per message; JWINS's
+budget is its alpha list, the paper's scaled to mean b
+(:func:`jwins_jax.analysis.scaled_alpha_list`). Every plot and table uses the bytes
+each run measured, not the budget.
 
-Every number of the report is computed here from the sweeps' ``sweep.csv`` files
-(final accuracy, bytes per node, values and metadata) and from the runs'
-``metrics.jsonl`` (curves: when a target accuracy is first reached); both are copied
-next to the plots. Running the command again resumes: finished configs are skipped.
-``--report-only`` rewrites the report from the runs already there.
-
-The same command runs another dataset's specs, e.g. the paper's CIFAR-10 setting on
-a machine with an accelerator and the data::
-
-    python -m jwins_jax.reproduce --dataset cifar10 --data-dir /path/to/tfds
+This module is the report only. Its numbers come from :mod:`jwins_jax.analysis`
+(each quantity per run, then mean ± std over seeds); the verdicts are computed first
+as typed results with named thresholds (:class:`Claim1Verdict`,
+:class:`Claim2Verdict`), then written into the template
+``jwins_jax/resources/reproduction_template.md``. Running again resumes (finished
+configs are skipped); ``--report-only`` rewrites the report from the runs there;
+``--dry-run`` prints the sweeps' configs and where the outputs would go.
 """
 
 from __future__ import annotations
@@ -44,13 +40,16 @@ import shutil
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
-PAPER_ALPHA_LIST: tuple[float, ...] = (0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 1.0)
-BUDGETS: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4)
+from jwins_jax import analysis as an
+from jwins_jax import resources
+from jwins_jax.analysis import OverSeeds, Run, markdown_table
+from jwins_jax.errors import ConfigError
 
+BUDGETS: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4)
 # Method key -> label, in the order of tables and legends.
 METHODS: dict[str, str] = {
     "full": "full sharing",
@@ -62,209 +61,179 @@ METHODS: dict[str, str] = {
     "wavelet": "wavelet top-k",
 }
 COLORS = {m: f"C{i}" for i, m in enumerate(METHODS)}
-
 # Claim 1: bytes to first reach these fractions of full sharing's final accuracy.
 CLAIM1_TARGETS: tuple[float, ...] = (0.9, 0.95, 0.98, 0.99)
 # Claim 2: the same, lower (the budgets are small and the runs shorter).
 CLAIM2_TARGETS: tuple[float, ...] = (0.8, 0.9, 0.95)
+# A point whose final accuracy varies more than this between seeds is called unstable.
+UNSTABLE_STD = 3.0
 MIB = 2**20
+SPECS_DIR = resources.path("sweeps")
+Point = tuple[str, "float | None"]  # (method key, budget)
 
 
-# ------------------------------------------------------------------ budgets
-def scaled_alpha_list(
-    budget: float, paper: Sequence[float] = PAPER_ALPHA_LIST, digits: int = 4
-) -> tuple[float, ...]:
-    """The paper's JWINS alpha list scaled to mean ``budget`` (entries capped at 1).
+# -------------------------------------------------------------------- verdicts
+@dataclasses.dataclass(frozen=True)
+class Claim1Verdict:
+    """Claim 1 agrees when, at the highest target both reach with every seed, JWINS
+    needs at most ``1 - MIN_SAVING`` of full sharing's bytes and ends less than
+    ``MAX_LOSS`` points below it; partly when it saves anything; else not."""
 
-    The scale s solves ``mean(min(s * a, 1) for a in paper) = budget`` (bisection);
-    entries are rounded to ``digits`` decimals.
-
-    Args:
-        budget: the target mean, in (0, 1].
-        paper: the list to scale.
-        digits: decimals kept.
-
-    Returns:
-        The scaled list, same length as ``paper``.
-    """
-    if not 0.0 < budget <= 1.0:
-        raise ValueError(f"budget={budget} must be in (0, 1]")
-
-    def mean(s: float) -> float:
-        return float(np.mean(np.minimum(s * np.asarray(paper), 1.0)))
-
-    lo, hi = 0.0, 1.0 / min(paper)
-    for _ in range(200):
-        mid = 0.5 * (lo + hi)
-        lo, hi = (mid, hi) if mean(mid) < budget else (lo, mid)
-    s = 0.5 * (lo + hi)
-    return tuple(round(min(s * a, 1.0), digits) for a in paper)
-
-
-def method_of(sharing: str, accumulation: str | None) -> str:
-    """The method key of a config (top-k splits by accumulation)."""
-    if sharing == "topk" and accumulation not in (None, "none"):
-        return "topk_acc"
-    return sharing
-
-
-def budget_of(
-    sharing: str, alpha: float | None, alpha_list: Sequence[float] | None
-) -> float | None:
-    """The nominal budget of a config: alpha, JWINS's mean alpha, None for full."""
-    if sharing == "full":
-        return None
-    if sharing == "jwins":
-        return round(float(np.mean(alpha_list)), 3)
-    return round(float(alpha), 3)
-
-
-# ---------------------------------------------------------------- loading runs
-@dataclasses.dataclass
-class Run:
-    """One finished config of a sweep: its CSV row and its evaluations."""
-
-    method: str
-    budget: float | None
-    seed: int
-    row: dict[str, str]  # the config's row of sweep.csv
-    records: list[dict[str, Any]]  # its metrics.jsonl
-    full_entries: int = 0  # JWINS: alpha-list entries at or above the metadata cap
-    list_length: int = 0  # JWINS: entries in its alpha list
+    acc_gap: float  # JWINS's final accuracy minus full sharing's (points)
+    final_ratio: float  # JWINS / full bytes over the whole run
+    fraction: float | None  # the highest target both reach, of full's final
+    target: float | None  # that target (accuracy %)
+    ratio: float | None  # JWINS / full bytes to reach it
+    MIN_SAVING: ClassVar[float] = 0.5
+    MAX_LOSS: ClassVar[float] = 1.0
 
     @property
-    def final_acc(self) -> float:
-        return float(self.row["final_test_acc"])
+    def met(self) -> bool | None:
+        if self.ratio is None:
+            return False
+        if 1 - self.ratio >= self.MIN_SAVING and self.acc_gap > -self.MAX_LOSS:
+            return True
+        return None if self.ratio < 1 else False
+
+
+@dataclasses.dataclass(frozen=True)
+class Claim2Verdict:
+    """Claim 2 agrees when, for the same accuracy, CHOCO-SGD needs more bytes than
+    JWINS at every target both reach (at least ``MIN_RATIO`` times at one, unless
+    only JWINS reaches some) and reaches none alone, and JWINS is more accurate
+    within the bytes of each of its runs; it does not agree when JWINS wins none of
+    these; else it partly agrees."""
+
+    ratios: tuple[tuple[float, float], ...]  # (target fraction, CHOCO / JWINS bytes)
+    jwins_only: tuple[float, ...]  # target fractions only JWINS reaches
+    choco_only: tuple[float, ...]  # target fractions only CHOCO-SGD reaches
+    margins: tuple[tuple[float, float], ...]  # (budget, JWINS - CHOCO points)
+    choco_over: tuple[float, ...]  # budgets where CHOCO-SGD has nothing within
+    MIN_RATIO: ClassVar[float] = 2.0
 
     @property
-    def bytes(self) -> float:
-        return float(self.row["bytes_per_node"])
-
-    @property
-    def value_bytes(self) -> float:
-        return float(self.row["value_bytes_per_node"])
-
-    @property
-    def meta_bytes(self) -> float:
-        return float(self.row["meta_bytes_per_node"])
-
-    @property
-    def rounds(self) -> int:
-        return int(self.row["rounds_done"])
+    def met(self) -> bool | None:
+        r = [x for _, x in self.ratios]
+        wins_acc = bool(r or self.jwins_only) and not self.choco_only
+        wins_acc = wins_acc and all(x > 1 for x in r)
+        wins_bytes = all(d > 0 for _, d in self.margins)
+        if wins_acc and wins_bytes and (self.jwins_only or max(r) >= self.MIN_RATIO):
+            return True
+        loses = all(x <= 1 for x in r) and all(d <= 0 for _, d in self.margins)
+        return False if loses and not self.jwins_only else None
 
 
-def read_csv(path: pathlib.Path) -> list[dict[str, str]]:
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
-
-
-def load_runs(sweep, root: pathlib.Path) -> list[Run]:
-    """The finished runs of a sweep, from its sweep.csv and metrics.jsonl files.
-
-    Args:
-        sweep: the parsed :class:`~jwins_jax.sweep.Sweep` (for each config's fields).
-        root: its directory.
-    """
-    from jwins_jax.results import read_metrics
-
-    configs = {sc.config.name: sc.config for sc in sweep.configs}
-    runs = []
-    for row in read_csv(root / "sweep.csv"):
-        c = configs.get(row["name"])
-        if c is None or row["status"] != "finished" or not row["final_test_acc"]:
-            continue
-        runs.append(
-            Run(
-                method=method_of(c.sharing, c.accumulation),
-                budget=budget_of(c.sharing, c.alpha, c.alpha_list),
-                seed=c.seed,
-                row=row,
-                records=read_metrics(root / row["name"]),
-                full_entries=sum(a >= c.metadata_cap for a in c.alpha_list)
-                if c.sharing == "jwins"
-                else 0,
-                list_length=len(c.alpha_list) if c.sharing == "jwins" else 0,
-            )
-        )
-    return runs
-
-
-def group(runs: Sequence[Run]) -> dict[tuple[str, float | None], list[Run]]:
+# ------------------------------------------------------------------ the numbers
+def points(runs: Sequence[Run]) -> dict[Point, list[Run]]:
     """Runs by (method, budget), seeds together, in METHODS order then budget."""
-    out: dict[tuple[str, float | None], list[Run]] = {}
-    for r in runs:
-        out.setdefault((r.method, r.budget), []).append(r)
-    order = list(METHODS)
-    return dict(
-        sorted(
-            out.items(),
-            key=lambda kv: (
-                order.index(kv[0][0]) if kv[0][0] in order else len(order),
-                kv[0][1] or 0.0,
-            ),
-        )
-    )
-
-
-# ------------------------------------------------------------------ statistics
-def mean_std(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (0 for a single value)."""
-    v = np.asarray(values, np.float64)
-    return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else 0.0
+    rank = {m: i for i, m in enumerate(METHODS)}
+    order = lambda kv: (rank.get(kv[0][0], len(rank)), kv[0][1] or 0.0)  # noqa: E731
+    return dict(sorted(an.group(runs).items(), key=order))
 
 
 @dataclasses.dataclass
-class Curve:
-    """Evaluations of one (method, budget) over its seeds."""
+class Results:
+    """Everything the report states, computed before any of it is written."""
 
-    rounds: np.ndarray  # (E,)
-    acc: np.ndarray  # (S, E) test accuracy, mean over nodes, per seed
-    bytes: np.ndarray  # (S, E) cumulative bytes per node, per seed
-
-    @property
-    def acc_mean(self) -> np.ndarray:
-        return self.acc.mean(axis=0)
-
-    @property
-    def acc_std(self) -> np.ndarray:
-        return self.acc.std(axis=0, ddof=1) if len(self.acc) > 1 else 0 * self.acc[0]
-
-    @property
-    def bytes_mean(self) -> np.ndarray:
-        return self.bytes.mean(axis=0)
+    one: dict[Point, list[Run]]  # claim-1 runs by point
+    two: dict[Point, list[Run]]  # claim-2 runs by point
+    full_final: float  # full sharing's final accuracy in claim 1, mean over seeds
+    targets1: list[tuple[float, dict[str, OverSeeds]]]  # fraction, bytes to reach
+    need2: list[tuple[float, dict[str, float | None]]]  # fraction, best budget's
+    within2: list[tuple[float, float, dict[str, float | None]]]  # budget, level, acc
+    verdict1: Claim1Verdict
+    verdict2: Claim2Verdict
+    round_gap: tuple[float, float, int] | None  # JWINS - full, seed-mean curves
 
 
-def curve(runs: Sequence[Run]) -> Curve:
-    """The seeds' evaluations side by side (cut to the shortest run)."""
-    length = min(len(r.records) for r in runs)
-    recs = [r.records[:length] for r in runs]
+def _best(values, pick=max) -> float | None:
+    values = [v for v in values if v is not None]
+    return pick(values) if values else None
 
-    def acc(rec):
-        v = rec["test_acc"]["mean"]
-        return np.nan if v is None else float(v)
 
-    return Curve(
-        rounds=np.asarray([rec["round"] for rec in recs[0]]),
-        acc=np.asarray([[acc(rec) for rec in rs] for rs in recs]),
-        bytes=np.asarray([[rec["bytes_per_node"] for rec in rs] for rs in recs]),
+def _both(v: dict[str, float | None]) -> bool:
+    return v.get("choco") is not None and v["jwins"] is not None
+
+
+def compute(claim1: Sequence[Run], claim2: Sequence[Run]) -> Results:
+    """The report's numbers and verdicts from the finished runs of both sweeps."""
+    one, two = points(claim1), points(claim2)
+    for what, pts, need in (("1", one, {"full", "jwins"}), ("2", two, {"jwins"})):
+        if missing := need - {m for m, _ in pts}:
+            raise ConfigError(
+                f"the claim-{what} sweep has no finished runs of "
+                f"{', '.join(sorted(missing))}; run the sweeps first"
+            )
+    full, jw = one[("full", None)], next(v for (m, _), v in one.items() if m == "jwins")
+    full_final = an.final(full).mean
+    # claim 1: each method's bytes to reach fractions of full sharing's final accuracy
+    targets1 = [
+        (
+            f,
+            {
+                m: an.reach(an.curve(rs), f * full_final)
+                for m, rs in (("full", full), ("jwins", jw))
+            },
+        )
+        for f in CLAIM1_TARGETS
+    ]
+    both = [(f, n) for f, n in targets1 if n["full"].complete and n["jwins"].complete]
+    f, n = both[-1] if both else (None, None)
+    v1 = Claim1Verdict(
+        acc_gap=an.final(jw).mean - full_final,
+        final_ratio=an.final(jw, "bytes_per_node").mean
+        / an.final(full, "bytes_per_node").mean,
+        fraction=f,
+        target=None if f is None else f * full_final,
+        ratio=None if n is None else n["jwins"].mean / n["full"].mean,
     )
+    # claim 2, same accuracy: a method's fewest bytes over its budgets
+    curves = {k: an.curve(rs) for k, rs in two.items()}
+    methods = list(dict.fromkeys(m for m, _ in two))
+    need2 = []
+    for f in CLAIM2_TARGETS:
+        reach = {k: an.reach(c, f * full_final).mean for k, c in curves.items()}
+        best = {
+            m: _best([v for (k, _), v in reach.items() if k == m], min) for m in methods
+        }
+        need2.append((f, best))
+    # claim 2, same bytes: a method's best accuracy within each JWINS run's bytes
+    within2 = []
+    for (m, b), rs in two.items():
+        if m != "jwins":
+            continue
+        # each seed is held to the bytes JWINS sent in its run of the same seed
+        limit = {r.config.seed: r.final_value("bytes_per_node") for r in rs}
+        best: dict[str, list[float | None]] = {}
+        for (k, _), krs in two.items():
+            paired = [r for r in krs if r.config.seed in limit]
+            lim = [limit[r.config.seed] for r in paired]
+            v = an.best_within(an.curve(paired), lim).mean if paired else None
+            best.setdefault(k, []).append(v)
+        level = float(np.mean(list(limit.values())))
+        within2.append((b, level, {k: _best(v) for k, v in best.items()}))
+    pairs = [(f, need.get("jwins"), need.get("choco")) for f, need in need2]
+    v2 = Claim2Verdict(
+        tuple((f, c / j) for f, j, c in pairs if j and c),
+        tuple(f for f, j, c in pairs if j and not c),
+        tuple(f for f, j, c in pairs if c and not j),
+        tuple((b, v["jwins"] - v["choco"]) for b, _, v in within2 if _both(v)),
+        tuple(b for b, _, v in within2 if "choco" in v and v["choco"] is None),
+    )
+    full_c, jw_c = an.curve(full, x="round"), an.curve(jw, x="round")
+    n = min(full_c.y.shape[1], jw_c.y.shape[1])
+    r = full_c.x[0][:n]
+    later = r >= 0.2 * r[n - 1]
+    round_gap = None
+    if later.any():
+        diff = jw_c.y_mean[:n][later] - full_c.y_mean[:n][later]
+        round_gap = (float(np.nanmin(diff)), float(np.nanmax(diff)), int(r[later][0]))
+    return Results(one, two, full_final, targets1, need2, within2, v1, v2, round_gap)
 
 
-def first_reach(acc: np.ndarray, nbytes: np.ndarray, target: float) -> float | None:
-    """Bytes at the first evaluation whose accuracy is at least ``target``."""
-    hit = np.flatnonzero(np.asarray(acc) >= target)
-    return float(nbytes[hit[0]]) if hit.size else None
-
-
-def best_within(acc: np.ndarray, nbytes: np.ndarray, budget: float) -> float | None:
-    """The best accuracy of the evaluations that sent at most ``budget`` bytes."""
-    ok = np.asarray(nbytes) <= budget * (1 + 1e-9)
-    return float(np.nanmax(np.asarray(acc)[ok])) if ok.any() else None
-
-
-# ---------------------------------------------------------------- formatting
-def fmt_acc(mean: float, std: float | None = None) -> str:
-    return f"{mean:.2f} %" if std is None else f"{mean:.2f} ± {std:.2f} %"
+# ------------------------------------------------------------------ formatting
+def fmt_acc(s: OverSeeds) -> str:
+    return f"{s.mean:.2f} ± {s.std:.2f} %"
 
 
 def fmt_mib(b: float | None) -> str:
@@ -275,135 +244,314 @@ def fmt_ratio(x: float | None) -> str:
     return "-" if x is None else f"{x:.2f}x"
 
 
-def label(method: str, budget: float | None) -> str:
-    name = METHODS.get(method, method)
-    return name if budget is None else f"{name} {budget * 100:g} %"
+def pct(x: float) -> str:
+    return f"{x * 100:g} %"
 
 
-def md_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
+def name(m: str) -> str:
+    return METHODS.get(m, m)
+
+
+def joined(fmt: str, items: Sequence[Any]) -> str:
+    return ", ".join(fmt.format(i) for i in items)
+
+
+VERDICT = {True: "**agrees**", False: "**does not agree**", None: "**partly agrees**"}
+
+
+def agreement(res: Results) -> str:
+    """The section that says where the results agree with the paper."""
+    v1, v2 = res.verdict1, res.verdict2
+    gap = f"JWINS ends {v1.acc_gap:+.2f} points from full sharing"
+    if v1.ratio is not None:
+        lines = [
+            f"* Claim 1 {VERDICT[v1.met]}: {gap}'s final accuracy and first reaches "
+            f"{pct(v1.fraction)} of it ({v1.target:.2f} %) with {v1.ratio:.2f}x the "
+            f"bytes of full sharing, {(1 - v1.ratio) * 100:.0f} % fewer (paper: up to "
+            f"64 % fewer); over the whole run it sends {v1.final_ratio:.2f}x the bytes "
+            "of full sharing."
+        ]
+    else:
+        lines = [f"* Claim 1 {VERDICT[False]}: {gap} and does not reach the targets "]
+        lines[0] += "with every seed."
+    parts = []
+    if v2.ratios:
+        parts.append(
+            f"for the same accuracy CHOCO-SGD needs {joined('{:.2f}x', [r for _, r in v2.ratios])} "
+            f"the bytes of JWINS (targets {', '.join(pct(f) for f, _ in v2.ratios)} of "
+            "full sharing's final accuracy)"
+        )
+    for who, fracs in (("JWINS", v2.jwins_only), ("CHOCO-SGD", v2.choco_only)):
+        if fracs:
+            parts.append(f"only {who} reaches the targets {', '.join(map(pct, fracs))}")
+    if not (v2.ratios or v2.jwins_only or v2.choco_only):
+        parts.append("neither reaches the accuracy targets")
+    if v2.margins:
+        parts.append(
+            "within the bytes of JWINS's runs JWINS is "
+            f"{joined('{:+.2f}', [d for _, d in v2.margins])} points above CHOCO-SGD "
+            f"at budgets {', '.join(pct(b) for b, _ in v2.margins)}"
+        )
+    if v2.choco_over:
+        parts.append(
+            f"at budgets {', '.join(map(pct, v2.choco_over))} some seed of every "
+            "CHOCO-SGD budget has sent more bytes by its first evaluation than JWINS "
+            "in its whole run"
+        )
+    lines.append(
+        f"* Claim 2 {VERDICT[v2.met]}: {'; '.join(parts)} (paper: up to 4x fewer "
+        "bytes, and higher accuracy for the same bytes)."
+    )
+    others: dict[str, list[float | None]] = {}  # per target; None: not both reach it
+    for _, need in res.need2:
+        for m, b in need.items():
+            if m not in ("jwins", "choco"):
+                j = need["jwins"]
+                others.setdefault(m, []).append(b / j if b and j else None)
+    if any(r is not None for v in others.values() for r in v):
+        lines.append(
+            "* Against the other baselines, bytes needed for the same accuracy "
+            "relative to JWINS (per target, - where not both reach it): "
+            + "; ".join(
+                f"{name(m)} {', '.join(map(fmt_ratio, v))}" for m, v in others.items()
+            )
+            + "."
+        )
+    more = observations(res)
+    return "\n".join(
+        lines + (["", "What else the numbers show:", "", *more] if more else [])
+    )
+
+
+def observations(res: Results) -> list[str]:
+    """What else the numbers show that bears on the comparison with the paper."""
+    lines = []
+    if res.round_gap is not None:
+        lo, hi, start = res.round_gap
+        lines.append(
+            "* Round for round, JWINS learns like full sharing here: from round "
+            f"{start} on its seed-mean accuracy is within {lo:+.2f} to {hi:+.2f} "
+            "points of full sharing's, so its byte saving at equal accuracy is about "
+            f"its saving per round ({res.verdict1.final_ratio:.2f}x the bytes)."
+        )
+    finals = {k: an.final(rs) for k, rs in res.two.items()}
+    shaky = [
+        f"{name(m)} {pct(b)} {fmt_acc(a)}"
+        for (m, b), a in finals.items()
+        if a.std > UNSTABLE_STD
+    ]
+    if shaky:
+        lines.append(
+            f"* Unstable points (final accuracy varies by more than {UNSTABLE_STD:g} "
+            f"points between seeds): {'; '.join(shaky)}. Their ratios to JWINS depend "
+            "on the seeds and on untuned settings (CHOCO-SGD's gamma) more than the "
+            "others do."
+        )
+    r2 = max(r.final.get("round", 0) for rs in res.two.values() for r in rs)
+    full_c = an.curve(res.one[("full", None)], x="round")
+    at = np.flatnonzero(full_c.x[0] == r2)
+    if at.size:
+        best: dict[str, tuple[float | None, float]] = {}
+        for (m, b), a in finals.items():
+            if m not in best or a.mean > best[m][1]:
+                best[m] = (b, a.mean)
+        lines.append(
+            f"* After {r2} rounds full sharing is at {full_c.y_mean[at[0]]:.2f} % "
+            "(claim-1 runs); the best final accuracy of each method over the budgets: "
+            + "; ".join(f"{name(m)} {a:.2f} % ({pct(b)})" for m, (b, a) in best.items())
+            + "."
+        )
+    return lines
+
+
+def tables(res: Results) -> dict[str, str]:
+    """The report's tables (and JWINS's full-share note), by template field."""
+    t: dict[str, str] = {}
+    full_bytes = an.final(res.one[("full", None)], "bytes_per_node").mean
+    rows = []
+    for (m, _), rs in res.one.items():
+        nbytes = an.final(rs, "bytes_per_node").mean
+        best = OverSeeds(tuple(r.summary.get("best_test_acc_mean") for r in rs))
+        rows.append([name(m), len(rs), rs[0].final["round"], fmt_acc(an.final(rs))])
+        rows[-1] += [fmt_acc(best), fmt_mib(nbytes), fmt_ratio(nbytes / full_bytes)]
+    head = "method|seeds|rounds|final test accuracy (mean ± std over seeds)|best "
+    t["claim1_table"] = _table(head + "accuracy|bytes per node|vs full", rows)
+    rows = []
+    for frac, need in res.targets1:
+        full, jw = need["full"].mean, need["jwins"].mean
+        ratio = jw / full if full and jw else None
+        cells = [_reach(need["full"]), _reach(need["jwins"]), fmt_ratio(ratio)]
+        saved = "-" if ratio is None else f"{(1 - ratio) * 100:.0f} %"
+        rows.append([_target(frac, res.full_final), *cells, saved])
+    head = "target accuracy|full sharing|JWINS|JWINS / full|bytes saved"
+    t["claim1_targets"] = _table(head, rows)
+    lists = [(b, rs[0].config) for (m, b), rs in res.two.items() if m == "jwins"]
+    rows = [
+        [pct(b), f"`[{joined('{:g}', c.alpha_list)}]`", _entries(c)] for b, c in lists
+    ]
+    t["jwins_lists"] = _table(
+        "budget|JWINS alpha list|entries sending the whole model", rows
+    )
+    full = [f"budget {pct(b)}: {_entries(c)} entries" for b, c in lists if _full(c)]
+    t["jwins_full_note"] = (
+        "Its scaled alpha lists keep the metadata cap, so entries at or above it "
+        f"still send the whole model ({', '.join(full)})"
+        if full
+        else "None of JWINS's scaled alpha lists reaches the metadata cap"
+    )
+    rows = []
+    for (m, b), rs in res.two.items():
+        total = an.final(rs, "bytes_per_node").mean
+        meta = an.final(rs, "meta_bytes_per_node").mean
+        share = f"{meta / total * 100:.1f} %" if total else "-"
+        rows.append([name(m), pct(b), len(rs), fmt_acc(an.final(rs))])
+        rows[-1] += [fmt_mib(total), share]
+    head = "method|budget|seeds|final test accuracy|bytes per node|metadata share"
+    t["claim2_table"] = _table(head, rows)
+    names = "|".join(name(m) for m in dict.fromkeys(m for m, _ in res.two))
+    rows = [
+        [_target(frac, res.full_final), *map(fmt_mib, need.values())]
+        + [fmt_ratio(need["choco"] / need["jwins"] if _both(need) else None)]
+        for frac, need in res.need2
+    ]
+    t["equal_accuracy"] = _table(f"target|{names}|CHOCO / JWINS", rows)
+    rows = [
+        [f"{level / MIB:.2f} MiB (JWINS {pct(b)}'s run)"]
+        + ["-" if v is None else f"{v:.2f} %" for v in best.values()]
+        for b, level, best in res.within2
+    ]
+    t["equal_bytes"] = _table(f"bytes per node|{names}", rows)
+    return t
+
+
+def _table(header: str, rows: list[list[Any]]) -> str:
+    return markdown_table(header.split("|"), rows)
+
+
+def _reach(n: OverSeeds) -> str:
+    if n.complete:
+        return f"{fmt_mib(n.mean)} ± {n.std / MIB:.2f}"
+    return f"not reached by all seeds ({n.count}/{len(n.values)})"
+
+
+def _target(frac: float, full_final: float) -> str:
+    return f"{pct(frac)} of full's final = {frac * full_final:.2f} %"
+
+
+def _full(config) -> int:
+    """How many entries of a JWINS alpha list send the whole model."""
+    return sum(a >= config.metadata_cap for a in config.alpha_list)
+
+
+def _entries(config) -> str:
+    return f"{_full(config)} of {len(config.alpha_list)}"
+
+
+def breakdown(res: Results) -> tuple[dict[str, list[tuple[str, float, float]]], str]:
+    """Value and metadata bytes per node and round: plot panels and a table."""
+    bars: dict[str, list[tuple[str, float, float]]] = {}
+    rows = []
+    for claim, pts in enumerate((res.one, res.two), start=1):
+        for (m, b), rs in pts.items():
+            v, meta = (
+                np.mean([r.final_value(k) / r.final_value("round") for r in rs])
+                for k in ("value_bytes_per_node", "meta_bytes_per_node")
+            )
+            ref = b is None or claim == 1
+            panel = "reference runs" if ref else f"budget {pct(b)}"
+            label = name(m) + (" (paper list)" if claim == 1 and m == "jwins" else "")
+            bars.setdefault(panel, []).append((label, v, meta))
+            share = f"{meta / (v + meta) * 100:.1f} %" if v + meta else "-"
+            rows.append([label, panel, f"{v / 1024:.1f}", f"{meta / 1024:.2f}", share])
+    head = "method|runs|values (KiB / round)|metadata (KiB / round)|metadata share"
+    return bars, _table(head, rows)
 
 
 # ------------------------------------------------------------------------ plots
-def _plt():
+def _figure(*args, **kwargs):
     from jwins_jax.results import _pyplot
 
-    return _pyplot()
+    return _pyplot().subplots(*args, **kwargs)
 
 
 def _save(fig, path: pathlib.Path) -> None:
-    plt = _plt()
+    from jwins_jax.results import _pyplot
+
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _pyplot().close(fig)
 
 
-def plot_claim1(curves: dict[str, Curve], out: pathlib.Path, title: str) -> list[str]:
+def plot_claim1(res: Results, out: pathlib.Path, title: str) -> None:
     """Accuracy against rounds and against bytes, mean ± std over seeds."""
-    plt = _plt()
-    names = []
-    for kind in ("rounds", "bytes"):
-        fig, ax = plt.subplots(figsize=(6.4, 4.2))
-        for m, c in curves.items():
-            x = c.rounds if kind == "rounds" else c.bytes_mean / MIB
-            ax.plot(
-                x,
-                c.acc_mean,
-                color=COLORS[m],
-                label=f"{METHODS[m]} ({len(c.acc)} seeds)",
-            )
-            ax.fill_between(
-                x,
-                c.acc_mean - c.acc_std,
-                c.acc_mean + c.acc_std,
-                color=COLORS[m],
-                alpha=0.2,
-            )
-        ax.set_xlabel(
-            "round" if kind == "rounds" else "cumulative bytes sent per node (MiB)"
-        )
+    for kind, x, scale, xlabel in (
+        ("rounds", "round", 1, "round"),
+        ("bytes", "bytes_per_node", MIB, "cumulative bytes sent per node (MiB)"),
+    ):
+        fig, ax = _figure(figsize=(6.4, 4.2))
+        for (m, _), rs in res.one.items():
+            c, color = an.curve(rs, x=x), COLORS.get(m)
+            xs, lo, hi = c.x_mean / scale, c.y_mean - c.y_std, c.y_mean + c.y_std
+            ax.plot(xs, c.y_mean, color=color, label=f"{name(m)} ({c.seeds} seeds)")
+            ax.fill_between(xs, lo, hi, color=color, alpha=0.2)
+        ax.set(xlabel=xlabel, title=title)
         ax.set_ylabel("test accuracy (%), mean over nodes;\nband: ± std over seeds")
-        ax.set_title(title)
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
-        name = f"claim1_accuracy_vs_{kind}.png"
-        _save(fig, out / name)
-        names.append(name)
-    return names
+        _save(fig, out / f"claim1_accuracy_vs_{kind}.png")
 
 
-def plot_claim2(
-    groups: dict[tuple[str, float | None], list[Run]],
-    curves: dict[tuple[str, float | None], Curve],
-    out: pathlib.Path,
-    title: str,
-) -> str:
+def plot_claim2(res: Results, out: pathlib.Path, title: str) -> None:
     """Left: final accuracy against total bytes, a point per budget; right: the best
-    accuracy each method reaches within a number of bytes (any budget, any round)."""
-    plt = _plt()
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.6))
-    methods = list(dict.fromkeys(m for m, _ in groups))
-    for m in methods:
-        keys = [k for k in groups if k[0] == m]
-        xs = [mean_std([r.bytes for r in groups[k]])[0] / MIB for k in keys]
-        ys = [mean_std([r.final_acc for r in groups[k]]) for k in keys]
-        left.errorbar(
-            xs,
-            [y[0] for y in ys],
-            yerr=[y[1] for y in ys],
-            marker="o",
-            capsize=3,
-            color=COLORS[m],
-            label=METHODS[m],
+    accuracy each method reaches within a number of bytes (Pareto front of the
+    seed-mean curves of all its budgets)."""
+    fig, (left, right) = _figure(1, 2, figsize=(12, 4.6))
+    for m, pts in an.group(res.two.items(), lambda kv: kv[0][0]).items():
+        style = {"color": COLORS.get(m), "label": name(m)}
+        xs = [an.final(rs, "bytes_per_node").mean / MIB for _, rs in pts]
+        accs = [an.final(rs) for _, rs in pts]
+        ys = [a.mean for a in accs]
+        left.errorbar(xs, ys, [a.std for a in accs], marker="o", capsize=3, **style)
+        for ((_, b), _), x, y in zip(pts, xs, ys):
+            left.annotate(
+                f"{b * 100:g}%",
+                (x, y),
+                fontsize=7,
+                textcoords="offset points",
+                xytext=(3, -9),
+            )
+        curves = [an.curve(rs) for _, rs in pts]
+        front = an.pareto_front(
+            (x, y) for c in curves for x, y in zip(c.x_mean, c.y_mean) if y == y
         )
-        for k, x, y in zip(keys, xs, ys):
-            if k[1] is not None:
-                left.annotate(
-                    f"{k[1] * 100:g}%",
-                    (x, y[0]),
-                    fontsize=7,
-                    textcoords="offset points",
-                    xytext=(3, -9),
-                )
-        pts = np.concatenate(
-            [np.stack([curves[k].bytes_mean, curves[k].acc_mean], 1) for k in keys]
-        )
-        pts = pts[np.argsort(pts[:, 0], kind="stable")]
-        env = np.fmax.accumulate(np.nan_to_num(pts[:, 1], nan=-np.inf))
-        right.step(
-            pts[:, 0] / MIB, env, where="post", color=COLORS[m], label=METHODS[m]
-        )
-    left.set_xscale("log")
-    left.set_xlabel("bytes sent per node in the whole run (MiB, log scale)")
-    left.set_ylabel("final test accuracy (%), mean ± std over seeds")
-    left.set_title(f"{title}: one point per budget")
-    right.set_xscale("log")
-    right.set_xlabel("bytes sent per node (MiB, log scale)")
-    right.set_ylabel(
-        "best test accuracy reached within\nthose bytes (%), mean over seeds"
+        front.append((max(c.x_mean.max() for c in curves), front[-1][1]))
+        fx, fy = zip(*front)
+        right.step(np.array(fx) / MIB, fy, where="post", **style)
+    left.set(
+        xlabel="bytes sent per node in the whole run (MiB, log scale)",
+        ylabel="final test accuracy (%), mean ± std over seeds",
+        title=f"{title}: one point per budget",
     )
-    right.set_title(f"{title}: accuracy for a byte budget")
+    right.set(
+        xlabel="bytes sent per node (MiB, log scale)",
+        ylabel="best test accuracy reached within\nthose bytes (%), mean over seeds",
+        title=f"{title}: accuracy for a byte budget",
+    )
     for ax in (left, right):
+        ax.set_xscale("log")
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize="small")
-    name = "claim2_accuracy_vs_bytes.png"
-    _save(fig, out / name)
-    return name
+    _save(fig, out / "claim2_accuracy_vs_bytes.png")
 
 
 def plot_breakdown(
     bars: dict[str, list[tuple[str, float, float]]], out: pathlib.Path, title: str
-) -> str:
+) -> None:
     """Stacked bars of value and metadata bytes per node and round, a panel each."""
-    plt = _plt()
-    panels = list(bars)
-    fig, axes = plt.subplots(
-        1, len(panels), figsize=(3.2 * len(panels) + 1, 4.2), sharey=True, squeeze=False
+    fig, axes = _figure(
+        1, len(bars), figsize=(3.2 * len(bars) + 1, 4.2), sharey=True, squeeze=False
     )
-    for ax, panel in zip(axes[0], panels):
-        items = bars[panel]
+    for ax, (panel, items) in zip(axes[0], bars.items()):
         x = np.arange(len(items))
         values = np.array([v for _, v, _ in items]) / 1024
         meta = np.array([m for _, _, m in items]) / 1024
@@ -417,547 +565,10 @@ def plot_breakdown(
     axes[0][0].set_ylim(0, 1.25 * top if top > 0 else 1)
     axes[0][-1].legend(fontsize="small", loc="upper right")
     fig.suptitle(title)
-    name = "bytes_values_vs_metadata.png"
-    _save(fig, out / name)
-    return name
+    _save(fig, out / "bytes_values_vs_metadata.png")
 
 
-# ----------------------------------------------------------------- the report
-@dataclasses.dataclass
-class Inputs:
-    """What the report is made from."""
-
-    dataset: str
-    claim1: list[Run]
-    claim2: list[Run]
-    settings: dict[str, Any]  # the claim-1 base config (nodes, rounds, ...)
-    rounds2: int
-    command: str
-    specs: tuple[str, str]  # the spec files, as given
-    runtime_s: float | None
-    environment: dict[str, str]
-    facts: dict[str, Any] = dataclasses.field(default_factory=dict)  # model, data sizes
-
-
-def _verdict(ok: bool | None) -> str:
-    return {True: "**agrees**", False: "**does not agree**", None: "**partly agrees**"}[
-        ok
-    ]
-
-
-def claim1_section(inp: Inputs, out: pathlib.Path, rel: str) -> tuple[str, dict]:
-    """Markdown of claim 1 and its key numbers."""
-    g = group(inp.claim1)
-    curves = {m: curve(runs) for (m, _), runs in g.items()}
-    plots = plot_claim1(curves, out, f"{inp.dataset}: full sharing vs JWINS")
-    rows, finals = [], {}
-    full_bytes = (
-        mean_std([r.bytes for r in g.get(("full", None), [])])[0]
-        if (("full", None) in g)
-        else None
-    )
-    for (m, _), runs in g.items():
-        acc = mean_std([r.final_acc for r in runs])
-        b = mean_std([r.bytes for r in runs])
-        finals[m] = (acc, b)
-        rows.append(
-            [
-                METHODS[m],
-                len(runs),
-                runs[0].rounds,
-                fmt_acc(*acc),
-                fmt_acc(*mean_std([float(r.row["best_test_acc"]) for r in runs])),
-                fmt_mib(b[0]),
-                fmt_ratio(b[0] / full_bytes if full_bytes else None),
-            ]
-        )
-    text = [
-        "## Claim 1: JWINS reaches full sharing's accuracy with fewer bytes",
-        "",
-        "Paper: JWINS matches the accuracy of full sharing (D-PSGD) while sending up "
-        "to 64 % fewer bytes.",
-        "",
-        md_table(
-            [
-                "method",
-                "seeds",
-                "rounds",
-                "final test accuracy (mean ± std over seeds)",
-                "best accuracy",
-                "bytes per node",
-                "vs full",
-            ],
-            rows,
-        ),
-        "",
-        f"![accuracy against rounds]({rel}/{plots[0]}) "
-        f"![accuracy against bytes]({rel}/{plots[1]})",
-        "",
-    ]
-    key: dict[str, Any] = {"finals": finals}
-    if "full" in curves and "jwins" in curves:
-        full_final = finals["full"][0][0]
-        trows = []
-        ratios = []
-        for frac in CLAIM1_TARGETS:
-            target = frac * full_final
-            per = {}
-            for m in ("full", "jwins"):
-                c = curves[m]
-                hits = [first_reach(a, nb, target) for a, nb in zip(c.acc, c.bytes)]
-                reached = [h for h in hits if h is not None]
-                per[m] = (
-                    mean_std(reached) if len(reached) == len(hits) else None,
-                    len(reached),
-                    len(hits),
-                )
-            ratio = (
-                per["jwins"][0][0] / per["full"][0][0]
-                if per["jwins"][0] and per["full"][0]
-                else None
-            )
-            ratios.append((frac, target, ratio))
-            trows.append(
-                [
-                    f"{frac * 100:g} % of full's final = {target:.2f} %",
-                    *(
-                        f"{fmt_mib(p[0][0])} ± {p[0][1] / MIB:.2f}"
-                        if p[0]
-                        else f"not reached by all seeds ({p[1]}/{p[2]})"
-                        for p in (per["full"], per["jwins"])
-                    ),
-                    fmt_ratio(ratio),
-                    "-" if ratio is None else f"{(1 - ratio) * 100:.0f} %",
-                ]
-            )
-        text += [
-            "Bytes each method sends per node until its test accuracy (mean over "
-            "nodes) first reaches a target, mean ± std over seeds (evaluations every "
-            f"{inp.settings['eval_every']} rounds):",
-            "",
-            md_table(
-                [
-                    "target accuracy",
-                    "full sharing",
-                    "JWINS",
-                    "JWINS / full",
-                    "bytes saved",
-                ],
-                trows,
-            ),
-            "",
-        ]
-        key["targets"] = ratios
-        key["acc_gap"] = finals["jwins"][0][0] - full_final
-        key["byte_ratio_final"] = finals["jwins"][1][0] / finals["full"][1][0]
-        full_c, jw_c = curves["full"], curves["jwins"]
-        n = min(len(full_c.rounds), len(jw_c.rounds))
-        later = full_c.rounds[:n] >= 0.2 * full_c.rounds[n - 1]
-        if later.any():
-            diff = jw_c.acc_mean[:n][later] - full_c.acc_mean[:n][later]
-            key["round_gap"] = (
-                float(np.nanmin(diff)),
-                float(np.nanmax(diff)),
-                int(full_c.rounds[:n][later][0]),
-            )
-        key["full_curve"] = full_c
-    return "\n".join(text), key
-
-
-def claim2_section(inp: Inputs, out: pathlib.Path, rel: str) -> tuple[str, dict]:
-    """Markdown of claim 2 and the metadata section, and the key numbers."""
-    g = group(inp.claim2)
-    curves = {k: curve(runs) for k, runs in g.items()}
-    plot = plot_claim2(g, curves, out, inp.dataset)
-    budgets = sorted({b for _, b in g if b is not None})
-    methods = list(dict.fromkeys(m for m, _ in g))
-    jwins_lists = {}
-    for (m, b), runs in g.items():
-        if m == "jwins":
-            jwins_lists[b] = (
-                runs[0].row.get("alpha_list", ""),
-                f"{runs[0].full_entries} of {runs[0].list_length}",
-            )
-    rows = []
-    for (m, b), runs in g.items():
-        acc = mean_std([r.final_acc for r in runs])
-        total = mean_std([r.bytes for r in runs])[0]
-        meta = mean_std([r.meta_bytes for r in runs])[0]
-        rows.append(
-            [
-                METHODS[m],
-                f"{b * 100:g} %",
-                len(runs),
-                fmt_acc(*acc),
-                fmt_mib(total),
-                f"{meta / total * 100:.1f} %" if total else "-",
-            ]
-        )
-    text = [
-        "## Claim 2: at low budgets JWINS beats CHOCO-SGD",
-        "",
-        "Paper: at low communication budgets JWINS needs up to 4x fewer bytes than "
-        "CHOCO-SGD for the same accuracy, and reaches a higher accuracy for the same "
-        "bytes.",
-        "",
-        "A budget b is the fraction alpha each message shares (random sampling, top-k, "
-        "wavelet top-k, CHOCO-SGD). JWINS draws its alpha per node and round from a "
-        "list; its list is the paper's `[0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 1.0]` (mean "
-        "0.343) scaled by one factor to mean b, entries capped at 1, with the paper's "
-        "metadata cap 0.5 kept: an entry at or above the cap sends the whole model, "
-        "so where a list has such entries (last column) JWINS sends more than b. "
-        "Bytes differ from the budget for every method (indices, seeds, "
-        "Elias-gamma codes, full shares); the plots use the measured bytes.",
-        "",
-        md_table(
-            ["budget", "JWINS alpha list", "entries sending the whole model"],
-            [
-                [f"{b * 100:g} %", "`[" + ", ".join(lst.split("_")) + "]`", full]
-                for b, (lst, full) in jwins_lists.items()
-            ],
-        )
-        if jwins_lists
-        else "",
-        "",
-        f"{len(next(iter(g.values())))} seeds per point, {inp.rounds2} rounds; "
-        "accuracy is the test accuracy at the last round, mean over nodes, then mean ± "
-        "std over seeds; bytes are per node over the whole run.",
-        "",
-        md_table(
-            [
-                "method",
-                "budget",
-                "seeds",
-                "final test accuracy",
-                "bytes per node",
-                "metadata share",
-            ],
-            rows,
-        ),
-        "",
-        f"![accuracy against bytes]({rel}/{plot})",
-        "",
-    ]
-    key: dict[str, Any] = {}
-    # Equal accuracy: the fewest bytes over budgets (seed-mean curves).
-    full_runs = [r.final_acc for r in inp.claim1 if r.method == "full"]
-    full_final = mean_std(full_runs)[0] if full_runs else None
-    if full_final is not None:
-        erows, ratios, pairs = [], {}, []
-        for frac in CLAIM2_TARGETS:
-            target = frac * full_final
-            need = {}
-            for m in methods:
-                hits = [
-                    first_reach(curves[k].acc_mean, curves[k].bytes_mean, target)
-                    for k in g
-                    if k[0] == m
-                ]
-                hits = [h for h in hits if h is not None]
-                need[m] = min(hits) if hits else None
-            row = [f"{frac * 100:g} % of full's final = {target:.2f} %"]
-            for m in methods:
-                row.append(fmt_mib(need[m]))
-            jw = need.get("jwins")
-            for m in methods:
-                if m != "jwins" and jw and need[m]:
-                    ratios.setdefault(m, []).append((frac, need[m] / jw))
-            choco = need.get("choco")
-            row.append(fmt_ratio(choco / jw if jw and choco else None))
-            erows.append(row)
-            pairs.append((frac, jw, need.get("choco")))
-        text += [
-            "**Same accuracy, bytes needed.** The fewest bytes per node with which any "
-            "budget of a method first reaches a target accuracy (seed-mean curves; "
-            "targets relative to full sharing's final accuracy in claim 1):",
-            "",
-            md_table(
-                ["target"] + [METHODS[m] for m in methods] + ["CHOCO / JWINS"], erows
-            ),
-            "",
-        ]
-        key["equal_acc"] = ratios
-        key["choco_pairs"] = pairs
-    # Equal bytes: the best accuracy within the bytes of each JWINS budget's run.
-    levels = [
-        (b, curves[("jwins", b)].bytes_mean[-1])
-        for b in budgets
-        if ("jwins", b) in curves
-    ]
-    if levels:
-        brows, wins = [], {}
-        for b, level in levels:
-            best = {}
-            for m in methods:
-                vals = [
-                    best_within(curves[k].acc_mean, curves[k].bytes_mean, level)
-                    for k in g
-                    if k[0] == m
-                ]
-                vals = [v for v in vals if v is not None]
-                best[m] = max(vals) if vals else None
-            brows.append(
-                [f"{level / MIB:.2f} MiB (JWINS {b * 100:g} %'s run)"]
-                + ["-" if best[m] is None else f"{best[m]:.2f} %" for m in methods]
-            )
-            for m in methods:
-                if m != "jwins":
-                    wins.setdefault(m, []).append(
-                        (b, None if best[m] is None else best["jwins"] - best[m])
-                    )
-        text += [
-            "**Same bytes, accuracy reached.** The best test accuracy (seed-mean "
-            "curves, any budget, any round) a method reaches without sending more "
-            'bytes per node than JWINS sends in its whole run at each budget ("-": '
-            "every run of the method sends more by its first evaluation):",
-            "",
-            md_table(["bytes per node"] + [METHODS[m] for m in methods], brows),
-            "",
-        ]
-        key["equal_bytes"] = wins
-    return "\n".join(text), key
-
-
-def breakdown_section(inp: Inputs, out: pathlib.Path, rel: str) -> str:
-    """Values against metadata per method: a bar chart and a table."""
-    bars: dict[str, list[tuple[str, float, float]]] = {}
-    rows = []
-    for title, runs in (("claim 1", inp.claim1), ("claim 2", inp.claim2)):
-        for (m, b), rs in group(runs).items():
-            v = mean_std([r.value_bytes / r.rounds for r in rs])[0]
-            meta = mean_std([r.meta_bytes / r.rounds for r in rs])[0]
-            panel = (
-                "reference runs"
-                if b is None or title == "claim 1"
-                else (f"budget {b * 100:g} %")
-            )
-            name = (
-                METHODS[m]
-                if title == "claim 2"
-                else (METHODS[m] + (" (paper list)" if m == "jwins" else ""))
-            )
-            bars.setdefault(panel, []).append((name, v, meta))
-            rows.append(
-                [
-                    name,
-                    panel,
-                    f"{v / 1024:.1f}",
-                    f"{meta / 1024:.2f}",
-                    f"{meta / (v + meta) * 100:.1f} %" if v + meta else "-",
-                ]
-            )
-    plot = plot_breakdown(bars, out, f"{inp.dataset}: what a node sends per round")
-    return "\n".join(
-        [
-            "## Data against metadata",
-            "",
-            "JWINS's argument is also about metadata: wavelet coefficients of the ranked "
-            "change are sent with Elias-gamma coded gaps between indices, against 4 bytes "
-            "(top-k, int32) or 8 bytes (CHOCO-SGD, int64, as the original sends them) per "
-            "index; random sampling sends an 8-byte seed, full sharing nothing. Per node "
-            "and round, mean over seeds:",
-            "",
-            f"![values against metadata]({rel}/{plot})",
-            "",
-            md_table(
-                [
-                    "method",
-                    "runs",
-                    "values (KiB / round)",
-                    "metadata (KiB / round)",
-                    "metadata share",
-                ],
-                rows,
-            ),
-            "",
-        ]
-    )
-
-
-def observations(inp: Inputs, k1: dict) -> list[str]:
-    """What else the numbers show that bears on the comparison with the paper."""
-    lines = []
-    if "round_gap" in k1:
-        lo, hi, start = k1["round_gap"]
-        lines.append(
-            "* Round for round, JWINS learns like full sharing here: from round "
-            f"{start} on its seed-mean accuracy is within {lo:+.2f} to {hi:+.2f} "
-            "points of full sharing's, so its byte saving at equal accuracy is about "
-            f"its saving per round ({k1['byte_ratio_final']:.2f}x the bytes)."
-        )
-    g2 = group(inp.claim2)
-    shaky = [(k, mean_std([r.final_acc for r in rs])) for k, rs in g2.items()]
-    shaky = [(k, a) for k, a in shaky if a[1] > 3.0]
-    if shaky:
-        lines.append(
-            "* Unstable points (final accuracy varies by more than 3 points between "
-            "seeds): "
-            + "; ".join(f"{label(*k)} {fmt_acc(*a)}" for k, a in shaky)
-            + ". Their ratios to JWINS depend on the seeds and on untuned settings "
-            "(CHOCO-SGD's gamma) more than the others do."
-        )
-    full_c = k1.get("full_curve")
-    if full_c is not None and g2:
-        r2 = max(r.rounds for rs in g2.values() for r in rs)
-        at = np.flatnonzero(full_c.rounds == r2)
-        if at.size:
-            ref = float(full_c.acc_mean[at[0]])
-            best = {}
-            for (m, b), rs in g2.items():
-                acc = mean_std([r.final_acc for r in rs])[0]
-                if m not in best or acc > best[m][1]:
-                    best[m] = (b, acc)
-            lines.append(
-                f"* After {r2} rounds full sharing is at {ref:.2f} % (claim-1 runs); "
-                "the best final accuracy of each method over the budgets: "
-                + "; ".join(
-                    f"{METHODS[m]} {acc:.2f} % ({b * 100:g} %)"
-                    for m, (b, acc) in best.items()
-                )
-                + "."
-            )
-    return lines
-
-
-def agreement_section(inp: Inputs, k1: dict, k2: dict) -> str:
-    """Where the results agree with the paper and where not, from the numbers."""
-    lines = ["## Agreement with the paper", ""]
-    if "targets" in k1:
-        reached = [(f, t, r) for f, t, r in k1["targets"] if r is not None]
-        gap = k1["acc_gap"]
-        if reached:
-            frac, target, ratio = reached[-1]
-            saved = (1 - ratio) * 100
-            ok = True if saved >= 50 and gap > -1 else (None if saved > 0 else False)
-            lines.append(
-                f"* Claim 1 {_verdict(ok)}: JWINS ends {gap:+.2f} points from full "
-                f"sharing's final accuracy and first reaches {frac * 100:g} % of it "
-                f"({target:.2f} %) with {ratio:.2f}x the bytes of full sharing, "
-                f"{saved:.0f} % fewer (paper: up to 64 % fewer); over the whole run it "
-                f"sends {k1['byte_ratio_final']:.2f}x the bytes of full sharing."
-            )
-        else:
-            lines.append(
-                f"* Claim 1 {_verdict(False)}: JWINS ends {gap:+.2f} points from full "
-                "sharing and does not reach the targets with every seed."
-            )
-    if "choco_pairs" in k2 or "equal_bytes" in k2:
-        pairs = k2.get("choco_pairs", [])
-        ratios = [(f, c / j) for f, j, c in pairs if j and c]
-        jwins_only = [f for f, j, c in pairs if j and not c]
-        choco_only = [f for f, j, c in pairs if c and not j]
-        eb_all = k2.get("equal_bytes", {}).get("choco", [])
-        eb = [(b, d) for b, d in eb_all if d is not None]
-        eb_none = [b for b, d in eb_all if d is None]
-        parts = []
-        if ratios:
-            parts.append(
-                "for the same accuracy CHOCO-SGD needs "
-                + ", ".join(f"{r:.2f}x" for _, r in ratios)
-                + " the bytes of JWINS (targets "
-                + ", ".join(f"{f * 100:g} %" for f, _ in ratios)
-                + " of full sharing's final accuracy)"
-            )
-        if jwins_only:
-            parts.append(
-                "only JWINS reaches the targets "
-                + ", ".join(f"{f * 100:g} %" for f in jwins_only)
-            )
-        if choco_only:
-            parts.append(
-                "only CHOCO-SGD reaches the targets "
-                + ", ".join(f"{f * 100:g} %" for f in choco_only)
-            )
-        if not pairs or not (ratios or jwins_only or choco_only):
-            parts.append("neither reaches the accuracy targets")
-        if eb:
-            parts.append(
-                "within the bytes of JWINS's runs JWINS is "
-                + ", ".join(f"{d:+.2f}" for _, d in eb)
-                + " points above CHOCO-SGD at budgets "
-                + ", ".join(f"{b * 100:g} %" for b, _ in eb)
-            )
-        if eb_none:
-            parts.append(
-                "at budgets "
-                + ", ".join(f"{b * 100:g} %" for b in eb_none)
-                + " every CHOCO-SGD run has sent more bytes by its first "
-                "evaluation than JWINS in its whole run"
-            )
-        wins_acc = (
-            (bool(ratios) or bool(jwins_only))
-            and not choco_only
-            and all(r > 1 for _, r in ratios)
-        )
-        wins_bytes = all(d > 0 for _, d in eb)
-        loses = (
-            not jwins_only
-            and all(r <= 1 for _, r in ratios)
-            and all(d <= 0 for _, d in eb)
-        )
-        if wins_acc and wins_bytes and (jwins_only or max(r for _, r in ratios) >= 2):
-            ok = True
-        elif loses:
-            ok = False
-        else:
-            ok = None
-        lines.append(
-            f"* Claim 2 {_verdict(ok)}: "
-            + "; ".join(parts)
-            + " (paper: up to 4x fewer bytes, and higher accuracy for the "
-            "same bytes)."
-        )
-        others = {m: v for m, v in k2.get("equal_acc", {}).items() if m != "choco"}
-        if others:
-            lines.append(
-                "* Against the other baselines, bytes needed for the same accuracy "
-                "relative to JWINS (per target): "
-                + "; ".join(
-                    f"{METHODS[m]} " + ", ".join(f"{r:.2f}x" for _, r in v)
-                    for m, v in others.items()
-                )
-                + "."
-            )
-    more = observations(inp, k1)
-    if more:
-        lines += ["", "What else the numbers show:", "", *more]
-    return "\n".join(lines) + "\n"
-
-
-DISCUSSION = """\
-### Why the results can differ from the paper
-
-* **The task is small.** {dataset_note}
-* **Few rounds, few seeds.** The runs are a few hundred rounds with {seeds} seeds; the
-  paper's CIFAR-10 runs are 2166 rounds. Differences of a fraction of a point are
-  within the seed-to-seed spread shown by the ± values.
-* **Bytes are counted, not pickled.** Values are 4 bytes per float32 and metadata is
-  the exact Elias-gamma size (SPEC decisions table); the original pickles messages and
-  compresses JWINS's floats with fpzip, which this simulator does not. JWINS's byte
-  savings here therefore come only from the fraction sent and its index coding.
-* **Budgets are nominal for JWINS.** {jwins_full_note}; the plots use measured
-  bytes, so every method is compared at what it really sent.
-* **Hyperparameters are not tuned per method.** All methods use the same learning
-  rate; CHOCO-SGD uses its default consensus step size gamma = 0.5 at every budget.
-
-### At paper scale
-
-`experiments/sweeps/cifar10_claim1.toml` and `cifar10_claim2.toml` are the same
-comparison in the paper's CIFAR-10 setting (`experiments/cifar_*_paper.toml`: GN-LeNet,
-89,834 parameters, Dirichlet(1) over 96 nodes on the paper's graph, tau = 3, batch 8,
-lr 0.01, 2166 rounds, evaluations every 21 rounds on 2000 test images). They need
-CIFAR-10 prepared for tensorflow-datasets (`tfds build cifar10 --data_dir DIR`) and an
-accelerator: on a 2-core CPU one GN-LeNet round of 96 nodes takes about 2.8 s
-(`benchmarks/RESULTS.md`), so one 2166-round config takes close to two hours, and the
-two sweeps hold {cifar_configs} configs. The same command runs them:
-
-```sh
-python -m jwins_jax.reproduce --dataset cifar10 --data-dir DIR
-```
-
-It writes `REPRODUCTION-cifar10.md` and `reproduction/cifar10/`.
-"""
-
+# ------------------------------------------------------------------- the report
 DATASET_NOTES = {
     "digits": (
         "scikit-learn's digits are {n_train:,} 8x8 training images (about {per_node} "
@@ -970,112 +581,106 @@ DATASET_NOTES = {
 }
 
 
-def render(inp: Inputs, out: pathlib.Path, report: pathlib.Path) -> str:
-    """The whole report as markdown (plots are written to ``out``)."""
-    rel = os.path.relpath(out, report.parent)
-    s1, k1 = claim1_section(inp, out, rel) if inp.claim1 else ("", {})
-    s2, k2 = claim2_section(inp, out, rel) if inp.claim2 else ("", {})
-    s3 = breakdown_section(inp, out, rel)
-    st = inp.settings
-    seeds = sorted({r.seed for r in inp.claim1 + inp.claim2})
-    env = inp.environment
-    graph = (
-        f"the paper's {st['nodes']}-node graph"
-        if st["topology"] == "edges" and st.get("edges_file") is None
-        else f"a {st['topology']} graph"
-    )
-    runtime = (
-        f"; the command took {inp.runtime_s / 60:.0f} min" if inp.runtime_s else ""
-    )
-    head = [
-        f"# Reproducing JWINS's claims on {inp.dataset}",
-        "",
-        "Generated by `" + inp.command + "` (`jwins_jax/reproduce.py`) from the sweep "
-        f"specs `{inp.specs[0]}` and `{inp.specs[1]}`; the numbers come from the "
-        f"sweeps' CSV files, copied to `{rel}/` with the plots. Environment: "
-        f"{env['device']}, jax {env['jax']}, {env['date']}{runtime}.",
-        "",
-        f"Setting: {st['nodes']} nodes on {graph}, {st['dataset']} split "
-        f"{st['partition']} (alpha = {st['dirichlet_alpha']}), model {st['model']}, "
-        f"tau = {st['local_steps']} local steps of batch {st['batch_size']}, "
-        f"lr {st['lr']}, "
-        f"seeds {', '.join(map(str, seeds))}; claim 1 runs {st['rounds']} rounds, "
-        f"claim 2 {inp.rounds2}.",
-        "",
-    ]
-    agree = agreement_section(inp, k1, k2)
-    note = DATASET_NOTES.get(inp.dataset)
+def render(
+    res: Results,
+    out: pathlib.Path,
+    report: pathlib.Path,
+    header: dict[str, Any],
+    facts: dict[str, Any],
+) -> str:
+    """The whole report as markdown (its plots are written to ``out``).
+
+    Args:
+        res: the numbers (:func:`compute`).
+        out: the folder of the plots.
+        report: where the report goes (its links are relative to it).
+        header: ``dataset``, ``command``, ``spec1``, ``spec2`` and ``environment``.
+        facts: the model's and the data's sizes (:func:`facts`).
+    """
+    plot_claim1(res, out, f"{header['dataset']}: full sharing vs JWINS")
+    plot_claim2(res, out, header["dataset"])
+    bars, breakdown_table = breakdown(res)
+    plot_breakdown(bars, out, f"{header['dataset']}: what a node sends per round")
+    runs = [r for pts in (res.one, res.two) for rs in pts.values() for r in rs]
+    c, seeds = runs[0].config, sorted({r.config.seed for r in runs})
     try:
-        note = note.format(**inp.facts) if note else None
+        note = DATASET_NOTES[header["dataset"]].format(**facts)
     except KeyError:
-        note = None
-    tail = DISCUSSION.format(
-        dataset_note=note
-        or (
-            f"{inp.dataset} with a model of {inp.facts.get('n_params', '?')} "
+        note = (
+            f"{header['dataset']} with a model of {facts.get('n_params', '?')} "
             "parameters; see its description in `jwins_jax/data/`."
+        )
+    template = resources.path("reproduction_template.md").read_text()
+    return template.format(
+        **{k: v for k, v in c.to_dict().items() if k != "dataset"},
+        **header,
+        **tables(res),
+        rel=os.path.relpath(out, report.parent),
+        graph=(
+            f"the paper's {c.nodes}-node graph"
+            if c.topology == "edges" and c.edges_file is None
+            else f"a {c.topology} graph"
         ),
+        seed_list=", ".join(map(str, seeds)),
         seeds=len(seeds),
+        agreement=agreement(res),
+        seeds2=len(next(iter(res.two.values()))),
+        rounds2=next(iter(res.two.values()))[0].config.rounds,
+        breakdown=breakdown_table,
+        dataset_note=note,
         cifar_configs=_count_configs("cifar10"),
-        jwins_full_note=_full_note(inp.claim2),
-    )
-    return "\n".join([*head, agree, s1, s2, s3, tail])
-
-
-def _full_note(runs: Sequence[Run]) -> str:
-    """Which of JWINS's scaled lists still send the whole model, and how often."""
-    full = {
-        b: (rs[0].full_entries, rs[0].list_length)
-        for (m, b), rs in group(runs).items()
-        if m == "jwins"
-    }
-    some = {b: f for b, f in full.items() if f[0]}
-    if not some:
-        return "None of JWINS's scaled alpha lists reaches the metadata cap"
-    counts = ", ".join(
-        f"budget {b * 100:g} %: {k} of {n} entries" for b, (k, n) in some.items()
-    )
-    return (
-        "Its scaled alpha lists keep the metadata cap, so entries at or above it "
-        f"still send the whole model ({counts})"
     )
 
 
+# ---------------------------------------------------------------------- running
 def _count_configs(dataset: str) -> str:
     from jwins_jax.sweep import load_spec
 
     try:
-        paths = spec_paths(dataset, SPECS_DIR)
-        return str(sum(len(load_spec(p).configs) for p in paths))
+        return str(sum(len(load_spec(p).configs) for p in spec_paths(dataset)))
     except Exception:  # noqa: BLE001 - only a number in the text
         return "several"
 
 
-# ------------------------------------------------------------------- running
-SPECS_DIR = pathlib.Path("experiments") / "sweeps"
+def write_curves(claims: Sequence[Sequence[Run]], path: pathlib.Path) -> None:
+    """The seed-mean curves behind the plots: one row per (claim, method, budget,
+    evaluation)."""
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        head = "claim method budget round seeds test_acc_mean test_acc_std"
+        w.writerow((head + " bytes_per_node_mean").split())
+        for i, runs in enumerate(claims, start=1):
+            for (m, b), rs in points(runs).items():
+                c, rounds = an.curve(rs), an.curve(rs, x="round").x[0]
+                for j, rnd in enumerate(rounds):
+                    acc = [f"{c.y_mean[j]:.4f}", f"{c.y_std[j]:.4f}"]
+                    budget = "" if b is None else b
+                    w.writerow(
+                        [i, m, budget, int(rnd), c.seeds, *acc, f"{c.x_mean[j]:.1f}"]
+                    )
 
 
+# ---------------------------------------------------------------------- running
 def spec_paths(
-    dataset: str, specs_dir: pathlib.Path
+    dataset: str, specs_dir: pathlib.Path = SPECS_DIR
 ) -> tuple[pathlib.Path, pathlib.Path]:
-    """The dataset's claim-1 and claim-2 sweep specs."""
-    from jwins_jax.errors import ConfigError
-
+    """The dataset's claim-1 and claim-2 sweep specs (ConfigError if missing)."""
     paths = (specs_dir / f"{dataset}_claim1.toml", specs_dir / f"{dataset}_claim2.toml")
-    for p in paths:
-        if not p.is_file():
-            have = sorted(
-                {
-                    q.name.rsplit("_claim", 1)[0]
-                    for q in specs_dir.glob("*_claim[12].toml")
-                }
-            )
-            raise ConfigError(
-                f"sweep spec {str(p)!r} does not exist; datasets with specs in "
-                f"{str(specs_dir)!r}: {', '.join(have) or 'none'} (run from the "
-                "repository root, or give --specs-dir)"
-            )
+    if not all(p.is_file() for p in paths):
+        have = {q.name.rsplit("_claim", 1)[0] for q in specs_dir.glob("*_claim?.toml")}
+        raise ConfigError(
+            f"sweep spec {str(paths[0])!r} or {paths[1].name!r} does not exist; "
+            f"datasets with specs in {str(specs_dir)!r}: "
+            f"{', '.join(sorted(have)) or 'none'} (--specs-dir chooses another folder)"
+        )
     return paths
+
+
+def _shown(path: pathlib.Path) -> str:
+    """A spec's path for the report: packaged specs relative to the package."""
+    if path.parent.resolve() == SPECS_DIR.resolve():
+        return f"jwins_jax/resources/sweeps/{path.name}"
+    return str(path)
 
 
 def load(path: pathlib.Path, args: argparse.Namespace):
@@ -1097,34 +702,20 @@ def load(path: pathlib.Path, args: argparse.Namespace):
     return parse_spec(data, source=str(path), default_name=path.stem)
 
 
-def environment() -> dict[str, str]:
+def environment() -> str:
+    """The device, jax version and date, for the report's header."""
     import jax
 
     from jwins_jax.platform import cpu_model
 
-    cpu = cpu_model()
     dev = jax.devices()[0]
-    device = (
-        f"{os.cpu_count()}-core CPU ({cpu})"
-        if dev.platform == "cpu"
-        else str(dev.device_kind)
-    )
-    return {
-        "jax": jax.__version__,
-        "device": device,
-        "date": datetime.date.today().isoformat(),
-    }
+    cpu = f"{os.cpu_count()}-core CPU ({cpu_model()})"
+    device = cpu if dev.platform == "cpu" else str(dev.device_kind)
+    return f"{device}, jax {jax.__version__}, {datetime.date.today().isoformat()}"
 
 
-def _int_list(text: str) -> list[int]:
-    return [int(v) for v in text.split(",") if v.strip()]
-
-
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        prog="python -m jwins_jax.reproduce",
-        description="Run the claim sweeps of a dataset and write the report.",
-    )
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``jwins reproduce``."""
     p.add_argument(
         "--dataset",
         default="digits",
@@ -1135,157 +726,107 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--specs-dir",
         type=pathlib.Path,
         default=SPECS_DIR,
-        help=f"folder of the sweep specs (default: {SPECS_DIR})",
+        help="folder of the sweep specs (default: the packaged ones)",
     )
-    p.add_argument("--data-dir", default=None, help="data_dir for file-based datasets")
     p.add_argument(
-        "--runs-dir",
+        "--output-dir",
         type=pathlib.Path,
-        default=None,
-        help="where the sweeps run (default: runs/reproduce-<dataset>)",
+        default=pathlib.Path("."),
+        help="where the runs (runs/reproduce-<dataset>/), plots and CSV files "
+        "(reproduction/<dataset>/) and the report (REPRODUCTION.md for digits, "
+        "else REPRODUCTION-<dataset>.md) go (default: the current directory)",
     )
-    p.add_argument(
-        "--out",
-        type=pathlib.Path,
-        default=None,
-        help="plots and CSV copies (default: reproduction/<dataset>)",
-    )
-    p.add_argument(
-        "--report",
-        type=pathlib.Path,
-        default=None,
-        help="the markdown report (default: REPRODUCTION.md for digits, "
-        "else REPRODUCTION-<dataset>.md)",
-    )
-    p.add_argument(
-        "--rounds", type=int, default=None, help="override the specs' rounds"
-    )
+    p.add_argument("--data-dir", help="data_dir for file-based datasets")
+    p.add_argument("--rounds", type=int, help="override the specs' rounds")
     p.add_argument(
         "--seeds",
-        type=_int_list,
-        default=None,
+        type=lambda text: [int(v) for v in text.split(",") if v.strip()],
         help="override the specs' seeds, e.g. 1,2",
     )
-    p.add_argument("--batch", type=int, default=None, help="configs per compiled batch")
-    p.add_argument(
-        "--report-only",
-        action="store_true",
-        help="write the report from the runs already there, run nothing",
-    )
+    p.add_argument("--batch", type=int, help="configs per compiled batch")
+    for flag, text in (
+        ("--report-only", "write the report from the runs already there"),
+        ("--dry-run", "print the sweeps' configs and where the outputs go"),
+    ):
+        p.add_argument(flag, action="store_true", help=text + ", run nothing")
     p.add_argument("--quiet", action="store_true", help="no progress output")
-    a = p.parse_args(argv)
-    a.runs_dir = a.runs_dir or pathlib.Path("runs") / f"reproduce-{a.dataset}"
-    a.out = a.out or pathlib.Path("reproduction") / a.dataset
-    a.report = a.report or pathlib.Path(
-        "REPRODUCTION.md" if a.dataset == "digits" else f"REPRODUCTION-{a.dataset}.md"
-    )
-    return a
 
 
 def command_line(args: argparse.Namespace) -> str:
     """How the report was made, for its header."""
-    if (
-        args.dataset == "digits"
-        and args.specs_dir == SPECS_DIR
-        and all(
-            getattr(args, k) is None for k in ("rounds", "seeds", "data_dir", "batch")
-        )
-    ):
+    flags = {
+        "--dataset": None if args.dataset == "digits" else args.dataset,
+        "--specs-dir": None if args.specs_dir == SPECS_DIR else args.specs_dir,
+        "--data-dir": None if args.data_dir is None else "DIR",
+        "--rounds": args.rounds,
+        "--seeds": args.seeds and ",".join(map(str, args.seeds)),
+    }
+    given = [f"{k} {v}" for k, v in flags.items() if v is not None]
+    if not given and args.batch is None:
         return "make reproduce"
-    extra = [f"--dataset {args.dataset}"] if args.dataset != "digits" else []
-    if args.specs_dir != SPECS_DIR:
-        extra.append(f"--specs-dir {args.specs_dir}")
-    if args.data_dir is not None:
-        extra.append("--data-dir DIR")
-    if args.rounds is not None:
-        extra.append(f"--rounds {args.rounds}")
-    if args.seeds is not None:
-        extra.append("--seeds " + ",".join(map(str, args.seeds)))
-    return " ".join(["python -m jwins_jax.reproduce", *extra])
+    return " ".join(["jwins reproduce", *given])
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Runs the sweeps (unless ``--report-only``) and writes the report."""
-    from jwins_jax.hostmem import tune_host_allocator
-
-    tune_host_allocator()  # before the first JAX computation starts its threads
-    from jwins_jax.errors import ConfigError
-
-    args = parse_args(argv)
-    try:
-        return _main(args)
-    except ConfigError as err:
-        sys.stderr.write(f"reproduce: error: {err}\n")
-        return 2
-
-
-def _main(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
+    """Runs the sweeps (unless ``--report-only`` or ``--dry-run``) and writes the
+    report; ConfigError on bad input or missing runs."""
     from jwins_jax.runner import Progress
-    from jwins_jax.sweep import run_sweep
+    from jwins_jax.sweep import describe, run_sweep
 
     t0 = time.perf_counter()
+    d = args.dataset
+    args.runs_dir = args.output_dir / "runs" / f"reproduce-{d}"
+    args.out = args.output_dir / "reproduction" / d
+    args.report = args.output_dir / f"REPRODUCTION{'' if d == 'digits' else '-' + d}.md"
     paths = spec_paths(args.dataset, args.specs_dir)
     sweeps = [load(p, args) for p in paths]
+    if args.dry_run:
+        for sw in sweeps:
+            print(describe(sw, args.batch))
+        print(f"report: {args.report}; plots and CSV files: {args.out}/")
+        return 0
     if not args.report_only:
         for sw in sweeps:
             progress = Progress(f"sweep {sw.name}", enabled=not args.quiet)
             run_sweep(sw, batch=args.batch, progress=progress)
-    out = args.out
+    out, runs = args.out, []
+    for sw in sweeps:
+        if not (sw.directory / "sweep.csv").is_file():
+            raise ConfigError(
+                f"{sw.directory / 'sweep.csv'} does not exist: run the sweeps first "
+                "(without --report-only)"
+            )
+        runs.append([r for r in an.load_sweep(sw.directory) if _finished(r)])
+    res = compute(runs[0], runs[1])  # checks them before anything is written
     out.mkdir(parents=True, exist_ok=True)
+    for sw, claim in zip(sweeps, ("claim1", "claim2")):
+        shutil.copyfile(sw.directory / "sweep.csv", out / f"{claim}_sweep.csv")
     info = out / "runtime.json"
-    if args.report_only:  # the runtime of the command that ran the sweeps, if known
-        runtime = None
-        if info.is_file():
-            runtime = json.loads(info.read_text()).get("runtime_s")
-    else:
+    runtime = None  # --report-only: the runtime of the command that ran the sweeps
+    if args.report_only and info.is_file():
+        runtime = json.loads(info.read_text()).get("runtime_s")
+    elif not args.report_only:
         runtime = time.perf_counter() - t0
         info.write_text(json.dumps({"runtime_s": runtime}) + "\n")
-    runs = []
-    for sw, name in zip(sweeps, ("claim1", "claim2")):
-        if not (sw.directory / "sweep.csv").is_file():
-            from jwins_jax.errors import ConfigError
-
-            raise ConfigError(
-                f"{sw.directory / 'sweep.csv'} does not exist: run the "
-                "sweeps first (without --report-only)"
-            )
-        shutil.copyfile(sw.directory / "sweep.csv", out / f"{name}_sweep.csv")
-        runs.append(load_runs(sw, sw.directory))
     write_curves(runs, out / "curves.csv")
-    c1 = sweeps[0].configs[0].config
-    settings = {
-        f: getattr(c1, f)
-        for f in (
-            "nodes",
-            "topology",
-            "edges_file",
-            "dataset",
-            "partition",
-            "dirichlet_alpha",
-            "model",
-            "local_steps",
-            "batch_size",
-            "lr",
-            "rounds",
-            "eval_every",
-        )
+    took = f"; the command took {runtime / 60:.0f} min" if runtime else ""
+    header = {
+        "dataset": args.dataset,
+        "command": command_line(args),
+        "spec1": _shown(paths[0]),
+        "spec2": _shown(paths[1]),
+        "environment": environment() + took,
     }
-    inp = Inputs(
-        facts=facts(c1),
-        dataset=args.dataset,
-        claim1=runs[0],
-        claim2=runs[1],
-        settings=settings,
-        rounds2=sweeps[1].configs[0].config.rounds,
-        command=command_line(args),
-        specs=(str(paths[0]), str(paths[1])),
-        runtime_s=runtime,
-        environment=environment(),
-    )
+    conf = sweeps[0].configs[0].config
     args.report.parent.mkdir(parents=True, exist_ok=True)
-    args.report.write_text(render(inp, out, args.report))
+    text = render(res, out, args.report, header, facts(conf))
+    args.report.write_text(text)
     print(f"wrote {args.report} and {out}/")
     return 0
+
+
+def _finished(r: Run) -> bool:
+    return r.status == "finished" and not np.isnan(r.final_value("test_acc"))
 
 
 def facts(config) -> dict[str, Any]:
@@ -1310,39 +851,11 @@ def facts(config) -> dict[str, Any]:
     return out
 
 
-def write_curves(claims: Sequence[Sequence[Run]], path: pathlib.Path) -> None:
-    """The seed-mean curves behind the plots: one row per (claim, method, budget,
-    evaluation)."""
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(
-            [
-                "claim",
-                "method",
-                "budget",
-                "round",
-                "seeds",
-                "test_acc_mean",
-                "test_acc_std",
-                "bytes_per_node_mean",
-            ]
-        )
-        for i, runs in enumerate(claims, start=1):
-            for (m, b), rs in group(runs).items():
-                c = curve(rs)
-                for j, rnd in enumerate(c.rounds):
-                    w.writerow(
-                        [
-                            i,
-                            m,
-                            "" if b is None else b,
-                            int(rnd),
-                            len(rs),
-                            f"{c.acc_mean[j]:.4f}",
-                            f"{c.acc_std[j]:.4f}",
-                            f"{c.bytes_mean[j]:.1f}",
-                        ]
-                    )
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m jwins_jax.reproduce``: the same as ``jwins reproduce``."""
+    from jwins_jax.cli import main as cli_main
+
+    return cli_main(["reproduce", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

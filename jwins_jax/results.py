@@ -632,16 +632,17 @@ def plot_accuracy_vs_bytes(
 ) -> None:
     """Test accuracy against cumulative bytes sent per node (or simulated time,
     ``x="sim_time_s"``), one line per run."""
+    from jwins_jax.analysis import value
+
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
+    scale = 2**20 if x == "bytes_per_node" else 1.0
     for label, records in runs.items():
-        records = [rec for rec in records if rec.get(x) is not None]
-        if x == "bytes_per_node":
-            xs = [rec[x] / 2**20 for rec in records]
-        else:
-            xs = [_num(rec[x]["mean"]) for rec in records]
-        mean = np.array([_num(rec["test_acc"]["mean"]) for rec in records])
-        std = np.array([_num(rec["test_acc"]["std"]) for rec in records])
+        xs = np.array([value(rec, x) for rec in records]) / scale
+        mean = np.array([value(rec, "test_acc") for rec in records])
+        std = np.array([value(rec, "test_acc.std") for rec in records])
+        keep = np.isfinite(xs)
+        xs, mean, std = xs[keep], mean[keep], std[keep]
         ax.plot(xs, mean, marker=".", label=label)
         ax.fill_between(xs, mean - std, mean + std, alpha=0.2)
     xlabel = (

@@ -5,6 +5,7 @@ A sweep spec (TOML or JSON) is a base config plus axes::
     name = "lr-seed"            # optional (default: the file's stem)
     batch = 16                  # optional: configs per compiled batch (default: auto)
     one_program = false         # optional: true rejects axes that need another program
+    targets = [80, 90]          # optional: accuracies (%) for sweep.csv's *_to_* columns
 
     [base]                      # any config fields, as in `jwins run --config`
     rounds = 150
@@ -28,8 +29,13 @@ once per group: every batch reuses it (a short last batch is padded). The batch 
 is chosen from the device's free memory unless given.
 
 Output ``OUT_DIR/sweep-NAME/``: one results directory per config (as ``jwins run``
-writes), ``sweep.csv`` (a row per config), ``spec.json`` (the resolved configs) and
-plots. Running the same sweep again skips the configs that finished; a config that
+writes), ``sweep.csv``, ``spec.json`` (the resolved configs) and plots. sweep.csv
+has a row per config: its axes, method key, status and final metrics, and for each
+target accuracy the bytes per node (``bytes_to_80``) and, where the records carry
+the simulated clock, the time (``sim_time_s_to_80``) at which its test accuracy
+first reached the target (:data:`~jwins_jax.analysis.DEFAULT_TARGETS` unless the spec
+gives ``targets``). What it computes from runs comes from :mod:`jwins_jax.analysis`.
+Running the same sweep again skips the configs that finished; a config that
 diverges is marked so and the others of its batch go on.
 """
 
@@ -42,12 +48,12 @@ import math
 import os
 import pathlib
 import shutil
-from collections.abc import Sequence
 from typing import Any
 
 import jax
 import numpy as np
 
+from jwins_jax import analysis as an
 from jwins_jax import options as opt
 from jwins_jax.config import Config, read_table
 from jwins_jax.errors import ConfigError, Terminated
@@ -60,7 +66,7 @@ from jwins_jax.results import (
     write_json,
 )
 
-SPEC_KEYS = ("name", "batch", "one_program", "base", "grid", "configs")
+SPEC_KEYS = ("name", "batch", "one_program", "targets", "base", "grid", "configs")
 MAX_CONFIGS = 100_000
 
 
@@ -82,6 +88,7 @@ class Sweep:
     axes: list[str]
     batch: int | None = None
     out_dir: str = "runs"
+    targets: tuple[float, ...] = an.DEFAULT_TARGETS  # accuracies for sweep.csv
 
     @property
     def directory(self) -> pathlib.Path:
@@ -158,6 +165,15 @@ def parse_spec(
         opt.int_range(1, 100_000)("batch", batch)
     one_program = data.get("one_program", False)
     opt.check_kind("one_program", one_program, bool)
+    targets = data.get("targets", list(an.DEFAULT_TARGETS))
+    if not isinstance(targets, list) or not all(
+        isinstance(t, (int, float)) and not isinstance(t, bool) and 0 < t <= 100
+        for t in targets
+    ):
+        raise ConfigError(
+            f"{source}: targets={targets!r} is not allowed: give a list of test "
+            "accuracies in (0, 100] (percent), e.g. targets = [80, 90]"
+        )
     base = data.get("base", {})
     grid = data.get("grid", {})
     entries = data.get("configs", [{}])
@@ -229,7 +245,14 @@ def parse_spec(
         shown = {a: getattr(cfg, a) for a in axes}
         cfg = cfg.replace(name=_dir_label(index, shown))
         configs.append(SweepConfig(index, cfg, shown))
-    sweep = Sweep(name, configs, axes, batch, out_dir=configs[0].config.out_dir)
+    sweep = Sweep(
+        name,
+        configs,
+        axes,
+        batch,
+        out_dir=configs[0].config.out_dir,
+        targets=tuple(float(t) for t in targets),
+    )
     if one_program:
         traced = set(Config.traced_fields(configs[0].config.sharing))
         for field in axes:
@@ -479,15 +502,16 @@ def _run_sweep(sweep: Sweep, batch: int | None, progress, stop) -> list[dict[str
                 summaries[group[i].index] = s
             progress.offset += len(chunk) * exp.config.rounds
             try:
-                write_table(sweep, root, summaries)
+                write_table(sweep, root, runs_of(sweep, root, summaries))
             except OSError as err:
                 error = error or err
             if isinstance(error, (KeyboardInterrupt, Terminated)):
                 raise error
             if error is not None:
                 raise failure(error, logs, _advice(root, error)) from error
-    write_table(sweep, root, summaries)
-    plot_sweep(sweep, root, summaries)
+    runs = runs_of(sweep, root, summaries)
+    write_table(sweep, root, runs)
+    plot_sweep(sweep, root, runs)
     return [summaries[sc.index] for sc in sweep.configs if sc.index in summaries]
 
 
@@ -505,59 +529,70 @@ def _advice(root: pathlib.Path, error: BaseException | None) -> str | None:
 
 
 # ----------------------------------------------------------------- outputs
-CSV_COLUMNS = (
-    "index",
-    "name",
-    "sharing",
-    "status",
-    "rounds_done",
-    "best_test_acc",
-    "final_test_acc",
-    "final_test_acc_std",
-    "bytes_per_node",
-    "value_bytes_per_node",
-    "meta_bytes_per_node",
-    "received_bytes_per_node",
-    "wall_s",
+# sweep.csv's columns; the sweep's axes follow "method", the *_to_* columns come last
+CSV_COLUMNS = tuple(
+    "index name sharing method status rounds_done best_test_acc final_test_acc "
+    "final_test_acc_std bytes_per_node value_bytes_per_node meta_bytes_per_node "
+    "received_bytes_per_node wall_s".split()
 )
+# sweep.csv column -> key path of the final record
+FINAL_COLUMNS = {
+    "final_test_acc": "test_acc.mean",
+    "final_test_acc_std": "test_acc.std",
+}
+FINAL_COLUMNS.update({k: k for k in CSV_COLUMNS if k.endswith("bytes_per_node")})
 
 
-def table_rows(
-    sweep: Sweep, summaries: dict[int, dict[str, Any]]
-) -> list[dict[str, Any]]:
+def runs_of(
+    sweep: Sweep, root: pathlib.Path, summaries: dict[int, dict[str, Any]]
+) -> dict[int, an.Run]:
+    """The configs with a summary, as analysis records (metrics read from disk)."""
+    return {
+        sc.index: an.Run(
+            root / sc.config.name,
+            sc.config,
+            summaries[sc.index],
+            tuple(read_metrics(root / sc.config.name)),
+        )
+        for sc in sweep.configs
+        if sc.index in summaries
+    }
+
+
+def _opt(v: float) -> float | None:
+    return None if math.isnan(v) else v
+
+
+def table_rows(sweep: Sweep, runs: dict[int, an.Run]) -> list[dict[str, Any]]:
     """The rows of sweep.csv (configs without a summary yet are ``pending``)."""
     rows = []
     for sc in sweep.configs:
-        s = summaries.get(sc.index)
-        final = (s or {}).get("final") or {}
-        acc = final.get("test_acc") or {}
+        r = runs.get(sc.index)
+        s = r.summary if r is not None else {}
         row = {
             "index": sc.index,
             "name": sc.config.name,
             "sharing": sc.config.sharing,
+            "method": an.method_key(sc.config),
             **{a: _label(v) for a, v in sc.values.items()},
-            "status": s["status"] if s else "pending",
-            "rounds_done": s.get("rounds_done") if s else 0,
-            "best_test_acc": s.get("best_test_acc_mean") if s else None,
-            "final_test_acc": acc.get("mean"),
-            "final_test_acc_std": acc.get("std"),
-            "bytes_per_node": final.get("bytes_per_node"),
-            "value_bytes_per_node": final.get("value_bytes_per_node"),
-            "meta_bytes_per_node": final.get("meta_bytes_per_node"),
-            "received_bytes_per_node": final.get("received_bytes_per_node"),
-            "wall_s": s.get("wall_s") if s else None,
+            "status": r.status if r is not None else "pending",
+            "rounds_done": s.get("rounds_done", 0),
+            "best_test_acc": s.get("best_test_acc_mean"),
+            "wall_s": s.get("wall_s"),
         }
+        if r is not None:
+            row.update({k: _opt(r.final_value(p)) for k, p in FINAL_COLUMNS.items()})
+            row.update(an.reach_columns(r.records, sweep.targets))
         rows.append(row)
     return rows
 
 
-def write_table(
-    sweep: Sweep, root: pathlib.Path, summaries: dict[int, dict[str, Any]]
-) -> None:
+def write_table(sweep: Sweep, root: pathlib.Path, runs: dict[int, an.Run]) -> None:
     """Writes sweep.csv atomically."""
-    rows = table_rows(sweep, summaries)
-    columns = list(CSV_COLUMNS[:3]) + [a for a in sweep.axes if a != "sharing"]
-    columns += list(CSV_COLUMNS[3:])
+    rows = table_rows(sweep, runs)
+    columns = list(CSV_COLUMNS[:4]) + [a for a in sweep.axes if a != "sharing"]
+    columns += list(CSV_COLUMNS[4:])
+    columns += list(dict.fromkeys(k for row in rows for k in row if k not in columns))
     tmp = root / "sweep.csv.tmp"
     try:
         with open(tmp, "w", newline="") as f:
@@ -571,38 +606,34 @@ def write_table(
         raise
 
 
-def pareto_front(points: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
-    """The points not beaten by one with fewer (or equal) bytes and higher accuracy."""
-    front, best = [], -math.inf
-    for b, a in sorted(points, key=lambda p: (p[0], -p[1])):
-        if a > best:
-            front.append((b, a))
-            best = a
-    return front
-
-
-def plot_sweep(
-    sweep: Sweep, root: pathlib.Path, summaries: dict[int, dict[str, Any]]
-) -> None:
-    """accuracy_vs_bytes.png, accuracy_vs_<axis>.png and accuracy_vs_rounds_<g>.png."""
+def plot_sweep(sweep: Sweep, root: pathlib.Path, runs: dict[int, an.Run]) -> None:
+    """accuracy_vs_bytes.png (each method's Pareto front), accuracy_vs_<axis>.png
+    and accuracy_vs_rounds_<g>.png."""
     from jwins_jax.results import _pyplot
 
     plt = _pyplot()
-    rows = [r for r in table_rows(sweep, summaries) if r["final_test_acc"] is not None]
-    if not rows:
+    done = {i: r for i, r in runs.items() if not math.isnan(r.final_value("test_acc"))}
+    if not done:
         return
-    strategies = list(dict.fromkeys(r["sharing"] for r in rows))
-    colors = {s: f"C{i}" for i, s in enumerate(strategies)}
+    by_method = an.group(done.values(), lambda r: r.method)
+    colors = {m: f"C{i}" for i, m in enumerate(by_method)}
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    for s in strategies:
-        pts = [
-            (r["bytes_per_node"] / 2**20, r["final_test_acc"])
-            for r in rows
-            if r["sharing"] == s
-        ]
-        ax.scatter(*zip(*pts), color=colors[s], s=18, alpha=0.6)
-        front = pareto_front(pts)
-        ax.plot(*zip(*front), color=colors[s], marker="o", label=f"{s} (Pareto front)")
+    for m, front in an.fronts(done.values()).items():
+        xs, ys = zip(
+            *[
+                (r.final_value("bytes_per_node"), r.final_value("test_acc"))
+                for r in by_method[m]
+            ]
+        )
+        fx, fy = zip(*front)
+        ax.scatter(np.array(xs) / 2**20, ys, color=colors[m], s=18, alpha=0.6)
+        ax.plot(
+            np.array(fx) / 2**20,
+            fy,
+            color=colors[m],
+            marker="o",
+            label=f"{m} (Pareto front)",
+        )
     ax.set_xscale("log")
     finish_plot(
         fig,
@@ -619,21 +650,13 @@ def plot_sweep(
         ):
             continue
         fig, ax = plt.subplots(figsize=(6, 4))
-        for s in strategies:
-            by_value: dict[float, list[float]] = {}
-            for sc in sweep.configs:
-                r = next((r for r in rows if r["index"] == sc.index), None)
-                if r is not None and r["sharing"] == s:
-                    by_value.setdefault(float(sc.values[axis]), []).append(
-                        r["final_test_acc"]
-                    )
-            if not by_value:
-                continue
+        for m, rs in by_method.items():
+            by_value = an.group(rs, lambda r: float(getattr(r.config, axis)))
             xs = sorted(by_value)
-            means = [float(np.mean(by_value[x])) for x in xs]
-            stds = [float(np.std(by_value[x])) for x in xs]
+            accs = [[r.final_value("test_acc") for r in by_value[x]] for x in xs]
+            means, stds = [np.mean(a) for a in accs], [np.std(a) for a in accs]
             ax.errorbar(
-                xs, means, yerr=stds, marker="o", capsize=3, color=colors[s], label=s
+                xs, means, yerr=stds, marker="o", capsize=3, color=colors[m], label=m
             )
         finish_plot(
             fig,
@@ -646,18 +669,10 @@ def plot_sweep(
     for g, group in enumerate(sweep.groups()):
         fig, ax = plt.subplots(figsize=(6, 4))
         for sc in group:
-            recs = read_metrics(root / sc.config.name)
-            if recs:
-                ax.plot(
-                    [r["round"] for r in recs],
-                    [
-                        np.nan
-                        if r["test_acc"]["mean"] is None
-                        else r["test_acc"]["mean"]
-                        for r in recs
-                    ],
-                    label=sc.config.name[4:40] or sc.config.name,
-                )
+            r = runs.get(sc.index)
+            if r is not None and r.records:
+                c = an.curve(r, x="round")
+                ax.plot(c.x[0], c.y[0], label=sc.config.name[4:40] or sc.config.name)
         finish_plot(
             fig,
             ax,

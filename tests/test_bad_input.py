@@ -300,23 +300,35 @@ def test_every_field_given_as_null(tmp_path):
         path.write_text(json.dumps(base))
         assert got == _config_via_cli(path).validate(), name
         defaulted.append(name)
-    assert {"rounds", "nodes", "lr", "sharing", "out_dir", "dynamic"} <= set(refused)
-    assert {"model", "name", "alpha", "edges_file", "train_chunk"} <= set(defaulted)
+    assert {"nodes", "seed", "sharing", "out_dir", "dynamic", "bandwidth_mbps"} <= set(
+        refused
+    )
+    # the dataset's settings, a strategy's parameters, derived and optional fields
+    assert {
+        "model",
+        "name",
+        "alpha",
+        "edges_file",
+        "train_chunk",
+        "rounds",
+        "lr",
+        "downlink_mbps",
+    } <= set(defaulted)
     assert all(Config.fields()[n].default is None for n in defaulted)
 
 
 def test_null_values_through_the_command_line(tmp_path, capsys):
     out = tmp_path / "out"
-    path = _config_file(tmp_path, json.dumps({"rounds": None}), suffix=".json")
+    path = _config_file(tmp_path, json.dumps({"nodes": None}), suffix=".json")
     _check(
         ["run", "--config", str(path), "--out-dir", str(out)],
         capsys,
         out,
-        "rounds=null is not allowed: rounds must not be null; give an integer",
+        "nodes=null is not allowed: nodes must not be null; give an integer",
     )
     spec = tmp_path / "spec.json"
-    spec.write_text(json.dumps({"base": {"lr": None}}))
-    _check(["sweep", str(spec), "--out-dir", str(out)], capsys, out, "lr=null")
+    spec.write_text(json.dumps({"base": {"momentum": None}}))
+    _check(["sweep", str(spec), "--out-dir", str(out)], capsys, out, "momentum=null")
     spec.write_text(json.dumps({"grid": {"seed": [1, None]}}))
     _check(["sweep", str(spec), "--out-dir", str(out)], capsys, out, "seed=null")
     _check(

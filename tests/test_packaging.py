@@ -4,7 +4,8 @@ The wheel is built offline from a copy of the package's sources, installed witho
 its dependencies into a new virtual environment (which sees the test environment's
 site-packages through a ``.pth`` file, so nothing is downloaded), and ``jwins run``
 is started from a directory outside the checkout: the default paper graph must come
-from inside the installed package.
+from inside the installed package, and so must ``jwins reproduce``'s sweep specs and
+report template.
 """
 
 from __future__ import annotations
@@ -85,6 +86,9 @@ def installed(tmp_path_factory) -> pathlib.Path:
         names = set(whl.namelist())
     assert "jwins_jax/resources/96_regular.edges" in names
     assert "jwins_jax/resources/16_regular.edges" in names
+    assert "jwins_jax/resources/reproduction_template.md" in names
+    for spec in ("digits_claim1", "digits_claim2", "cifar10_claim1", "cifar10_claim2"):
+        assert f"jwins_jax/resources/sweeps/{spec}.toml" in names
 
     venv = root / "venv"
     _run([sys.executable, "-m", "venv", "--without-pip", str(venv)], root, env)
@@ -164,3 +168,16 @@ def test_jwins_run_works_from_another_directory(installed, tmp_path, flags):
     lines = (tmp_path / "out" / "r" / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == summary["rounds_done"]
     assert json.loads(lines[-1])["bytes_per_node"] > 0
+
+
+def test_jwins_reproduce_works_from_another_directory(installed, tmp_path):
+    env = _clean_env()
+    jwins = str(installed / "jwins")
+    out = _run([jwins, "reproduce", "--help"], tmp_path, env).stdout
+    assert "--output-dir" in out and "--report-only" in out
+    args = [jwins, "reproduce", "--dry-run", "--rounds", "2", "--seeds", "1"]
+    out = _run(args + ["--output-dir", "here"], tmp_path, env).stdout
+    assert "sweep 'digits_claim1': 2 configs" in out
+    assert "sweep 'digits_claim2': 24 configs" in out
+    assert "here/REPRODUCTION.md" in out
+    assert list(tmp_path.iterdir()) == []  # a dry run writes nothing

@@ -1,41 +1,23 @@
-"""The reproduction report (jwins_jax.reproduce): specs, budget mapping, a tiny run."""
+"""The reproduction report (jwins reproduce): packaged specs, verdicts, a tiny run."""
 
 from __future__ import annotations
 
 import csv
+import json
 import pathlib
 import re
 
 import numpy as np
 import pytest
 
+from jwins_jax import analysis as an
 from jwins_jax import reproduce as rp
 from jwins_jax.sweep import load_spec
-
-REPO = pathlib.Path(__file__).resolve().parents[1]
-SPECS = REPO / "experiments" / "sweeps"
-
-
-@pytest.mark.parametrize("budget", [0.05, 0.1, 0.2, 0.3, 0.4, 0.6, 1.0])
-def test_scaled_alpha_list_has_the_budget_as_mean(budget):
-    lst = rp.scaled_alpha_list(budget)
-    assert len(lst) == len(rp.PAPER_ALPHA_LIST)
-    assert all(0 < a <= 1 for a in lst)
-    assert np.mean(lst) == pytest.approx(budget, abs=1e-4)
-    ratios = [a / p for a, p in zip(lst, rp.PAPER_ALPHA_LIST) if a < 1]
-    if ratios:  # one scale factor for the entries below the cap of 1
-        assert max(ratios) == pytest.approx(min(ratios), rel=1e-2)
-
-
-def test_scaled_alpha_list_of_the_paper_mean_is_the_paper_list():
-    paper_mean = float(np.mean(rp.PAPER_ALPHA_LIST))
-    lst = rp.scaled_alpha_list(paper_mean)
-    assert lst == pytest.approx(rp.PAPER_ALPHA_LIST, abs=2e-4)
 
 
 @pytest.mark.parametrize("dataset", ["digits", "cifar10"])
 def test_claim_specs_are_the_paper_setting(dataset):
-    one, two = (load_spec(p) for p in rp.spec_paths(dataset, SPECS))
+    one, two = (load_spec(p) for p in rp.spec_paths(dataset))
     for sweep in (one, two):
         seeds = {sc.config.seed for sc in sweep.configs}
         assert len(seeds) >= 3
@@ -49,16 +31,14 @@ def test_claim_specs_are_the_paper_setting(dataset):
             )
     assert {sc.config.sharing for sc in one.configs} == {"full", "jwins"}
     jwins = [sc.config for sc in one.configs if sc.config.sharing == "jwins"]
-    assert all(c.alpha_list == rp.PAPER_ALPHA_LIST for c in jwins)
+    assert all(c.alpha_list == an.PAPER_ALPHA_LIST for c in jwins)
     points: dict[str, set] = {}
     for sc in two.configs:
         c = sc.config
-        points.setdefault(rp.method_of(c.sharing, c.accumulation), set()).add(
-            rp.budget_of(c.sharing, c.alpha, c.alpha_list)
-        )
+        points.setdefault(an.method_key(c), set()).add(an.budget_of(c))
         if c.sharing == "jwins":  # the lists in the spec are the documented mapping
-            budget = rp.budget_of(c.sharing, c.alpha, c.alpha_list)
-            assert c.alpha_list == pytest.approx(rp.scaled_alpha_list(budget), abs=1e-4)
+            budget = an.budget_of(c)
+            assert c.alpha_list == pytest.approx(an.scaled_alpha_list(budget), abs=1e-4)
             assert c.metadata_cap == 0.5
     assert set(points) == {"random", "topk", "topk_acc", "wavelet", "choco", "jwins"}
     assert all(b == set(rp.BUDGETS) for b in points.values())
@@ -71,9 +51,9 @@ def test_unknown_dataset_names_the_specs_there(tmp_path, capsys):
                 "--dataset",
                 "nope",
                 "--specs-dir",
-                str(SPECS),
+                str(rp.SPECS_DIR),
                 "--report-only",
-                "--runs-dir",
+                "--output-dir",
                 str(tmp_path),
             ]
         )
@@ -81,6 +61,22 @@ def test_unknown_dataset_names_the_specs_there(tmp_path, capsys):
     )
     err = capsys.readouterr().err
     assert "nope_claim1.toml" in err and "digits" in err and "cifar10" in err
+
+
+def test_report_only_without_finished_runs_is_one_line_and_writes_nothing(
+    tmp_path, capsys
+):
+    for claim in (1, 2):
+        sweep = tmp_path / "runs" / "reproduce-digits" / f"sweep-digits_claim{claim}"
+        sweep.mkdir(parents=True)
+        (sweep / "sweep.csv").write_text("index,name,status\n")
+    args = ["--output-dir", str(tmp_path), "--report-only", "--rounds", "2"]
+    assert rp.main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert "claim-1 sweep has no finished runs of full, jwins" in err
+    assert len(err.splitlines()) == 1
+    assert not (tmp_path / "reproduction").exists()
+    assert not (tmp_path / "REPRODUCTION.md").exists()
 
 
 TINY_BASE = """
@@ -102,7 +98,7 @@ seed = [1, 2]
 
 def _tiny_specs(folder: pathlib.Path) -> pathlib.Path:
     folder.mkdir()
-    lists = [list(rp.scaled_alpha_list(b)) for b in (0.1, 0.3)]
+    lists = [list(an.scaled_alpha_list(b)) for b in (0.1, 0.3)]
     (folder / "digits_claim1.toml").write_text(
         'name = "tiny_claim1"\n'
         + TINY_BASE
@@ -122,20 +118,11 @@ def _rows(path: pathlib.Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def test_report_of_a_tiny_run_takes_its_numbers_from_the_sweep_csvs(tmp_path):
+def test_report_of_a_tiny_run_takes_its_numbers_from_the_sweep_csvs(tmp_path, capsys):
     specs = _tiny_specs(tmp_path / "specs")
-    out, report = tmp_path / "repro", tmp_path / "REPORT.md"
-    args = [
-        "--specs-dir",
-        str(specs),
-        "--runs-dir",
-        str(tmp_path / "runs"),
-        "--out",
-        str(out),
-        "--report",
-        str(report),
-        "--quiet",
-    ]
+    home = tmp_path / "home"
+    out, report = home / "reproduction" / "digits", home / "REPRODUCTION.md"
+    args = ["--specs-dir", str(specs), "--output-dir", str(home), "--quiet"]
     assert rp.main(args) == 0
     text = report.read_text()
     for name in (
@@ -209,3 +196,91 @@ def test_report_of_a_tiny_run_takes_its_numbers_from_the_sweep_csvs(tmp_path):
     again = report.read_text()
     strip = lambda t: re.sub(r"; the command took \d+ min", "", t)  # noqa: E731
     assert strip(again) == strip(text)
+
+    # Bytes to reach a target: each seed's first evaluation at or above it, then the
+    # mean over seeds (one rule for both claims), from the runs' metrics.jsonl.
+    def first_bytes(run_dir: pathlib.Path, target: float):
+        for line in (run_dir / "metrics.jsonl").read_text().splitlines():
+            rec = json.loads(line)
+            if rec["test_acc"]["mean"] >= target:
+                return rec["bytes_per_node"]
+        return None
+
+    runs1, runs2 = (
+        home / "runs" / "reproduce-digits" / "sweep-tiny_claim1",
+        home / "runs" / "reproduce-digits" / "sweep-tiny_claim2",
+    )
+    full_final = np.mean(
+        [float(r["final_test_acc"]) for r in one if r["sharing"] == "full"]
+    )
+    for frac in rp.CLAIM1_TARGETS:
+        hits = {
+            s: [
+                first_bytes(runs1 / r["name"], frac * full_final)
+                for r in one
+                if r["sharing"] == s
+            ]
+            for s in ("full", "jwins")
+        }
+        row = next(
+            li
+            for li in text.splitlines()
+            if li.startswith(f"| {frac * 100:g} % of full's")
+        )
+        for s in ("full", "jwins"):
+            if None not in hits[s]:
+                assert (
+                    f"{np.mean(hits[s]) / 2**20:.2f} MiB ± {np.std(hits[s], ddof=1) / 2**20:.2f}"
+                    in row
+                )
+            else:
+                assert f"({sum(h is not None for h in hits[s])}/2)" in row
+    section = text.split("**Same accuracy, bytes needed.**")[1].split("**Same bytes")[0]
+    for frac in rp.CLAIM2_TARGETS:
+        row = next(
+            li for li in section.splitlines() if li.startswith(f"| {frac * 100:g} % of")
+        )
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        for col, sharing in ((1, "jwins"), (2, "choco")):
+            means = []
+            for key in {
+                r["alpha"] + r["alpha_list"] for r in two if r["sharing"] == sharing
+            }:
+                hits = [
+                    first_bytes(runs2 / r["name"], frac * full_final)
+                    for r in two
+                    if r["sharing"] == sharing and r["alpha"] + r["alpha_list"] == key
+                ]
+                if None not in hits:
+                    means.append(np.mean(hits))
+            want = f"{min(means) / 2**20:.2f} MiB" if means else "not reached"
+            assert cells[col] == want, (frac, sharing, cells)
+
+    # --dry-run prints the plan and writes nothing.
+    dry = tmp_path / "dry"
+    capsys.readouterr()
+    assert (
+        rp.main(["--specs-dir", str(specs), "--output-dir", str(dry), "--dry-run"]) == 0
+    )
+    printed = capsys.readouterr().out
+    assert "sweep 'tiny_claim1': 4 configs" in printed
+    assert str(dry / "REPRODUCTION.md") in printed and not dry.exists()
+
+
+def test_verdicts_follow_their_named_thresholds():
+    v = rp.Claim1Verdict
+    saving = 1 - v.MIN_SAVING
+    assert v(0.0, 0.4, 0.99, 90.0, saving).met is True
+    assert v(-v.MAX_LOSS - 0.01, 0.4, 0.99, 90.0, saving).met is None
+    assert v(0.0, 0.4, 0.99, 90.0, saving + 0.01).met is None
+    assert v(0.0, 1.1, 0.99, 90.0, 1.0).met is False
+    assert v(0.0, 0.4, None, None, None).met is False  # no target reached
+    w = rp.Claim2Verdict
+    big, small = w.MIN_RATIO, w.MIN_RATIO - 0.5
+    assert w(((0.8, big), (0.9, 1.5)), (), (), ((0.1, 2.0),), ()).met is True
+    assert w(((0.8, small),), (), (), ((0.1, 2.0),), ()).met is None
+    assert w(((0.8, small),), (0.9,), (), ((0.1, 2.0),), ()).met is True
+    assert w(((0.8, big),), (), (), ((0.1, -1.0),), ()).met is None
+    assert w(((0.8, big),), (), (0.95,), ((0.1, 2.0),), ()).met is None
+    assert w(((0.8, 0.9),), (), (), ((0.1, -1.0),), ()).met is False
+    assert w((), (), (), (), ()).met is False  # neither reaches any target

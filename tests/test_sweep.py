@@ -11,7 +11,7 @@ import jax
 import numpy as np
 import pytest
 
-from jwins_jax import cli, results, runner
+from jwins_jax import cli, resources, results, runner
 from jwins_jax import experiment as ex
 from jwins_jax import sweep as sw
 from jwins_jax.config import Config
@@ -97,11 +97,6 @@ def test_auto_batch_follows_free_memory(tmp_path):
     assert sw.auto_batch(exp, 4, free=int(2 * sw.MEMORY_FACTOR * per * 2)) == 2
 
 
-def test_pareto_front():
-    pts = [(1.0, 50.0), (2.0, 40.0), (2.0, 60.0), (3.0, 55.0), (4.0, 70.0)]
-    assert sw.pareto_front(pts) == [(1.0, 50.0), (2.0, 60.0), (4.0, 70.0)]
-
-
 BAD_SPECS = [
     ({"grid": {"learning_rate": [0.1]}}, "unknown field grid.'learning_rate'"),
     ({"grid": {"lr": []}}, "grid.lr is empty"),
@@ -118,6 +113,8 @@ BAD_SPECS = [
     ({"speed": 3}, "unknown key 'speed'"),
     ({"configs": [{"sharing": "gossip"}]}, "sharing='gossip' is unknown"),
     ({"batch": 0}, "batch=0 is not allowed"),
+    ({"targets": [80, 120]}, "targets=[80, 120] is not allowed"),
+    ({"targets": 80}, "targets=80 is not allowed"),
     ({"grid": {"dynamic": ["false"]}}, "dynamic='false' is not allowed"),
 ]
 
@@ -232,7 +229,10 @@ def test_vmapped_sweep_equals_each_config_alone(tmp_path, sharing):
 
 def test_one_program_per_group_padding_resume_and_outputs(tmp_path, monkeypatch):
     traces = _Traces(monkeypatch)
-    spec = sw.parse_spec(_spec(tmp_path, grid={"lr": [0.05, 0.1, 0.2]}, batch=2))
+    targets = [5.0, 20.0, 99.9]
+    spec = sw.parse_spec(
+        _spec(tmp_path, grid={"lr": [0.05, 0.1, 0.2]}, batch=2, targets=targets)
+    )
     summaries = sw.run_sweep(spec)
     # the round loop is traced once (for both batches, the second one padded)
     assert traces.count == 1
@@ -241,6 +241,21 @@ def test_one_program_per_group_padding_resume_and_outputs(tmp_path, monkeypatch)
     rows = _csv(root)
     assert [r["status"] for r in rows] == ["finished"] * 3
     assert [r["lr"] for r in rows] == ["0.05", "0.1", "0.2"]
+    assert {r["method"] for r in rows} == {"full"}
+    # bytes (and simulated time, where recorded) at the first evaluation at or above
+    # each target accuracy, from each config's metrics.jsonl
+    for r in rows:
+        recs = read_metrics(root / r["name"])
+        axes = {"bytes": "bytes_per_node"}
+        if "sim_time_s" in recs[0]:
+            axes["sim_time_s"] = "sim_time_s"
+        for prefix, key in axes.items():
+            for t in targets:
+                hit = [x for x in recs if x["test_acc"]["mean"] >= t]
+                want = "" if not hit else hit[0][key]
+                want = want["mean"] if isinstance(want, dict) else want
+                assert r[f"{prefix}_to_{t:g}"] == str(want), (r, t)
+        assert not any(k.startswith("sim_time") for k in r) or "sim_time_s" in axes
     for name in (
         "accuracy_vs_bytes.png",
         "accuracy_vs_lr.png",
@@ -349,7 +364,8 @@ def test_sweep_command_dry_run_and_run(tmp_path, capsys):
         (pathlib.Path(__file__).resolve().parents[1] / "experiments" / "sweeps").glob(
             "*.toml"
         )
-    ),
+    )
+    + sorted(resources.path("sweeps").glob("*.toml")),
     ids=lambda p: p.name,
 )
 def test_shipped_sweep_specs_parse(path):
