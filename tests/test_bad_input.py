@@ -335,7 +335,7 @@ def test_null_values_through_the_command_line(tmp_path, capsys):
         ["sweep", str(spec), "--config", str(path), "--out-dir", str(out)],
         capsys,
         out,
-        f"{path}: rounds=null",
+        f"{path}: nodes=null",
     )
     # null spec keys and optional fields: their defaults
     spec.write_text(
