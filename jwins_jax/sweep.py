@@ -606,9 +606,17 @@ def write_table(sweep: Sweep, root: pathlib.Path, runs: dict[int, an.Run]) -> No
         raise
 
 
+# The sweep's Pareto plots: (x axis, its unit, file, label).
+FRONT_PLOTS = (
+    ("bytes_per_node", 2**20, "accuracy_vs_bytes.png", "bytes sent per node (MiB)"),
+    ("sim_time_s", 1.0, "accuracy_vs_time.png", "simulated time (s, mean over nodes)"),
+)
+
+
 def plot_sweep(sweep: Sweep, root: pathlib.Path, runs: dict[int, an.Run]) -> None:
-    """accuracy_vs_bytes.png (each method's Pareto front), accuracy_vs_<axis>.png
-    and accuracy_vs_rounds_<g>.png."""
+    """accuracy_vs_bytes.png and accuracy_vs_time.png (each method's Pareto front of
+    final accuracy against bytes and simulated time, log scale),
+    accuracy_vs_<axis>.png and accuracy_vs_rounds_<g>.png."""
     from jwins_jax.results import _pyplot
 
     plt = _pyplot()
@@ -617,32 +625,33 @@ def plot_sweep(sweep: Sweep, root: pathlib.Path, runs: dict[int, an.Run]) -> Non
         return
     by_method = an.group(done.values(), lambda r: r.method)
     colors = {m: f"C{i}" for i, m in enumerate(by_method)}
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    for m, front in an.fronts(done.values()).items():
-        xs, ys = zip(
-            *[
-                (r.final_value("bytes_per_node"), r.final_value("test_acc"))
-                for r in by_method[m]
-            ]
+    for x, scale, name, label in FRONT_PLOTS:
+        fronts = an.fronts(done.values(), x=x)
+        if not any(fronts.values()):
+            continue  # runs without this axis (e.g. recorded before the clock)
+        fig, ax = plt.subplots(figsize=(6.5, 4.5))
+        for m, front in fronts.items():
+            pts = [(r.final_value(x), r.final_value("test_acc")) for r in by_method[m]]
+            xs, ys = zip(*pts)
+            ax.scatter(np.array(xs) / scale, ys, color=colors[m], s=18, alpha=0.6)
+            if front:
+                fx, fy = zip(*front)
+                ax.plot(
+                    np.array(fx) / scale,
+                    fy,
+                    color=colors[m],
+                    marker="o",
+                    label=f"{m} (Pareto front)",
+                )
+        ax.set_xscale("log")
+        finish_plot(
+            fig,
+            ax,
+            root / name,
+            label,
+            "final test accuracy (%, mean over nodes)",
+            f"sweep {sweep.name}",
         )
-        fx, fy = zip(*front)
-        ax.scatter(np.array(xs) / 2**20, ys, color=colors[m], s=18, alpha=0.6)
-        ax.plot(
-            np.array(fx) / 2**20,
-            fy,
-            color=colors[m],
-            marker="o",
-            label=f"{m} (Pareto front)",
-        )
-    ax.set_xscale("log")
-    finish_plot(
-        fig,
-        ax,
-        root / "accuracy_vs_bytes.png",
-        "bytes sent per node (MiB, log scale)",
-        "final test accuracy (%, mean over nodes)",
-        f"sweep {sweep.name}",
-    )
     for axis in sweep.axes:
         values = [sc.values[axis] for sc in sweep.configs]
         if not all(
