@@ -123,6 +123,29 @@ class Claim2Verdict:
         return False if loses and not self.jwins_only else None
 
 
+@dataclasses.dataclass(frozen=True)
+class TimeVerdict:
+    """The time half of claim 2 agrees when, for the same accuracy, CHOCO-SGD needs
+    more simulated time than JWINS at every target both reach (at least
+    ``MIN_RATIO`` times at one, unless only JWINS reaches some) and reaches none
+    alone; it does not agree when JWINS is faster at none; else it partly agrees."""
+
+    ratios: tuple[tuple[float, float], ...]  # (target fraction, CHOCO / JWINS time)
+    jwins_only: tuple[float, ...]
+    choco_only: tuple[float, ...]
+    MIN_RATIO: ClassVar[float] = 2.0
+
+    @property
+    def met(self) -> bool | None:
+        r = [x for _, x in self.ratios]
+        faster = bool(r or self.jwins_only) and not self.choco_only
+        if faster and all(x > 1 for x in r):
+            if self.jwins_only or max(r) >= self.MIN_RATIO:
+                return True
+        slower = all(x <= 1 for x in r) and not self.jwins_only
+        return False if slower else None
+
+
 # ------------------------------------------------------------------ the numbers
 def points(runs: Sequence[Run]) -> dict[Point, list[Run]]:
     """Runs by (method, budget), seeds together, in METHODS order then budget."""
@@ -144,6 +167,9 @@ class Results:
     verdict1: Claim1Verdict
     verdict2: Claim2Verdict
     round_gap: tuple[float, float, int] | None  # JWINS - full, seed-mean curves
+    time2: list[tuple[float, dict[str, float | None]]]  # fraction, fewest seconds
+    verdict_time: TimeVerdict | None  # None: runs recorded before the clock
+    crossover: list[CrossoverPoint] | None = None  # the bandwidth sweep, if run
 
 
 def _best(values, pick=max) -> float | None:
@@ -187,16 +213,10 @@ def compute(claim1: Sequence[Run], claim2: Sequence[Run]) -> Results:
         target=None if f is None else f * full_final,
         ratio=None if n is None else n["jwins"].mean / n["full"].mean,
     )
-    # claim 2, same accuracy: a method's fewest bytes over its budgets
-    curves = {k: an.curve(rs) for k, rs in two.items()}
-    methods = list(dict.fromkeys(m for m, _ in two))
-    need2 = []
-    for f in CLAIM2_TARGETS:
-        reach = {k: an.reach(c, f * full_final).mean for k, c in curves.items()}
-        best = {
-            m: _best([v for (k, _), v in reach.items() if k == m], min) for m in methods
-        }
-        need2.append((f, best))
+    # claim 2, same accuracy: a method's fewest bytes (and seconds) over its budgets
+    need2 = fewest(two, full_final, "bytes_per_node")
+    timed = all(_timed(r) for rs in two.values() for r in rs)
+    time2 = fewest(two, full_final, "sim_time_s") if timed else []
     # claim 2, same bytes: a method's best accuracy within each JWINS run's bytes
     within2 = []
     for (m, b), rs in two.items():
@@ -212,14 +232,12 @@ def compute(claim1: Sequence[Run], claim2: Sequence[Run]) -> Results:
             best.setdefault(k, []).append(v)
         level = float(np.mean(list(limit.values())))
         within2.append((b, level, {k: _best(v) for k, v in best.items()}))
-    pairs = [(f, need.get("jwins"), need.get("choco")) for f, need in need2]
     v2 = Claim2Verdict(
-        tuple((f, c / j) for f, j, c in pairs if j and c),
-        tuple(f for f, j, c in pairs if j and not c),
-        tuple(f for f, j, c in pairs if c and not j),
+        *_versus(need2),
         tuple((b, v["jwins"] - v["choco"]) for b, _, v in within2 if _both(v)),
         tuple(b for b, _, v in within2 if "choco" in v and v["choco"] is None),
     )
+    vt = TimeVerdict(*_versus(time2)) if timed else None
     full_c, jw_c = an.curve(full, x="round"), an.curve(jw, x="round")
     n = min(full_c.y.shape[1], jw_c.y.shape[1])
     r = full_c.x[0][:n]
@@ -228,7 +246,80 @@ def compute(claim1: Sequence[Run], claim2: Sequence[Run]) -> Results:
     if later.any():
         diff = jw_c.y_mean[:n][later] - full_c.y_mean[:n][later]
         round_gap = (float(np.nanmin(diff)), float(np.nanmax(diff)), int(r[later][0]))
-    return Results(one, two, full_final, targets1, need2, within2, v1, v2, round_gap)
+    return Results(
+        one, two, full_final, targets1, need2, within2, v1, v2, round_gap, time2, vt
+    )
+
+
+def fewest(
+    pts: dict[Point, list[Run]], full_final: float, x: str
+) -> list[tuple[float, dict[str, float | None]]]:
+    """Per claim-2 target, each method's fewest ``x`` (bytes, seconds) over its
+    budgets to first reach it (each seed's first evaluation, mean over seeds; a
+    budget counts where every seed reaches it)."""
+    curves = {k: an.curve(rs, x=x) for k, rs in pts.items()}
+    methods = list(dict.fromkeys(m for m, _ in pts))
+    out = []
+    for f in CLAIM2_TARGETS:
+        reach = {k: an.reach(c, f * full_final).mean for k, c in curves.items()}
+        best = {
+            m: _best([v for (k, _), v in reach.items() if k == m], min) for m in methods
+        }
+        out.append((f, best))
+    return out
+
+
+def _versus(need: list[tuple[float, dict[str, float | None]]]):
+    """(CHOCO / JWINS ratios, targets only JWINS reaches, only CHOCO-SGD reaches)."""
+    pairs = [(f, n.get("jwins"), n.get("choco")) for f, n in need]
+    return (
+        tuple((f, c / j) for f, j, c in pairs if j and c),
+        tuple(f for f, j, c in pairs if j and not c),
+        tuple(f for f, j, c in pairs if c and not j),
+    )
+
+
+def _timed(r: Run) -> bool:
+    return not np.isnan(r.final_value("sim_time_s"))
+
+
+# ------------------------------------------------------------ the time crossover
+CROSSOVER_TARGET = 0.8  # time to this fraction of full sharing's final accuracy
+
+
+@dataclasses.dataclass(frozen=True)
+class CrossoverPoint:
+    """One bandwidth of the crossover sweep: each method's simulated seconds to the
+    target and bytes per node (mean over its seeds)."""
+
+    bandwidth_mbps: float
+    seconds: dict[str, float | None]  # method -> time to reach the target
+    nbytes: dict[str, float]  # method -> bytes per node over the run
+
+    def ratio(self, a: str, b: str) -> float | None:
+        x, y = self.seconds.get(a), self.seconds.get(b)
+        return x / y if x and y else None
+
+
+def crossover(runs: Sequence[Run], full_final: float) -> list[CrossoverPoint]:
+    """Time to :data:`CROSSOVER_TARGET` of full sharing's final accuracy (claim 1)
+    per bandwidth and method, from the crossover sweep's runs."""
+    out = []
+    by_bw = an.group(runs, lambda r: float(r.config.bandwidth_mbps))
+    for bw in sorted(by_bw):
+        by_m = an.group(by_bw[bw], lambda r: r.method)
+        target = CROSSOVER_TARGET * full_final
+        out.append(
+            CrossoverPoint(
+                bw,
+                {
+                    m: an.reach(an.curve(rs, x="sim_time_s"), target).mean
+                    for m, rs in by_m.items()
+                },
+                {m: an.final(rs, "bytes_per_node").mean for m, rs in by_m.items()},
+            )
+        )
+    return out
 
 
 # ------------------------------------------------------------------ formatting
@@ -302,6 +393,26 @@ def agreement(res: Results) -> str:
         f"* Claim 2 {VERDICT[v2.met]}: {'; '.join(parts)} (paper: up to 4x fewer "
         "bytes, and higher accuracy for the same bytes)."
     )
+    vt = res.verdict_time
+    if vt is not None:
+        parts = []
+        if vt.ratios:
+            parts.append(
+                "for the same accuracy CHOCO-SGD needs "
+                f"{joined('{:.2f}x', [r for _, r in vt.ratios])} the simulated time "
+                f"of JWINS (targets {', '.join(pct(f) for f, _ in vt.ratios)})"
+            )
+        for who, fracs in (("JWINS", vt.jwins_only), ("CHOCO-SGD", vt.choco_only)):
+            if fracs:
+                parts.append(f"only {who} reaches {', '.join(map(pct, fracs))}")
+        if not parts:
+            parts.append("neither reaches the accuracy targets")
+        lines.append(
+            f"* The time half of claim 2 {VERDICT[vt.met]}: {'; '.join(parts)}, on "
+            f"{network(res)} (paper: up to 4x in network savings and time)."
+        )
+    if res.crossover:
+        lines.append(f"* Beyond the paper: {crossover_summary(res.crossover)}.")
     others: dict[str, list[float | None]] = {}  # per target; None: not both reach it
     for _, need in res.need2:
         for m, b in need.items():
@@ -421,7 +532,98 @@ def tables(res: Results) -> dict[str, str]:
         for b, level, best in res.within2
     ]
     t["equal_bytes"] = _table(f"bytes per node|{names}", rows)
+    t["network"] = network(res)
+    if res.time2:
+        rows = [
+            [_target(frac, res.full_final), *map(fmt_s, need.values())]
+            + [fmt_ratio(need["choco"] / need["jwins"] if _both(need) else None)]
+            for frac, need in res.time2
+        ]
+        t["equal_accuracy_time"] = _table(f"target|{names}|CHOCO / JWINS", rows)
+    else:
+        t["equal_accuracy_time"] = (
+            "(the claim-2 runs were recorded without the simulated clock: run the "
+            "sweeps again)"
+        )
+    t["crossover_table"] = crossover_table(res.crossover) if res.crossover else ""
     return t
+
+
+def crossover_section(res: Results, header: dict[str, Any], rel: str) -> str:
+    """The report's section on the bandwidth sweep ("" when it was not run)."""
+    if not res.crossover:
+        return ""
+    c = next(iter(res.two.values()))[0].config
+    return CROSSOVER_TEXT.format(
+        spec=header["spec3"],
+        rel=rel,
+        target=pct(CROSSOVER_TARGET),
+        summary=crossover_summary(res.crossover),
+        table=crossover_table(res.crossover),
+        gflops=f"{c.node_gflops:g}",
+        latency=f"{c.latency_ms:g}",
+    )
+
+
+CROSSOVER_TEXT = """## Beyond the paper: where sparsification pays in time
+
+`{spec}` runs full sharing, JWINS and CHOCO-SGD at a budget of 20 % with one seed on
+simulated networks from 1 Mbit/s to 10 Gbit/s per node (up and down), compute held at
+{gflops} GFLOP/s per node and {latency} ms latency. The bandwidth changes no training
+result, only the clocks. Simulated seconds until the test accuracy first reaches
+{target} of full sharing's final accuracy (claim 1), and JWINS's ratios (< 1: JWINS
+is faster):
+
+{table}
+
+![time ratios against bandwidth]({rel}/crossover_time_ratio.png)
+
+The dashed lines are the bytes ratios: where the time ratio follows them, the network
+is the bottleneck and every byte saved is time saved; where it rises towards 1,
+compute and latency take over and sparsification stops paying. Summary: {summary}.
+"""
+
+
+def fmt_s(x: float | None) -> str:
+    return "not reached" if x is None else f"{x:.2f} s"
+
+
+def network(res: Results) -> str:
+    """The simulated network and hardware of the claim-2 runs, in words."""
+    c = next(iter(res.two.values()))[0].config
+    down = "" if c.downlink_mbps == c.bandwidth_mbps else f", {c.downlink_mbps:g} down"
+    return (
+        f"{c.bandwidth_mbps:g} Mbit/s links{down}, {c.latency_ms:g} ms latency, "
+        f"{c.node_gflops:g} GFLOP/s per node"
+    )
+
+
+def crossover_table(points: Sequence[CrossoverPoint]) -> str:
+    rows = []
+    for p in points:
+        rows.append(
+            [f"{p.bandwidth_mbps:g}"]
+            + [fmt_s(p.seconds.get(m)) for m in ("full", "jwins", "choco")]
+            + [
+                fmt_ratio(p.ratio("jwins", "full")),
+                fmt_ratio(p.ratio("jwins", "choco")),
+            ]
+        )
+    head = "Mbit/s|full sharing|JWINS|CHOCO-SGD|JWINS / full|JWINS / CHOCO-SGD"
+    return _table(head, rows)
+
+
+def crossover_summary(points: Sequence[CrossoverPoint]) -> str:
+    """Where sparsification pays in time: the ratios at both ends of the sweep."""
+    lo, hi = points[0], points[-1]
+    a = (lo.ratio("jwins", "full"), hi.ratio("jwins", "full"))
+    b = (lo.ratio("jwins", "choco"), hi.ratio("jwins", "choco"))
+    return (
+        f"JWINS needs {fmt_ratio(a[0])} of full sharing's time to "
+        f"{pct(CROSSOVER_TARGET)} of its accuracy at {lo.bandwidth_mbps:g} Mbit/s and "
+        f"{fmt_ratio(a[1])} at {hi.bandwidth_mbps:g} Mbit/s; against CHOCO-SGD "
+        f"{fmt_ratio(b[0])} and {fmt_ratio(b[1])}"
+    )
 
 
 def _table(header: str, rows: list[list[Any]]) -> str:
@@ -544,6 +746,63 @@ def plot_claim2(res: Results, out: pathlib.Path, title: str) -> None:
     _save(fig, out / "claim2_accuracy_vs_bytes.png")
 
 
+def plot_claim2_time(res: Results, out: pathlib.Path, title: str) -> None:
+    """The best accuracy each method reaches within a simulated time (Pareto front
+    of the seed-mean curves of all its budgets)."""
+    fig, ax = _figure(figsize=(6.4, 4.4))
+    for m, pts in an.group(res.two.items(), lambda kv: kv[0][0]).items():
+        curves = [an.curve(rs, x="sim_time_s") for _, rs in pts]
+        front = an.pareto_front(
+            (x, y) for c in curves for x, y in zip(c.x_mean, c.y_mean) if y == y
+        )
+        front.append((max(c.x_mean.max() for c in curves), front[-1][1]))
+        fx, fy = zip(*front)
+        ax.step(fx, fy, where="post", color=COLORS.get(m), label=name(m))
+    ax.set(
+        xlabel="simulated time (s, mean over nodes, log scale)",
+        ylabel="best test accuracy reached within\nthat time (%), mean over seeds",
+        title=f"{title}: accuracy for a time budget",
+    )
+    ax.set_xscale("log")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize="small")
+    _save(fig, out / "claim2_accuracy_vs_time.png")
+
+
+def plot_crossover(points: Sequence[CrossoverPoint], out: pathlib.Path) -> None:
+    """Time ratios to the target against bandwidth, with the bytes ratios."""
+    fig, ax = _figure(figsize=(6.4, 4.2))
+    bw = [p.bandwidth_mbps for p in points]
+    for other, color in (("full", "C0"), ("choco", "C2")):
+        t = [p.ratio("jwins", other) for p in points]
+        ax.plot(
+            bw,
+            [np.nan if v is None else v for v in t],
+            "o-",
+            color=color,
+            label=f"JWINS / {name(other)}: time to the target",
+        )
+        b = [p.nbytes["jwins"] / p.nbytes[other] for p in points]
+        ax.plot(
+            bw,
+            b,
+            "--",
+            color=color,
+            alpha=0.6,
+            label=f"JWINS / {name(other)}: bytes per node",
+        )
+    ax.axhline(1.0, color="grey", lw=0.8)
+    ax.set_xscale("log")
+    ax.set(
+        xlabel="bandwidth per node, up and down (Mbit/s, log scale)",
+        ylabel="ratio (< 1: JWINS needs less)",
+        title=f"time to {pct(CROSSOVER_TARGET)} of full sharing's accuracy",
+    )
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize="small")
+    _save(fig, out / "crossover_time_ratio.png")
+
+
 def plot_breakdown(
     bars: dict[str, list[tuple[str, float, float]]], out: pathlib.Path, title: str
 ) -> None:
@@ -599,6 +858,10 @@ def render(
     """
     plot_claim1(res, out, f"{header['dataset']}: full sharing vs JWINS")
     plot_claim2(res, out, header["dataset"])
+    if res.time2:
+        plot_claim2_time(res, out, header["dataset"])
+    if res.crossover:
+        plot_crossover(res.crossover, out)
     bars, breakdown_table = breakdown(res)
     plot_breakdown(bars, out, f"{header['dataset']}: what a node sends per round")
     runs = [r for pts in (res.one, res.two) for rs in pts.values() for r in rs]
@@ -627,6 +890,9 @@ def render(
         seeds2=len(next(iter(res.two.values()))),
         rounds2=next(iter(res.two.values()))[0].config.rounds,
         breakdown=breakdown_table,
+        crossover_section=crossover_section(
+            res, header, os.path.relpath(out, report.parent)
+        ),
         dataset_note=note,
         cifar_configs=_count_configs("cifar10"),
     )
@@ -674,6 +940,14 @@ def spec_paths(
             f"{', '.join(sorted(have)) or 'none'} (--specs-dir chooses another folder)"
         )
     return paths
+
+
+def crossover_path(
+    dataset: str, specs_dir: pathlib.Path = SPECS_DIR
+) -> pathlib.Path | None:
+    """The dataset's optional bandwidth sweep (``<dataset>_crossover.toml``)."""
+    path = specs_dir / f"{dataset}_crossover.toml"
+    return path if path.is_file() else None
 
 
 def _shown(path: pathlib.Path) -> str:
@@ -779,7 +1053,8 @@ def run(args: argparse.Namespace) -> int:
     args.out = args.output_dir / "reproduction" / d
     args.report = args.output_dir / f"REPRODUCTION{'' if d == 'digits' else '-' + d}.md"
     paths = spec_paths(args.dataset, args.specs_dir)
-    sweeps = [load(p, args) for p in paths]
+    extra = crossover_path(args.dataset, args.specs_dir)
+    sweeps = [load(p, args) for p in (*paths, *([extra] if extra else []))]
     if args.dry_run:
         for sw in sweeps:
             print(describe(sw, args.batch))
@@ -798,8 +1073,10 @@ def run(args: argparse.Namespace) -> int:
             )
         runs.append([r for r in an.load_sweep(sw.directory) if _finished(r)])
     res = compute(runs[0], runs[1])  # checks them before anything is written
+    if extra is not None:
+        res.crossover = crossover(runs[2], res.full_final)
     out.mkdir(parents=True, exist_ok=True)
-    for sw, claim in zip(sweeps, ("claim1", "claim2")):
+    for sw, claim in zip(sweeps, ("claim1", "claim2", "crossover")):
         shutil.copyfile(sw.directory / "sweep.csv", out / f"{claim}_sweep.csv")
     info = out / "runtime.json"
     runtime = None  # --report-only: the runtime of the command that ran the sweeps
@@ -815,6 +1092,7 @@ def run(args: argparse.Namespace) -> int:
         "command": command_line(args),
         "spec1": _shown(paths[0]),
         "spec2": _shown(paths[1]),
+        "spec3": _shown(extra) if extra else "",
         "environment": environment() + took,
     }
     conf = sweeps[0].configs[0].config

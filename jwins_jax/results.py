@@ -526,18 +526,15 @@ class RunLog:
             self.error = error
         if self.lines:
             try:
-                plot_accuracy(
-                    read_metrics(self.run_dir),
-                    self.run_dir / "accuracy.png",
-                    self.config.name,
-                )
-                if "sim_time_s" in self.records[-1]:
-                    plot_accuracy(
-                        self.records,
-                        self.run_dir / "accuracy_vs_time.png",
-                        self.config.name,
-                        x="sim_time_s",
-                    )
+                records = read_metrics(self.run_dir)
+                for x, file in (
+                    ("round", "accuracy.png"),
+                    ("sim_time_s", "accuracy_vs_time.png"),
+                ):
+                    if x in records[-1]:
+                        plot_accuracy(
+                            records, self.run_dir / file, self.config.name, x=x
+                        )
             except Exception:  # noqa: BLE001 - a plot never hides how the run ended
                 pass
         summary = self.summary()

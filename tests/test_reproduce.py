@@ -110,6 +110,12 @@ def _tiny_specs(folder: pathlib.Path) -> pathlib.Path:
         + '\n[[configs]]\nsharing = "choco"\nalpha = [0.1, 0.3]\n'
         + f'\n[[configs]]\nsharing = "jwins"\nalpha_list = {lists}\n'
     )
+    (folder / "digits_crossover.toml").write_text(
+        'name = "tiny_crossover"\n'
+        + TINY_BASE.replace("seed = [1, 2]", "seed = [1]\nbandwidth_mbps = [1, 1000]")
+        + '\n[[configs]]\nsharing = "full"\n\n[[configs]]\nsharing = "choco"\n'
+        + f'alpha = 0.1\n\n[[configs]]\nsharing = "jwins"\nalpha_list = {lists[0]}\n'
+    )
     return folder
 
 
@@ -129,6 +135,8 @@ def test_report_of_a_tiny_run_takes_its_numbers_from_the_sweep_csvs(tmp_path, ca
         "claim1_accuracy_vs_rounds.png",
         "claim1_accuracy_vs_bytes.png",
         "claim2_accuracy_vs_bytes.png",
+        "claim2_accuracy_vs_time.png",
+        "crossover_time_ratio.png",
         "bytes_values_vs_metadata.png",
         "claim1_sweep.csv",
         "claim2_sweep.csv",
@@ -255,6 +263,59 @@ def test_report_of_a_tiny_run_takes_its_numbers_from_the_sweep_csvs(tmp_path, ca
                     means.append(np.mean(hits))
             want = f"{min(means) / 2**20:.2f} MiB" if means else "not reached"
             assert cells[col] == want, (frac, sharing, cells)
+
+    # The same rule on the simulated clock: each seed's first evaluation at or above
+    # the target, its mean clock there; mean over seeds; the fewest over budgets.
+    def first_time(run_dir: pathlib.Path, target: float):
+        for line in (run_dir / "metrics.jsonl").read_text().splitlines():
+            rec = json.loads(line)
+            if rec["test_acc"]["mean"] >= target:
+                return rec["sim_time_s"]["mean"]
+        return None
+
+    section = text.split("**Same accuracy, simulated time needed.**")[1]
+    section = section.split("**Same bytes")[0]
+    for frac in rp.CLAIM2_TARGETS:
+        row = next(
+            li for li in section.splitlines() if li.startswith(f"| {frac * 100:g} % of")
+        )
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        for col, sharing in ((1, "jwins"), (2, "choco")):
+            means = []
+            for key in {
+                r["alpha"] + r["alpha_list"] for r in two if r["sharing"] == sharing
+            }:
+                hits = [
+                    first_time(runs2 / r["name"], frac * full_final)
+                    for r in two
+                    if r["sharing"] == sharing and r["alpha"] + r["alpha_list"] == key
+                ]
+                if None not in hits:
+                    means.append(np.mean(hits))
+            want = f"{min(means):.2f} s" if means else "not reached"
+            assert cells[col] == want, (frac, sharing, cells)
+    # The crossover: each bandwidth's time to 80 % of full sharing's final accuracy.
+    runs3 = home / "runs" / "reproduce-digits" / "sweep-tiny_crossover"
+    three = _rows(out / "crossover_sweep.csv")
+    section = text.split("## Beyond the paper")[1].split("## Data against")[0]
+    for bw in ("1", "1000"):
+        row = next(li for li in section.splitlines() if li.startswith(f"| {bw} |"))
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        got = {}
+        for col, sharing in ((1, "full"), (2, "jwins"), (3, "choco")):
+            (r,) = [
+                r
+                for r in three
+                if r["sharing"] == sharing and r["bandwidth_mbps"] == bw
+            ]
+            got[sharing] = first_time(runs3 / r["name"], 0.8 * full_final)
+            want = "not reached" if got[sharing] is None else f"{got[sharing]:.2f} s"
+            assert cells[col] == want, (bw, sharing, cells)
+        if got["jwins"] and got["full"]:
+            assert cells[4] == f"{got['jwins'] / got['full']:.2f}x"
+    slow = next(li for li in section.splitlines() if li.startswith("| 1 |"))
+    fast = next(li for li in section.splitlines() if li.startswith("| 1000 |"))
+    assert slow != fast  # the bandwidth changes the clocks
 
     # --dry-run prints the plan and writes nothing.
     dry = tmp_path / "dry"
