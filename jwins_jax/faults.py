@@ -37,11 +37,11 @@ round is exactly the fault-free one.
 **Bytes.** An online node sends ``receivers`` = its degree in G_t copies of its
 message; a copy over a failed link is counted as sent (the sender transmitted it) but
 not received. An offline node sends nothing (``sent``, ``value_bytes``,
-``meta_bytes``, ``receivers`` are 0 and ``full`` is False). Two statistics are added to every strategy's:
-``delivered``, the number of the node's copies that arrived (its degree in H_t), from
-which the host counts the received bytes exactly in 64 bits, and ``received``, the
-number of float32 values the node received (int32: exact while a node receives fewer
-than 2**31 values in a round). ``online`` (bool) says who took part.
+``meta_bytes``, ``receivers`` are 0 and ``full`` is False). Two statistics are added
+to every strategy's: ``delivered``, the number of the node's copies that arrived (its
+degree in H_t), from which the host counts the received bytes exactly in 64 bits,
+and ``received``, the number of values the node received (int32: exact while a node
+receives fewer than 2**31 values in a round). ``online`` (bool) says who took part.
 
 **Strategy state** follows the sender's view. Top-k, wavelet and JWINS rewind their
 accumulator for what they sent and set their reference model to their post-averaging

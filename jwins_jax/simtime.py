@@ -22,10 +22,10 @@ a seed of its own); a straggler trace (CSV ``round,node,factor``) multiplies nod
 compute time in round t by the product ``f_i(t)`` of the factors it lists for (t, i).
 
 **One round** at an online node i starting at ``S_i``, with ``m_i = value_bytes_i +
-meta_i`` (``value_bytes`` = 4 per float32 value) the bytes of one copy of its message (the counts of ``bytes_per_node``), ``k_i``
-the copies it sends (``receivers``: its online neighbours, over links up or down),
-``h_i`` the copies it receives (``delivered``: links up) and ``v_i`` the values it
-receives (``received``)::
+meta_i`` (4 bytes per float32 value) the bytes of one copy of its message (the
+counts of ``bytes_per_node``), ``k_i`` the copies it sends (``receivers``: its online
+neighbours, over links up or down), ``h_i`` the copies it receives (``delivered``:
+links up) and ``v_i`` the values it receives (``received``)::
 
     R_i = S_i + f_i (F_train + F_pre) / g_i                  # trained, message built
     r_ij = min(U_i / k_i, D_j / h_j)   (link up)              # a copy's rate: equal

@@ -50,8 +50,9 @@ class Transform:
     ``forward`` and ``inverse`` are pure ``jax.numpy`` functions of the last axis
     (any leading batch shape works), so they can be jitted, vmapped and
     differentiated. :mod:`jwins_jax.sharing.blocks` states the contract every
-    transform of a sharing pipeline keeps. ``inverse(forward(x)) == x`` up to float32 round-off for every
-    perfect-reconstruction wavelet (all discrete ones except the FIR ``dmey``).
+    transform of a sharing pipeline keeps. ``inverse(forward(x)) == x`` up to
+    float32 round-off for every perfect-reconstruction wavelet (all discrete ones
+    except the FIR ``dmey``).
 
     Attributes:
         name: Human-readable identity, e.g. ``"sym2/4/polyphase"`` or

@@ -8,12 +8,12 @@ everything else: exact bytes, gossip, faults, sweeps, the simulated clock. One r
 all ``n`` nodes at once (``x`` are the models after local training)::
 
     P          = transform.forward(x)                  # (n, N) float32 -> (n, L)
-    s, st      = score.rank(st, x, P)                  # (n, L) float32 >= 0
+    s, st      = score.rank(st, x, P, hp)              # (n, L) float32 >= 0
     mask, full = selection.select(s, key, hp, inputs)  # (n, L) bool, (n,) bool
     st         = score.rewind(st, mask)
     V, vb, ct  = values.encode(ct, P, mask, key', hp)  # what receivers decode; bytes
     mb         = indices.size(mask), 0 where full      # (n,) int32 bytes
-    Z          = fill.mix(table, P, V, mask)           # the only cross-node block
+    Z          = fill.mix(table, P, V, mask, hp)       # the only cross-node block
     x_new      = transform.inverse(Z)                  # (n, L) -> (n, N) float32
     st         = score.update(st, x_new)
 
@@ -154,8 +154,9 @@ class Score:
     Attributes:
         name: e.g. ``"change/legacy"``.
         init: ``x0 (n, N) -> state``.
-        rank: ``(state, x (n, N), coef (n, L)) -> (score (n, L) float32 >= 0,
-            state)``; ``coef`` is ``transform.forward(x)``.
+        rank: ``(state, x (n, N), coef (n, L), hp) -> (score (n, L) float32 >= 0,
+            state)``; ``coef`` is ``transform.forward(x)``, ``hp`` its traced
+            hyperparameters (None without).
         rewind: ``(state, mask (n, L) bool) -> state`` after the selection (an
             accumulator forgets what was sent).
         update: ``(state, x_new (n, N)) -> state`` after averaging.
@@ -166,7 +167,7 @@ class Score:
 
     name: str
     init: Callable[[jax.Array], Any]
-    rank: Callable[[Any, jax.Array, jax.Array], tuple[jax.Array, Any]]
+    rank: Callable[..., tuple[jax.Array, Any]]
     rewind: Callable[[Any, jax.Array], Any]
     update: Callable[[Any, jax.Array], Any]
     cost: Cost = Cost()
@@ -215,7 +216,7 @@ def score(
             acc=jnp.zeros((n, length if accumulate else 0), tr.dtype),
         )
 
-    def rank(state: ScoreState, x: jax.Array, coef: jax.Array):
+    def rank(state: ScoreState, x: jax.Array, coef: jax.Array, hp: Any = None):
         acc = state.acc
         value = coef
         if reads_change:
@@ -552,16 +553,20 @@ class Fill:
 
     Attributes:
         name: e.g. ``"fill_with_own"``.
-        mix: ``(table, own (n, L), received (n, L), mask (n, L) bool) -> (n, L)``:
-            row j of ``received`` and ``mask`` is sender j's message (the same to
-            all its receivers); ``table`` is the round's neighbour table with
-            Metropolis-Hastings weights (under faults: of the surviving graph).
+        mix: ``(table, own (n, L), received (n, L), mask (n, L) bool, hp) -> (n,
+            L)``: row j of ``received`` and ``mask`` is sender j's message (the
+            same to all its receivers); ``table`` is the round's neighbour table
+            with Metropolis-Hastings weights (under faults: of the surviving graph).
         cost: its FLOPs per node and round (``per_value``: per value received).
+        traced: strategy options it reads as traced hyperparameters.
+        hparams: ``(**values of traced) -> pytree`` on the host.
     """
 
     name: str
-    mix: Callable[[NeighborTable, jax.Array, jax.Array, jax.Array], jax.Array]
+    mix: Callable[..., jax.Array]
     cost: Cost = Cost()
+    traced: tuple[str, ...] = ()
+    hparams: Callable[..., Any] | None = None
 
 
 def fill_with_own() -> Fill:
@@ -576,7 +581,7 @@ def fill_with_own() -> Fill:
     Cost: 3 per value received (the difference, the weight, the add).
     """
 
-    def mix(table, own, received, mask):
+    def mix(table, own, received, mask, hp=None):
         values = None if received is own else received
         # The conditional also makes XLA write Z to memory before an inverse
         # transform reads it: otherwise XLA:CPU inlines the neighbour gathers into
@@ -603,7 +608,7 @@ def masked_average(length: int) -> Fill:
     Cost: 2 per value received, and 2 per coefficient (the self term, the division).
     """
 
-    def mix(table, own, received, mask):
+    def mix(table, own, received, mask, hp=None):
         dtype = own.dtype
         self_w = table.self_weight.astype(dtype)[:, None]
         num = self_w * own
@@ -687,7 +692,7 @@ def compose(
     Returns:
         The :class:`Sharing`; its ``hparams(**traced)`` returns a dict with an entry
         per block that has traced hyperparameters (``"score"``, ``"select"``,
-        ``"values"``), its ``cost`` is the sum of the blocks' costs, and
+        ``"values"``, ``"fill"``), its ``cost`` is the sum of the blocks' costs, and
         ``blocks`` holds the blocks.
 
     Raises:
@@ -705,7 +710,12 @@ def compose(
         raise ValueError(f"{name}: transform.n={tr.n} != n_params={n_params}")
     if selection.uses_score and score is None:
         raise ValueError(f"{name}: selection {selection.name!r} needs a score block")
-    roles = (("score", score), ("select", selection), ("values", values))
+    roles = (
+        ("score", score),
+        ("select", selection),
+        ("values", values),
+        ("fill", fill),
+    )
     readers = {
         role: block for role, block in roles if block is not None and block.traced
     }
@@ -751,7 +761,7 @@ def compose(
         coef = tr.forward(x)  # (n, L) P
         score_state = state.score
         if score is not None:
-            ranked, score_state = score.rank(score_state, x, coef)
+            ranked, score_state = score.rank(score_state, x, coef, hp.get("score"))
         else:
             ranked = jnp.zeros((n, length), jnp.float32)
         mask, full = selection.select(ranked, key, hp.get("select"), inputs)
@@ -760,7 +770,8 @@ def compose(
         decoded, value_bytes, codec_state = values.encode(
             state.values, coef, mask, jax.random.fold_in(key, 1), hp.get("values")
         )
-        x_new = tr.inverse(fill.mix(table, coef, decoded, mask))
+        mixed = fill.mix(table, coef, decoded, mask, hp.get("fill"))
+        x_new = tr.inverse(mixed)
         if score is not None:
             score_state = score.update(score_state, x_new)
         sent = jnp.sum(mask, axis=1, dtype=jnp.int32)

@@ -1,0 +1,1 @@
+"""Tools for testing the simulator and the strategies written for it."""
