@@ -28,14 +28,16 @@ the previous size exceeds the time budget, are skipped and say so.
 
 :func:`run` returns the rows (a dict, as written to ``kernels.json``); :func:`write`
 writes ``kernels.csv``, ``kernels.json`` and ``time_vs_N.png`` (time against N per
-family and n) and :func:`table` formats the printed table. The benchmark suite calls
-:func:`run` for its kernel section.
+family and n), :func:`table` formats the printed table and :func:`fastest` names the
+fastest correct kernel of a family at a size. The benchmark suite calls :func:`run`
+(with ``reference=True``) for its kernel section.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime
+import math
 import pathlib
 import statistics
 import time
@@ -371,6 +373,32 @@ def _mix_kernel(form: str) -> Kernel:
     return Kernel("fill", f"full mix ({form})", "exact", "built-in", build, min_nodes=3)
 
 
+def _numpy_mix_kernel() -> Kernel:
+    def build(data):
+        host = np.asarray(data.x)
+        w = topology.mh_matrix(data.adj)
+        nbrs = [np.flatnonzero(data.adj[i]) for i in range(len(host))]
+
+        def per_node():
+            out = np.empty_like(host)
+            for i, peers in enumerate(nbrs):
+                z = np.float32(w[i, i]) * host[i]
+                for j in peers:
+                    z = z + np.float32(w[i, j]) * host[j]
+                out[i] = z
+            return out
+
+        ref = w.astype(np.float64) @ host.astype(np.float64)
+
+        def check(out):
+            err = float(np.max(np.abs(out - ref)) / np.max(np.abs(ref)))
+            return {"correct": err < 1e-5, "rel_error": err}
+
+        return None, (per_node,), check
+
+    return Kernel("fill", "numpy full mix", "reference", "per node", build, 3)
+
+
 def builtin_kernels(reference: bool = False) -> list[Kernel]:
     """The built-in kernels (and the per-node references with ``reference``)."""
     out = _wavelet_kernels("polyphase") + _wavelet_kernels("jaxwt")
@@ -389,7 +417,25 @@ def builtin_kernels(reference: bool = False) -> list[Kernel]:
         out.append(_numpy_topk_kernel())
     out += [_fill_kernel("fill_with_own"), _fill_kernel("masked_average")]
     out += [_mix_kernel(f) for f in ("table", "bcoo", "dense")]
+    if reference:
+        out.append(_numpy_mix_kernel())
     return out
+
+
+def fastest(
+    result: dict[str, Any], family: str, n: int, big_n: int, exact: bool = True
+) -> str | None:
+    """The fastest correct kernel of a family at one size (exact ones only by
+    default: not ``approximate``, ``random`` or a per-node ``reference``)."""
+    best, best_t = None, math.inf
+    for r in result["rows"]:
+        if (r["family"], r["n"], r["N"]) != (family, n, big_n) or "median_s" not in r:
+            continue
+        if not r.get("correct") or (exact and r["exactness"] != "exact"):
+            continue
+        if r["median_s"] < best_t:
+            best, best_t = _label(r), r["median_s"]
+    return best
 
 
 def registered_kernels() -> list[Kernel]:
@@ -821,7 +867,8 @@ def plot(result: dict[str, Any], path: str | pathlib.Path) -> None:
     from jwins_jax.results import _pyplot
 
     plt = _pyplot()
-    rows = [r for r in result["rows"] if "median_s" in r]
+    every = result["rows"]
+    rows = [r for r in every if "median_s" in r]
     families = [f for f in FAMILIES if any(r["family"] == f for r in rows)]
     nodes = sorted({r["n"] for r in rows})
     if not families or not nodes:
@@ -836,6 +883,25 @@ def plot(result: dict[str, Any], path: str | pathlib.Path) -> None:
         for j, n in enumerate(nodes):
             ax = axes[i][j]
             mine = [r for r in rows if r["family"] == family and r["n"] == n]
+            if not mine:
+                why = {
+                    r.get("skipped") or r.get("error") or "not run"
+                    for r in every
+                    if r["family"] == family and r["n"] == n
+                }
+                ax.set_title(f"{family}, n = {n}", fontsize=9)
+                ax.text(
+                    0.5,
+                    0.5,
+                    "\n".join(sorted(why)) or "not run",
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    transform=ax.transAxes,
+                    wrap=True,
+                )
+                ax.set_axis_off()
+                continue
             for label in dict.fromkeys(_label(r) for r in mine):
                 pts = sorted(
                     (r["N"], r["median_s"]) for r in mine if _label(r) == label
@@ -849,8 +915,7 @@ def plot(result: dict[str, Any], path: str | pathlib.Path) -> None:
             ax.set_xlabel("N (values per node)", fontsize=8)
             ax.set_ylabel("median time per call (s)", fontsize=8)
             ax.grid(True, which="both", alpha=0.3)
-            if mine:
-                ax.legend(fontsize=6)
+            ax.legend(fontsize=6)
     env = result.get("environment", {})
     fig.suptitle(
         f"jwins bench-kernels: {env.get('device', '')}, jax {env.get('jax', '')}"
@@ -873,6 +938,7 @@ __all__ = [
     "Kernel",
     "PRESETS",
     "builtin_kernels",
+    "fastest",
     "measure",
     "plot",
     "registered_kernels",
