@@ -50,7 +50,7 @@ def _default_text(name: str, default: Any) -> str:
     from jwins_jax import sharing
 
     if sharing.option(name) is None:
-        return f"default: {default}"
+        return f"default: {'none' if default == () else default}"
     by_value: dict[str, list[str]] = {}
     for s in (sharing.get(n) for n in sharing.strategies()):
         if name in s.params:

@@ -464,8 +464,9 @@ class ValueCodec:
             (n, L), value_bytes (n,) int32, state)``: ``decoded`` holds what the
             receivers reconstruct at the masked entries (dtype of ``values``;
             entries outside the mask are ignored) and ``value_bytes`` the exact
-            bytes of each node's values in one message. A lossless codec returns
-            ``values`` itself.
+            bytes of each node's values in one message (a bit-packed codec counts
+            its bits, headers such as a scale included, rounded up to whole
+            bytes). A lossless codec returns ``values`` itself.
         init: ``(n, L, dtype) -> state``, every leaf ``(n, ...)`` (e.g. an error
             feedback residual); ``()`` for none.
         traced: strategy options it reads as traced hyperparameters.
