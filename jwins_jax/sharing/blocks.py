@@ -17,6 +17,13 @@ all ``n`` nodes at once (``x`` are the models after local training)::
     x_new      = transform.inverse(Z)                  # (n, L) -> (n, N) float32
     st         = score.update(st, x_new)
 
+``key`` is the strategy's key of the round (the selection draws from it, e.g.
+JWINS's alphas); the value codec gets ``key' = fold_in(key, 1)``. ``hp`` is the
+strategy's traced hyperparameters, a dict with an entry per block that declares any.
+A transform is a :class:`~jwins_jax.wavelets.Transform` (``forward``, ``inverse``,
+``m``, ``flops``, ``dtype``); the other blocks are the dataclasses below, each built
+by a factory.
+
 The contract of every block:
 
 * **Shapes are static** and the node axis comes first: ``n`` nodes, ``N`` model
@@ -50,7 +57,7 @@ block          built-ins                                                       S
 transform      :func:`identity`, :func:`wavelet`                               4.2, 4.4
 score          :func:`score`: by ``change`` or ``magnitude``; accumulation     4.2
                ``none``, ``accumulate`` or ``legacy``
-cut-off        :func:`fixed_alpha`, :func:`alpha_list` (``k = round(alpha L)``)   4.2, 4.5
+cut-off        :func:`fixed_alpha`, :func:`alpha_list`; k = round(alpha L)     4.2, 4.5
 selection      :func:`topk` (exactly k, ties to the lower index),              4.2, 4.7,
                :func:`threshold` (at least the k-th largest, ties kept),       4.3
                :func:`bernoulli` (i.i.d. mask, no score)
