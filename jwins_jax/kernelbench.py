@@ -554,8 +554,8 @@ def _time(call: Callable[[], Any], repeats: int) -> tuple[dict[str, Any], Any]:
     t0 = time.perf_counter()
     out = jax.block_until_ready(call())
     first = time.perf_counter() - t0
-    if first < 0.02:  # short calls: more repeats (about 0.2 s in all)
-        repeats = max(repeats, min(50, int(0.2 / max(first, 1e-4))))
+    if first < 0.01:  # short calls: more repeats (about 0.1 s in all)
+        repeats = max(repeats, min(20, int(0.1 / max(first, 1e-4))))
     elif first > 5.0:
         repeats = 1
     times = []
@@ -632,8 +632,8 @@ def run(
     Args:
         sizes: model lengths N.
         nodes: node counts n.
-        repeats: steady-state calls per kernel (more for calls under 20 ms, one for
-            calls over 5 s).
+        repeats: steady-state calls per kernel (up to 20 for calls under 10 ms, one
+            for calls over 5 s).
         families: which of :data:`FAMILIES` to time.
         reference: also time the per-node NumPy / PyWavelets loops.
         registered: also time the blocks of registered strategies.
