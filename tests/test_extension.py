@@ -286,3 +286,16 @@ def test_custom_blocks_compose_with_their_traced_option(stride_registered):
         )
     x = jnp.asarray(np.random.default_rng(0).standard_normal((6, 40)), jnp.float32)
     assert sh.init(x) == blocks.PipelineState(score=(), values=())
+
+
+def test_reserved_names_are_the_flags_that_are_not_settings():
+    """A registered option becomes a flag of run, compare and sweep: the names their
+    other flags take are refused at registration (sharing.RESERVED_NAMES)."""
+    parser = cli.build_parser()
+    (subparsers,) = [a for a in parser._actions if a.dest == "command"]
+    own = set()
+    for command in ("run", "compare", "sweep"):
+        for action in subparsers.choices[command]._actions:
+            if not Config.is_setting(action.dest):
+                own.add(action.dest)
+    assert own <= sharing.RESERVED_NAMES, own - sharing.RESERVED_NAMES
