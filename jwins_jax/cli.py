@@ -10,6 +10,10 @@
 * ``jwins show RUN_DIR``: prints a run's summary (or what its metrics hold);
 * ``jwins reproduce [--output-dir DIR] [...]``: the paper's claim sweeps and
   REPRODUCTION.md (:mod:`jwins_jax.reproduce`; ``make reproduce``).
+* ``jwins bench-kernels [--preset small] [--sizes N,...] [--nodes n,...]``: times the
+  sharing kernels (transforms, rankings, selections, fills; built-in and registered)
+  on this device (:mod:`jwins_jax.kernelbench`), prints a table and writes CSV, JSON
+  and a plot of time against N.
 
 Bad input prints one line on stderr and exits with status 2; a diverged run exits
 with status 1 and keeps its metrics; an interrupted run (Ctrl-C, SIGTERM) keeps what
@@ -19,7 +23,6 @@ it computed, says so in its summary.json and exits with status 130.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import pathlib
@@ -53,8 +56,8 @@ def _value_text(value: Any) -> str:
 
 
 def _default_text(name: str, default: Any) -> str:
+    from jwins_jax import sharing
     from jwins_jax.data import DATASET_FIELDS, DATASETS
-    from jwins_jax.sharing import OPTIONS, REGISTRY
 
     by_value: dict[str, list[str]] = {}
     if name in DATASET_FIELDS:
@@ -67,42 +70,71 @@ def _default_text(name: str, default: Any) -> str:
             + "; ".join(f"{', '.join(v)}: {k}" for k, v in by_value.items())
             + "; a synthetic stand-in as the dataset it replaces"
         )
-    if name not in OPTIONS:
-        return f"default: {default}"
-    for s in REGISTRY.values():
+    if sharing.option(name) is None:
+        return f"default: {'none' if default == () else default}"
+    for s in (sharing.get(n) for n in sharing.strategies()):
         if name in s.params:
             by_value.setdefault(_value_text(s.defaults[name]), []).append(s.name)
     return "default: " + "; ".join(f"{', '.join(v)}: {k}" for k, v in by_value.items())
 
 
+def _pairs(text: str) -> tuple[tuple[str, str], ...]:
+    from jwins_jax.options import parse_pairs
+
+    try:
+        return parse_pairs(text)
+    except ConfigError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _setting_names() -> list[str]:
+    """Every name a flag sets: the config fields and the options of registered
+    strategies."""
+    from jwins_jax import sharing
+    from jwins_jax.config import Config
+
+    names = list(Config.fields())
+    return names + [n for n in sharing.user_options() if n not in names]
+
+
 def _add_config_flags(p: argparse.ArgumentParser) -> None:
+    from jwins_jax import sharing
     from jwins_jax.config import Config
 
     p.add_argument(
         "--config", metavar="FILE", help="JSON or TOML file of config fields"
     )
-    for f in dataclasses.fields(Config):
-        option = f.metadata["option"]
-        flag = "--" + f.name.replace("_", "-")
-        help_text = f"{option.help} ({_default_text(f.name, f.default)})"
-        if option.choices:
-            help_text += f"; one of {', '.join(option.choices)}"
+    fields = Config.fields()
+    for name in _setting_names():
+        option = Config.option(name)
+        default = fields[name].default if name in fields else None
+        flag = "--" + name.replace("_", "-")
+        help_text = f"{option.help} ({_default_text(name, default)})"
+        choices = sharing.strategies() if name == "sharing" else option.choices
+        if choices:
+            help_text += f"; one of {', '.join(choices)}"
         if option.kind is bool:
             p.add_argument(
                 flag,
-                dest=f.name,
+                dest=name,
                 action=argparse.BooleanOptionalAction,
                 default=None,
                 help=help_text,
             )
             continue
-        kind: Any = {int: int, float: float, str: str, tuple: _alpha_list}[option.kind]
+        kind: Any = {
+            int: int,
+            float: float,
+            str: str,
+            tuple: _alpha_list,
+            dict: _pairs,
+        }[option.kind]
         p.add_argument(
             flag,
-            dest=f.name,
+            dest=name,
             type=kind,
             default=None,
-            metavar=f.name.upper(),
+            metavar="NAME=VALUE,..." if option.kind is dict else name.upper(),
             help=help_text,
         )
 
@@ -169,17 +201,112 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run a dataset's claim sweeps and write the report.",
     )
     reproduce.add_arguments(rep)
+    _add_bench_flags(
+        sub.add_parser(
+            "bench-kernels",
+            help="time the sharing kernels (transforms, rankings, selections, fills) "
+            "on this device",
+        )
+    )
     return parser
 
 
-def config_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """The config fields given as flags."""
-    from jwins_jax.config import Config
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a list of integers: give comma-separated integers"
+        ) from None
+    if not values:
+        raise argparse.ArgumentTypeError("the list is empty")
+    return values
 
+
+def _add_bench_flags(p: argparse.ArgumentParser) -> None:
+    from jwins_jax.kernelbench import FAMILIES, PRESETS
+
+    presets = "; ".join(
+        f"{k}: N = {','.join(map(str, v['sizes']))}, n = "
+        f"{','.join(map(str, v['nodes']))}"
+        for k, v in PRESETS.items()
+    )
+    p.add_argument(
+        "--preset",
+        choices=tuple(PRESETS),
+        default="default",
+        help=f"sizes and repeats ({presets}; small runs in under a minute on a CPU)",
+    )
+    p.add_argument(
+        "--sizes",
+        type=_int_list,
+        default=None,
+        metavar="N,...",
+        help="model lengths N (default: the preset's)",
+    )
+    p.add_argument(
+        "--nodes",
+        type=_int_list,
+        default=None,
+        metavar="n,...",
+        help="node counts n (default: the preset's)",
+    )
+    p.add_argument(
+        "--repeats", type=int, default=None, help="timed calls per kernel (>= 1)"
+    )
+    p.add_argument(
+        "--families",
+        default=",".join(FAMILIES),
+        help=f"kernel families, comma separated (default: {','.join(FAMILIES)})",
+    )
+    p.add_argument(
+        "--reference",
+        action="store_true",
+        help="also time the per-node NumPy / PyWavelets loops of the original",
+    )
+    p.add_argument(
+        "--no-registered",
+        action="store_true",
+        help="leave out the blocks of registered strategies",
+    )
+    p.add_argument(
+        "--time-budget",
+        type=float,
+        default=30.0,
+        help="skip a kernel whose call would take longer, extrapolated from the "
+        "previous size (seconds; default 30)",
+    )
+    p.add_argument("--out-dir", default="runs", help="where to write (default: runs)")
+    p.add_argument(
+        "--name",
+        default=None,
+        help="results directory name (default: bench-kernels-<platform>)",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+def config_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The config fields (and registered strategies' options) given as flags."""
     return {
         name: getattr(args, name)
-        for name in Config.fields()
+        for name in _setting_names()
         if getattr(args, name, None) is not None
+    }
+
+
+def typed_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The flags given, checked; ``--sharing-options NAME=VALUE,...`` becomes one
+    entry per option (a flag of the option itself wins)."""
+    from jwins_jax.config import Config
+    from jwins_jax.options import parse_text
+
+    changes = config_overrides(args)
+    for key, text in changes.pop("sharing_options", ()):
+        option = sharing_option(key)
+        changes.setdefault(key, parse_text(key, text, option.kind))
+    return {
+        name: Config.option(name).validate(name, value)
+        for name, value in changes.items()
     }
 
 
@@ -188,10 +315,20 @@ def config_from_args(args: argparse.Namespace):
     from jwins_jax.config import Config
 
     config = Config.from_file(args.config) if args.config else Config()
-    changes = config_overrides(args)
-    for name, value in changes.items():
-        Config.option(name).validate(name, value)
-    return config.replace(**changes)
+    return config.updated(typed_overrides(args))
+
+
+def sharing_option(name: str):
+    """The option of a registered strategy (ConfigError naming the known ones)."""
+    from jwins_jax.sharing import user_options
+
+    known = user_options()
+    if name not in known:
+        raise ConfigError(
+            f"--sharing-options: {name!r} is not an option of a registered strategy; "
+            f"registered options: {', '.join(sorted(known)) or 'none'}"
+        )
+    return known[name]
 
 
 def _fmt_bytes(b: float) -> str:
@@ -310,7 +447,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         write_json,
     )
     from jwins_jax.runner import run_config
-    from jwins_jax.sharing import STRATEGIES
+    from jwins_jax.sharing import strategies as registered
 
     if args.sharing is not None:
         raise ConfigError(
@@ -318,12 +455,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
             f"(e.g. --strategies full,{args.sharing})"
         )
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
+    allowed = registered()
     if not strategies:
-        raise ConfigError("--strategies is empty; allowed: " + ", ".join(STRATEGIES))
+        raise ConfigError("--strategies is empty; allowed: " + ", ".join(allowed))
     for s in strategies:
-        if s not in STRATEGIES:
+        if s not in allowed:
             raise ConfigError(
-                f"strategy {s!r} is unknown; allowed: {', '.join(STRATEGIES)}"
+                f"strategy {s!r} is unknown; allowed: {', '.join(allowed)}"
             )
     dupes = sorted({s for s in strategies if strategies.count(s) > 1})
     if dupes:
@@ -367,7 +505,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_sweep(args: argparse.Namespace) -> int:
     from jwins_jax import sweep as sw
 
-    overrides = config_overrides(args)
+    overrides = typed_overrides(args)
     if args.config:
         from jwins_jax.config import Config, read_table
 
@@ -393,6 +531,60 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 def _line_numbers(numbers: list[int], limit: int = 10) -> str:
     text = ", ".join(str(n) for n in numbers[:limit])
     return text + (f" and {len(numbers) - limit} more" if len(numbers) > limit else "")
+
+
+def cmd_bench_kernels(args: argparse.Namespace) -> int:
+    import jax
+
+    from jwins_jax import kernelbench as kb
+    from jwins_jax.options import file_name
+    from jwins_jax.results import check_out_dir, unique_dir
+
+    preset = kb.PRESETS[args.preset]
+    sizes = args.sizes or preset["sizes"]
+    nodes = args.nodes or preset["nodes"]
+    repeats = preset["repeats"] if args.repeats is None else args.repeats
+    families = [f.strip() for f in args.families.split(",") if f.strip()]
+    bad = [f for f in families if f not in kb.FAMILIES]
+    if bad or not families:
+        raise ConfigError(
+            f"--families={args.families!r} is not allowed: give some of "
+            + ", ".join(kb.FAMILIES)
+        )
+    if any(not 16 <= s <= 2**31 - 1 for s in sizes):
+        raise ConfigError(
+            f"--sizes={','.join(map(str, sizes))} is not allowed: each N must be an "
+            "integer in [16, 2147483647]"
+        )
+    if any(not 1 <= n <= 100_000 for n in nodes):
+        raise ConfigError(
+            f"--nodes={','.join(map(str, nodes))} is not allowed: each n must be an "
+            "integer in [1, 100000]"
+        )
+    if repeats < 1:
+        raise ConfigError(f"--repeats={repeats} is not allowed: give at least 1")
+    if not args.time_budget > 0:
+        raise ConfigError(f"--time-budget={args.time_budget} is not allowed: > 0")
+    name = args.name or f"bench-kernels-{jax.devices()[0].platform}"
+    file_name("--name", name)
+    check_out_dir(args.out_dir)
+    result = kb.run(
+        sizes,
+        nodes,
+        repeats=repeats,
+        families=families,
+        reference=args.reference,
+        registered=not args.no_registered,
+        time_budget_s=args.time_budget,
+        log=None if args.quiet else (lambda text: print(f"[bench-kernels] {text}")),
+    )
+    out = unique_dir(args.out_dir, name)
+    kb.write(result, out)
+    print(kb.table(result))
+    env = result["environment"]
+    print(f"{env['device']}, jax {env['jax']}, {env['date']}")
+    print(f"results: {out}")
+    return 0
 
 
 def cmd_show(args: argparse.Namespace) -> int:
@@ -545,6 +737,8 @@ def _main(argv: Sequence[str] | None, stop) -> int:
             from jwins_jax import reproduce
 
             return reproduce.run(args)
+        if args.command == "bench-kernels":
+            return cmd_bench_kernels(args)
         return cmd_show(args)
     except ConfigError as err:
         sys.stderr.write(f"jwins: error: {err}\n")

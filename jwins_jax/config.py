@@ -21,6 +21,12 @@ came from the dataset.
 Fields are *static* (they shape the compiled program: model, nodes, rounds, ...) or
 *traced* (hyperparameters that change no shape: lr, seed, alpha, ...);
 :meth:`Config.static_key` groups the configs of a sweep that can share one program.
+
+A registered strategy's own options (:func:`jwins_jax.sharing.register`) live in
+``sharing_options``; a config file, a sweep spec and the command line set them by
+name like any field (``tau = 0.1``, ``--tau 0.1``), :meth:`Config.value` reads either,
+and they take part in :meth:`Config.static_key` and :meth:`Config.traced_fields`
+exactly as the built-in strategies' options do.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from typing import Any
 
 from jwins_jax import options as opt
 from jwins_jax import platform
+from jwins_jax import sharing as sharing_registry
 from jwins_jax.data.partition import PARTITIONS
 from jwins_jax.data.registry import (
     DATASET_FIELDS,
@@ -44,7 +51,6 @@ from jwins_jax.errors import ConfigError
 from jwins_jax.models import MODELS
 from jwins_jax.options import Option
 from jwins_jax.sharing import OPTIONS as SHARING_OPTIONS
-from jwins_jax.sharing import REGISTRY, STRATEGIES
 from jwins_jax.topology import GRAPHS
 
 if sys.version_info >= (3, 11):
@@ -67,6 +73,36 @@ def _field(default: Any, option: Option) -> Any:
 
 def _sharing_field(name: str) -> Any:
     return dataclasses.field(default=None, metadata={"option": SHARING_OPTIONS[name]})
+
+
+def _known_strategy(name: str, value: str) -> None:
+    sharing_registry.get(value)  # ConfigError naming the allowed strategies
+
+
+def _sharing_options(name: str, value: tuple) -> tuple[tuple[str, Any], ...]:
+    """Options of registered strategies, each checked by its Option; sorted pairs."""
+    out = {}
+    for key, v in value:
+        if key in _FIELD_NAMES:
+            raise ConfigError(
+                f"{name}: {key!r} is a config field; set {key} = ... directly"
+            )
+        option = sharing_registry.user_options().get(key)
+        if option is None:
+            known = ", ".join(sorted(sharing_registry.user_options())) or "none"
+            raise ConfigError(
+                f"{name}: {key!r} is not an option of a registered strategy; "
+                f"registered options: {known}"
+            )
+        out[key] = v if v is None else option.validate(key, _from_text(option, v))
+    return tuple(sorted(out.items()))
+
+
+def _from_text(option: Option, value: Any) -> Any:
+    """A list option given as text (``"0.1,0.2"``) as a tuple of floats."""
+    if option.kind is tuple and isinstance(value, str):
+        return opt.parse_float_list(value)
+    return value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -307,7 +343,15 @@ class Config:
         ),
     )
     # sharing (the options belong to the strategies, see jwins_jax.sharing)
-    sharing: str = _field("full", Option("sharing strategy", str, choices=STRATEGIES))
+    sharing: str = _field(
+        "full",
+        Option(
+            "sharing strategy: a built-in one or one registered in code or by an "
+            "installed package",
+            str,
+            _known_strategy,
+        ),
+    )
     alpha: float | None = _sharing_field("alpha")
     alpha_list: tuple[float, ...] | None = _sharing_field("alpha_list")
     metadata_cap: float | None = _sharing_field("metadata_cap")
@@ -318,6 +362,15 @@ class Config:
     selection: str | None = _sharing_field("selection")
     wavelet_backend: str | None = _sharing_field("wavelet_backend")
     topk_method: str | None = _sharing_field("topk_method")
+    sharing_options: tuple[tuple[str, Any], ...] = _field(
+        (),
+        Option(
+            "options of registered strategies, NAME = value (set by name like any "
+            "field: --NAME, NAME = ... in files and sweeps)",
+            dict,
+            _sharing_options,
+        ),
+    )
     # output
     out_dir: str = _field("runs", Option("directory for results", str, opt.path_text))
     shard_nodes: bool = _field(
@@ -351,13 +404,28 @@ class Config:
 
     @classmethod
     def option(cls, name: str) -> Option:
-        """The option of a field."""
-        return cls.fields()[name].metadata["option"]
+        """The option of a field or of a registered strategy's option.
+
+        Raises:
+            KeyError: neither.
+        """
+        if name in _FIELD_NAMES:
+            return cls.fields()[name].metadata["option"]
+        option = sharing_registry.user_options().get(name)
+        if option is None:
+            raise KeyError(name)
+        return option
+
+    @classmethod
+    def is_setting(cls, name: str) -> bool:
+        """Whether ``name`` is a field or an option of a registered strategy."""
+        return name in _FIELD_NAMES or name in sharing_registry.user_options()
 
     @classmethod
     def optional(cls, name: str) -> bool:
-        """Whether a field may be unset (None): its default follows other fields."""
-        return cls.fields()[name].default is None
+        """Whether a setting may be unset (None): its default follows other fields
+        (a registered strategy's option: the strategy's default)."""
+        return name not in _FIELD_NAMES or cls.fields()[name].default is None
 
     @classmethod
     def check_null(cls, name: str, source: str | None = None) -> None:
@@ -381,24 +449,33 @@ class Config:
     def from_dict(cls, data: dict[str, Any], source: str = "config") -> Config:
         """Builds a config from a mapping, rejecting unknown keys and wrong types.
 
-        A null (None) value means the field's default where the field is optional
-        (:meth:`optional`) and is refused otherwise.
+        Keys are fields, or options of registered strategies (which go to
+        ``sharing_options``). A null (None) value means the setting's default where
+        it is optional (:meth:`optional`) and is refused otherwise.
         """
         known = cls.fields()
-        kwargs = {}
+        kwargs: dict[str, Any] = {}
+        extra: dict[str, Any] = {}
         for key, value in data.items():
             name = str(key).replace("-", "_")
-            if name not in known:
+            if not cls.is_setting(name):
+                allowed = sorted(known) + sorted(sharing_registry.user_options())
                 raise ConfigError(
                     f"{source}: unknown field {str(key)!r}; allowed: "
-                    + ", ".join(sorted(known))
+                    + ", ".join(allowed)
                 )
             if value is None:
                 cls.check_null(name, source)
                 continue
-            if name == "alpha_list" and isinstance(value, str):
-                value = opt.parse_float_list(value)
-            kwargs[name] = cls.option(name).validate(name, value)
+            option = cls.option(name)
+            value = option.validate(name, _from_text(option, value))
+            if name in known:
+                kwargs[name] = value
+            else:
+                extra[name] = value
+        if extra:
+            given = dict(kwargs.get("sharing_options") or ())
+            kwargs["sharing_options"] = tuple(sorted({**given, **extra}.items()))
         return cls(**kwargs)
 
     @classmethod
@@ -459,15 +536,35 @@ class Config:
                 out[name] = value
         return out
 
+    def updated(self, values: dict[str, Any]) -> Config:
+        """A copy with fields and registered strategies' options set by name."""
+        fields = {k: v for k, v in values.items() if k in _FIELD_NAMES}
+        extra = {k: v for k, v in values.items() if k not in _FIELD_NAMES}
+        if extra:
+            given = dict(fields.get("sharing_options", self.sharing_options) or ())
+            fields["sharing_options"] = tuple(sorted({**given, **extra}.items()))
+        return self.replace(**fields)
+
+    def value(self, name: str) -> Any:
+        """A field's value, or a registered strategy's option from
+        ``sharing_options`` (None if not set)."""
+        if name in _FIELD_NAMES:
+            return getattr(self, name)
+        return dict(self.sharing_options or ()).get(name)
+
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         if self.alpha_list is not None:
             d["alpha_list"] = list(self.alpha_list)
+        d["sharing_options"] = {
+            k: list(v) if isinstance(v, tuple) else v
+            for k, v in (self.sharing_options or ())
+        }
         return d
 
     def sharing_params(self) -> dict[str, Any]:
         """The chosen strategy's parameters (resolved config)."""
-        return {p: getattr(self, p) for p in REGISTRY[self.sharing].params}
+        return {p: self.value(p) for p in sharing_registry.get(self.sharing).params}
 
     def resolved(self) -> Config:
         """Fills in the fields whose default depends on other fields.
@@ -482,10 +579,19 @@ class Config:
             if getattr(self, name) is None:
                 changes[name] = getattr(defaults, name)
                 filled.append(name)
-        if self.sharing in REGISTRY:
-            for p, default in REGISTRY[self.sharing].defaults.items():
-                if getattr(self, p) is None:
-                    changes[p] = default
+        try:
+            strategy = sharing_registry.get(self.sharing)
+        except ConfigError:
+            strategy = None
+        if strategy is not None:
+            extra = dict(self.sharing_options or ())
+            for p, default in strategy.defaults.items():
+                if p in _FIELD_NAMES:
+                    if getattr(self, p) is None:
+                        changes[p] = default
+                elif extra.get(p) is None:
+                    extra[p] = default
+            changes["sharing_options"] = tuple(sorted(extra.items()))
         derived = list(self.__dict__.get("_derived", ()))
         if self.downlink_mbps is None:
             changes["downlink_mbps"] = self.bandwidth_mbps
@@ -514,9 +620,8 @@ class Config:
             if value is None:
                 self.check_null(name)
             else:
-                if name == "alpha_list" and isinstance(value, str):
-                    value = opt.parse_float_list(value)
-                value = field.metadata["option"].validate(name, value)
+                option = field.metadata["option"]
+                value = option.validate(name, _from_text(option, value))
             values[name] = value
         c = Config(**values)._mark_from_dataset(self._from_dataset)
         object.__setattr__(c, "_derived", self.__dict__.get("_derived", ()))
@@ -562,30 +667,39 @@ class Config:
             for n, f in Config.fields().items()
             if n not in SHARING_OPTIONS and f.metadata["option"].traced
         )
-        return general + REGISTRY[sharing].traced
+        return general + sharing_registry.get(sharing).traced
 
     def static_key(self) -> tuple:
         """What two resolved configs must share to run in one compiled program.
 
         Everything but the traced hyperparameters and the output names, with the
-        strategy's unused options left out, plus the facts the traced values carry
-        into the program: the length of the alpha list, whether momentum is used and
-        whether faults are drawn at all.
+        strategy's unused options left out (built-in or registered), plus the facts
+        the traced values carry into the program: the length of every traced list
+        option (the alpha list), whether momentum is used and whether faults are
+        drawn at all.
         """
+        strategy = sharing_registry.get(self.sharing)
         traced = set(self.traced_fields(self.sharing))
-        used = set(REGISTRY[self.sharing].params)
+        used = set(strategy.params)
         key = []
         for name in self.fields():
-            if name in traced or name in RUN_CONTROL:
+            if name in traced or name in RUN_CONTROL or name == "sharing_options":
                 continue
             if name in SHARING_OPTIONS and name not in used:
                 continue
             key.append((name, getattr(self, name)))
-        if "alpha_list" in used:
-            key.append(("alpha_list_length", len(self.alpha_list)))
+        for p in strategy.params:
+            if p not in _FIELD_NAMES and p not in traced:
+                key.append((p, self.value(p)))
+        for p in strategy.params:
+            if p in traced and strategy.options[p].kind is tuple:
+                key.append((f"{p}_length", len(self.value(p))))
         key.append(("uses_momentum", self.momentum > 0))
         key.append(("faults", self.faults_enabled))
         return tuple(key)
+
+
+_FIELD_NAMES = frozenset(f.name for f in dataclasses.fields(Config))
 
 
 def read_table(path: str | pathlib.Path) -> dict[str, Any]:

@@ -401,7 +401,7 @@ def hparams(experiment: Experiment, config: Config) -> Hparams:
     """The traced hyperparameters of ``config`` for ``experiment``'s program."""
     c = config.validate()
     share = experiment.sharing.hparams(
-        **{k: getattr(c, k) for k in experiment.sharing.traced}
+        **{k: c.value(k) for k in experiment.sharing.traced}
     )
     return Hparams(
         lr=jnp.float32(c.lr),

@@ -36,12 +36,12 @@ round is exactly the fault-free one.
 
 **Bytes.** An online node sends ``receivers`` = its degree in G_t copies of its
 message; a copy over a failed link is counted as sent (the sender transmitted it) but
-not received. An offline node sends nothing (``sent``, ``meta_bytes``, ``receivers``
-are 0 and ``full`` is False). Two statistics are added to every strategy's:
-``delivered``, the number of the node's copies that arrived (its degree in H_t), from
-which the host counts the received bytes exactly in 64 bits, and ``received``, the
-number of float32 values the node received (int32: exact while a node receives fewer
-than 2**31 values in a round). ``online`` (bool) says who took part.
+not received. An offline node sends nothing (``sent``, ``value_bytes``,
+``meta_bytes``, ``receivers`` are 0 and ``full`` is False). Two statistics are added
+to every strategy's: ``delivered``, the number of the node's copies that arrived (its
+degree in H_t), from which the host counts the received bytes exactly in 64 bits,
+and ``received``, the number of values the node received (int32: exact while a node
+receives fewer than 2**31 values in a round). ``online`` (bool) says who took part.
 
 **Strategy state** follows the sender's view. Top-k, wavelet and JWINS rewind their
 accumulator for what they sent and set their reference model to their post-averaging
@@ -246,6 +246,10 @@ def sharing_step(
     out = dict(stats)
     out["sent"] = sent
     out["meta_bytes"] = jnp.where(online, stats["meta_bytes"], 0).astype(jnp.int32)
+    if "value_bytes" in stats:
+        out["value_bytes"] = jnp.where(online, stats["value_bytes"], 0).astype(
+            jnp.int32
+        )
     out["full"] = stats["full"] & online
     out["receivers"] = jnp.sum(present, axis=1, dtype=jnp.int32)
     out["delivered"] = live.degree

@@ -40,7 +40,12 @@ def mix(table: NeighborTable, x: jax.Array) -> jax.Array:
     return out
 
 
-def mix_masked(table: NeighborTable, p: jax.Array, mask: jax.Array) -> jax.Array:
+def mix_masked(
+    table: NeighborTable,
+    p: jax.Array,
+    mask: jax.Array,
+    values: jax.Array | None = None,
+) -> jax.Array:
     """Partial-sharing gossip step with fill-with-own (SPEC 4.2, 9).
 
     Args:
@@ -48,15 +53,20 @@ def mix_masked(table: NeighborTable, p: jax.Array, mask: jax.Array) -> jax.Array
         p: ``(n, ...)`` stacked node vectors (models or transform coefficients).
         mask: ``(n, ...)`` bool, the SENDER's mask: row j marks the entries node j
             ships to every one of its neighbours.
+        values: ``(n, ...)`` what row j's message carries at its masked entries as
+            the receivers decode it (a lossy value codec changes it), or None: the
+            entries of ``p`` themselves.
 
     Returns:
-        ``(n, ...)`` with ``z_i = p_i + sum_j w_ij * mask_j * (p_j - p_i)``. With an
-        all-True mask this is :func:`mix`; with an all-False mask it is ``p``.
+        ``(n, ...)`` with ``z_i = p_i + sum_j w_ij * mask_j * (v_j - p_i)`` (``v =
+        values``, or ``p``). With an all-True mask and ``values=None`` this is
+        :func:`mix`; with an all-False mask it is ``p``.
     """
+    v = p if values is None else values
     out = p
     for c in range(table.idx.shape[1]):
         j = table.idx[:, c]
-        delta = jnp.where(mask[j], p[j] - p, jnp.zeros((), p.dtype))
+        delta = jnp.where(mask[j], v[j] - p, jnp.zeros((), p.dtype))
         out = out + _rows(table.weight[:, c], p) * delta
     return out
 

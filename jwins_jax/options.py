@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from jwins_jax.errors import ConfigError
@@ -32,7 +32,8 @@ class Option:
 
     Attributes:
         help: one line for ``--help``, the README and sweep ``--dry-run``.
-        kind: the Python type of a value: int, float, str, bool or tuple (of floats).
+        kind: the Python type of a value: int, float, str, bool, tuple (of floats)
+            or dict (a table of NAME = value, kept as sorted pairs).
         check: ``check(name, value) -> value`` raises :class:`ConfigError` with one
             line naming the field, the value and what is allowed; may normalise the
             value (e.g. a list to a tuple).
@@ -112,6 +113,20 @@ def check_kind(name: str, value: Any, kind: type) -> Any:
                 f"{name}={_describe(value)} is not allowed: {name} must be a list"
             )
         return tuple(value)
+    if kind is dict:
+        items = value.items() if isinstance(value, Mapping) else value
+        try:
+            pairs = [(k, v) for k, v in items]
+        except (TypeError, ValueError):
+            pairs = None
+        if pairs is None or isinstance(value, str):
+            raise ConfigError(
+                f"{name}={_describe(value)} is not allowed: {name} must be a table "
+                "of NAME = value"
+            )
+        if not all(isinstance(k, str) for k, _ in pairs):
+            raise ConfigError(f"{name}: every NAME must be a string")
+        return tuple(sorted(pairs, key=lambda kv: kv[0]))
     raise TypeError(f"unknown option kind {kind!r}")
 
 
@@ -218,6 +233,57 @@ def parse_float_list(text: str) -> tuple[float, ...]:
         raise ConfigError(
             f"{_describe(text)} is not a list of numbers: give comma-separated numbers"
         ) from None
+
+
+def parse_text(name: str, text: str, kind: type) -> Any:
+    """A value typed on the command line as the option's kind (ConfigError if not).
+
+    Args:
+        name: the option's name, for the message.
+        text: the text, e.g. ``"0.1"``, ``"true"`` or ``"0.1,0.2"``.
+        kind: int, float, str, bool or tuple (of floats).
+    """
+    text = text.strip()
+    if kind is str:
+        return text
+    if kind is tuple:
+        return parse_float_list(text)
+    if kind is bool:
+        if text.lower() in ("true", "1", "yes"):
+            return True
+        if text.lower() in ("false", "0", "no"):
+            return False
+        raise ConfigError(
+            f"{name}={_describe(text)} is not allowed: give true or false"
+        )
+    try:
+        return kind(text)
+    except ValueError:
+        what = "an integer" if kind is int else "a number"
+        raise ConfigError(
+            f"{name}={_describe(text)} is not allowed: {name} must be {what}"
+        ) from None
+
+
+def parse_pairs(text: str) -> tuple[tuple[str, str], ...]:
+    """``"a=1,b=x"`` as ``(("a", "1"), ("b", "x"))`` (a list value in brackets may
+    hold commas: ``"a=[0.1,0.2]"``)."""
+    pairs, depth, item = [], 0, ""
+    for ch in text + ",":
+        depth += (ch == "[") - (ch == "]")
+        if ch == "," and depth == 0:
+            if item.strip():
+                key, sep, value = item.partition("=")
+                if not sep or not key.strip():
+                    raise ConfigError(
+                        f"{_describe(item.strip())} is not allowed: give NAME=VALUE "
+                        "pairs separated by commas"
+                    )
+                pairs.append((key.strip().replace("-", "_"), value.strip()))
+            item = ""
+        else:
+            item += ch
+    return tuple(pairs)
 
 
 def read_text_file(path, what: str) -> str:

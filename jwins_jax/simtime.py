@@ -21,11 +21,11 @@ multiplies every node's g, U and D by independent log-normal factors
 a seed of its own); a straggler trace (CSV ``round,node,factor``) multiplies node i's
 compute time in round t by the product ``f_i(t)`` of the factors it lists for (t, i).
 
-**One round** at an online node i starting at ``S_i``, with ``m_i = 4 sent_i +
-meta_i`` the bytes of one copy of its message (the counts of ``bytes_per_node``), ``k_i``
-the copies it sends (``receivers``: its online neighbours, over links up or down),
-``h_i`` the copies it receives (``delivered``: links up) and ``v_i`` the values it
-receives (``received``)::
+**One round** at an online node i starting at ``S_i``, with ``m_i = value_bytes_i +
+meta_i`` (4 bytes per float32 value) the bytes of one copy of its message (the
+counts of ``bytes_per_node``), ``k_i`` the copies it sends (``receivers``: its online
+neighbours, over links up or down), ``h_i`` the copies it receives (``delivered``:
+links up) and ``v_i`` the values it receives (``received``)::
 
     R_i = S_i + f_i (F_train + F_pre) / g_i                  # trained, message built
     r_ij = min(U_i / k_i, D_j / h_j)   (link up)              # a copy's rate: equal
@@ -197,8 +197,9 @@ def advance(
         work: the round's FLOPs.
         latency_s: () one-way link latency in seconds.
         table: the round's neighbour table (before faults).
-        stats: the round's per-node statistics: ``sent``, ``meta_bytes``,
-            ``receivers``, ``delivered``, ``received`` and ``online``.
+        stats: the round's per-node statistics: ``sent`` (or ``value_bytes``),
+            ``meta_bytes``, ``receivers``, ``delivered``, ``received`` and
+            ``online``.
         factor: ``(n,)`` the round's straggler factors.
         link_up: ``(n, D)`` bool, whether each table entry's link is up (both ends
             agree), or None when no link fails.
@@ -214,9 +215,11 @@ def advance(
     edges = idx != jnp.arange(n, dtype=idx.dtype)[:, None]
     present = edges & online[:, None] & online[idx]
     alive = present if link_up is None else present & link_up
-    size = 4.0 * stats["sent"].astype(jnp.float32) + stats["meta_bytes"].astype(
-        jnp.float32
-    )
+    if "value_bytes" in stats:
+        values = stats["value_bytes"].astype(jnp.float32)
+    else:
+        values = 4.0 * stats["sent"].astype(jnp.float32)
+    size = values + stats["meta_bytes"].astype(jnp.float32)
     up_share = speeds.up / jnp.maximum(stats["receivers"], 1).astype(jnp.float32)
     down_share = speeds.down / jnp.maximum(stats["delivered"], 1).astype(jnp.float32)
     compute_pre = factor * (work.train + work.pre) / speeds.flops

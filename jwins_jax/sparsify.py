@@ -367,6 +367,39 @@ def topk_mask(
     return _topk_mask(score, k, method, k_max)
 
 
+def approx_topk_mask(
+    score: jax.Array, k: jax.Array, k_max: int, recall_target: float = 0.95
+) -> jax.Array:
+    """About the ``k[b]`` largest scores of each row, by ``lax.approx_max_k``.
+
+    **Not exact**: ``lax.approx_max_k`` finds each of the ``k_max`` largest with
+    probability about ``recall_target`` on TPU (other backends may compute it
+    exactly); of its ``k_max`` winners, sorted by score, each row keeps the first
+    ``k[b]``. It is not a ``topk_method`` of the strategies, whose masks are exact;
+    the kernel benchmark (:mod:`jwins_jax.kernelbench`) times it and measures its
+    recall against the exact mask.
+
+    Args:
+        score: (B, M) float32 magnitudes.
+        k: (B,) int32 (or a scalar) counts, clipped to [0, k_max].
+        k_max: static bound on ``k``, in [1, M].
+        recall_target: passed to ``lax.approx_max_k``.
+
+    Returns:
+        (B, M) bool mask with ``min(k[b], k_max)`` True entries per row.
+    """
+    score, k = _as_rows(score, k)
+    b, m = score.shape
+    if not 1 <= int(k_max) <= m:
+        raise ConfigError(f"k_max={k_max!r} is not allowed: k_max must be in [1, {m}]")
+    _, idx = lax.approx_max_k(
+        jnp.asarray(score, jnp.float32), int(k_max), recall_target=recall_target
+    )
+    keep = jnp.arange(int(k_max), dtype=jnp.int32)[None, :] < k[:, None]
+    rows = jnp.arange(b)[:, None]
+    return jnp.zeros((b, m), bool).at[rows, idx].set(keep, unique_indices=True)
+
+
 def _threshold_rows(score: jax.Array, k: jax.Array) -> jax.Array:
     keys = _keys(score)
     t, _, _ = _kth_largest(keys, jnp.maximum(k, 1), _HI_SPAN)
@@ -428,6 +461,7 @@ def bernoulli_mask(
 
 __all__ = [
     "METHODS",
+    "approx_topk_mask",
     "bernoulli_mask",
     "k_from_alpha",
     "python_round",

@@ -103,8 +103,14 @@ class Sweep:
 
 
 # ------------------------------------------------------------------ parsing
+def _is_list_option(field: str) -> bool:
+    """Whether a value of ``field`` is itself a list (alpha_list; a registered
+    strategy's list option), so an axis of it is a list of lists."""
+    return Config.option(field).kind is tuple
+
+
 def _is_axis(field: str, value: Any) -> bool:
-    if field == "alpha_list":
+    if _is_list_option(field):
         return isinstance(value, (list, tuple)) and any(
             isinstance(v, (list, tuple)) for v in value
         )
@@ -189,7 +195,7 @@ def parse_spec(
 
     def check_field(where: str, key: str) -> str:
         name_ = str(key).replace("-", "_")
-        if name_ not in fields:
+        if not Config.is_setting(name_):
             raise ConfigError(
                 f"{source}: unknown field {where}{key!r}; allowed: {', '.join(sorted(fields))}"
             )
@@ -201,11 +207,11 @@ def parse_spec(
     for key, values in grid.items():
         field = check_field("grid.", key)
         if not isinstance(values, list) or (
-            field == "alpha_list" and not _is_axis(field, values)
+            _is_list_option(field) and not _is_axis(field, values)
         ):
             kind = (
                 "a non-empty list of lists"
-                if field == "alpha_list"
+                if _is_list_option(field)
                 else "a non-empty list"
             )
             raise ConfigError(f"{source}: grid.{key} must be {kind} of values")
@@ -242,7 +248,7 @@ def parse_spec(
             {k: v for k, v in values.items() if k != "name"}, source=where
         )
         cfg = cfg.validate()
-        shown = {a: getattr(cfg, a) for a in axes}
+        shown = {a: cfg.value(a) for a in axes}
         cfg = cfg.replace(name=_dir_label(index, shown))
         configs.append(SweepConfig(index, cfg, shown))
     sweep = Sweep(
@@ -346,7 +352,7 @@ def describe(sweep: Sweep, batch: int | None = None) -> str:
         batches = (
             "auto" if size == 0 else f"{math.ceil(len(group) / size)} of <= {size}"
         )
-        static = {a: getattr(first, a) for a in sweep.axes if a not in traced}
+        static = {a: first.value(a) for a in sweep.axes if a not in traced}
         lines.append(
             f"group {g}: {len(group)} configs, one program, batches: {batches}; "
             f"static: {static or 'shared'}"

@@ -30,6 +30,7 @@ import dataclasses
 import functools
 import operator
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -48,8 +49,10 @@ class Transform:
 
     ``forward`` and ``inverse`` are pure ``jax.numpy`` functions of the last axis
     (any leading batch shape works), so they can be jitted, vmapped and
-    differentiated. ``inverse(forward(x)) == x`` up to float32 round-off for every
-    perfect-reconstruction wavelet (all discrete ones except the FIR ``dmey``).
+    differentiated. :mod:`jwins_jax.sharing.blocks` states the contract every
+    transform of a sharing pipeline keeps. ``inverse(forward(x)) == x`` up to
+    float32 round-off for every perfect-reconstruction wavelet (all discrete ones
+    except the FIR ``dmey``).
 
     Attributes:
         name: Human-readable identity, e.g. ``"sym2/4/polyphase"`` or
@@ -60,6 +63,10 @@ class Transform:
         inverse: Maps ``(B, m)`` float32 to ``(B, n)`` float32.
         flops: Arithmetic of one forward (or inverse) transform of one vector: 2
             per multiply-add of the filters (the simulated clock's cost model).
+        dtype: Dtype of the coefficients ``forward`` returns and ``inverse``
+            takes: float32 here; a transform with complex coefficients (an FFT)
+            declares complex64, and the blocks of :mod:`jwins_jax.sharing.blocks`
+            follow it (accumulator dtype, bytes per value sent).
     """
 
     name: str
@@ -68,6 +75,7 @@ class Transform:
     forward: Callable[[jax.Array], jax.Array]  # (B, n) -> (B, m)
     inverse: Callable[[jax.Array], jax.Array]  # (B, m) -> (B, n)
     flops: float = 0.0
+    dtype: Any = jnp.float32
 
 
 def identity_transform(n: int) -> Transform:

@@ -1,4 +1,7 @@
-"""Contract of every registered strategy: jit, vmap, shapes, dtypes, one trace, bytes."""
+"""The contract kit (jwins_jax.testing.contract) on every built-in strategy, the kit
+against broken strategies it must reject, and checks specific to the built-ins."""
+
+import dataclasses
 
 import jax
 import jax.numpy as jnp
@@ -6,7 +9,15 @@ import numpy as np
 import pytest
 
 from jwins_jax.errors import ConfigError
-from jwins_jax.sharing import STRATEGIES, RoundInputs, make_sharing, message_bytes
+from jwins_jax.sharing import (
+    REGISTRY,
+    STRATEGIES,
+    RoundInputs,
+    make_sharing,
+    message_bytes,
+    register,
+)
+from jwins_jax.testing.contract import check_strategy, contract_graph
 from jwins_jax.topology import neighbor_table, regular
 
 N = 301
@@ -18,6 +29,30 @@ PARAMS = {
     "jwins": {"level": 3},
     "choco": {"alpha": 0.2, "gamma": 0.5},
 }
+# two values of each strategy's traced options (the same list lengths: one program)
+VMAP = {
+    "full": None,
+    "random": [{"alpha": 0.2}, {"alpha": 0.5}],
+    "topk": [{"alpha": 0.1}, {"alpha": 0.3}],
+    "wavelet": [
+        {"alpha": 0.1, "metadata_cap": 0.5},
+        {"alpha": 0.6, "metadata_cap": 0.5},
+    ],
+    "jwins": [
+        {"alpha_list": [0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 1.0]},
+        {"alpha_list": [0.3, 1.0, 0.3, 1.0, 0.3, 1.0, 0.3]},
+    ],
+    "choco": [{"alpha": 0.1, "gamma": 0.3}, {"alpha": 0.4, "gamma": 0.9}],
+}
+# the setting that shares everything (CHOCO-SGD has none; full sharing is one)
+FULL = {
+    "full": None,
+    "random": {"alpha": 1.0, "metadata_cap": 0.5},
+    "topk": {"alpha": 1.0},
+    "wavelet": {"alpha": 1.0},
+    "jwins": {"alpha_list": [1.0] * 7},
+    "choco": None,
+}
 
 
 def _setup(n=8):
@@ -27,64 +62,114 @@ def _setup(n=8):
 
 
 def test_every_strategy_is_in_the_contract():
-    assert set(STRATEGIES) == set(PARAMS)
+    assert set(STRATEGIES) == set(PARAMS) == set(VMAP) == set(FULL)
 
 
 @pytest.mark.parametrize("name", STRATEGIES)
-def test_jit_shapes_dtypes_and_single_trace(name):
-    table, x0 = _setup()
-    sh = make_sharing(name, N, **PARAMS[name])
-    traces = []
-
-    def step(state, x, key):
-        traces.append(1)
-        return sh.step(state, x, key, table, sh.hp)
-
-    step = jax.jit(step)
-    state = sh.init(x0)
-    x = x0
-    for r in range(3):
-        x = x + 0.1 * jax.random.normal(jax.random.PRNGKey(10 + r), x.shape)
-        x_new, state, stats = step(state, x, jax.random.PRNGKey(r))
-        assert x_new.shape == x.shape and x_new.dtype == jnp.float32
-        for key in ("meta_bytes", "sent", "receivers"):
-            assert stats[key].shape == (8,) and stats[key].dtype == jnp.int32
-        assert stats["full"].dtype == jnp.bool_
-        assert np.all(np.asarray(stats["sent"]) > 0)
-        np.testing.assert_array_equal(np.asarray(stats["receivers"]), 3)
-        x = x_new
-    assert len(traces) == 1, "a strategy step must trace once"
-    assert np.all(np.isfinite(np.asarray(x)))
-    # state keeps shapes and dtypes
-    s2 = sh.init(x0)
-    assert jax.tree.map(lambda a: (a.shape, a.dtype), s2) == jax.tree.map(
-        lambda a: (a.shape, a.dtype), state
+def test_builtin_strategy_passes_the_contract_kit(name):
+    report = check_strategy(
+        name, PARAMS[name], vmap_params=VMAP[name], full_params=FULL[name]
     )
+    assert {"stats", "vmap", "traces", "locality", "faults"} <= set(report["checks"])
+    assert ("full share" in report["checks"]) == (FULL[name] is not None)
 
 
-@pytest.mark.parametrize("name", STRATEGIES)
-def test_vmap_over_independent_runs(name):
-    """Two runs side by side (e.g. two seeds of a sweep) equal the runs one by one."""
-    table, x0 = _setup()
-    sh = make_sharing(name, N, **PARAMS[name])
-    xs = jnp.stack([x0 + 0.1, x0 - 0.2]) + 0.05 * jax.random.normal(
-        jax.random.PRNGKey(1), (2,) + x0.shape
-    )
-    keys = jax.random.split(jax.random.PRNGKey(2), 2)
-    states = jax.vmap(sh.init)(jnp.stack([x0, x0]))
-    out, _, stats = jax.jit(jax.vmap(lambda s, x, k: sh.step(s, x, k, table, sh.hp)))(
-        states, xs, keys
-    )
-    for b in range(2):
-        single, _, st = jax.jit(lambda s, x, k: sh.step(s, x, k, table, sh.hp))(
-            sh.init(x0), xs[b], keys[b]
+# ------------------------------------------------------ the kit rejects broken ones
+def _broken(step=None, init=None, hparams=None, name="broken"):
+    """Full sharing with one part replaced."""
+    base = make_sharing("full", 64)
+    changes = {"name": name}
+    if step is not None:
+        changes["step"] = step
+    if init is not None:
+        changes["init"] = init
+    if hparams is not None:
+        changes["hparams"] = hparams
+    return dataclasses.replace(base, **changes)
+
+
+def _full_step(state, x, key, table, hp, inputs=None):
+    return make_sharing("full", x.shape[1]).step(state, x, key, table, hp, inputs)
+
+
+def test_kit_rejects_a_strategy_that_mixes_beyond_the_table():
+    def step(state, x, key, table, hp, inputs=None):
+        x_new, state, stats = _full_step(state, x, key, table, hp)
+        return 0.9 * x_new + 0.1 * jnp.mean(x, axis=0), state, stats
+
+    with pytest.raises(AssertionError, match="not its peers"):
+        check_strategy(_broken(step))
+
+
+def test_kit_rejects_a_table_taken_at_build_time():
+    fixed = neighbor_table(contract_graph(8))
+
+    def step(state, x, key, table, hp, inputs=None):
+        return _full_step(state, x, key, fixed, hp)
+
+    with pytest.raises(AssertionError, match="failed link|offline"):
+        check_strategy(_broken(step))
+
+
+def test_kit_rejects_state_without_the_node_axis_and_wrong_stats():
+    with pytest.raises(AssertionError, match="node axis"):
+        check_strategy(_broken(init=lambda x0: {"count": jnp.zeros(())}))
+
+    def lying(state, x, key, table, hp, inputs=None):
+        x_new, state, stats = _full_step(state, x, key, table, hp)
+        return x_new, state, {**stats, "meta_bytes": stats["meta_bytes"] + 8}
+
+    with pytest.raises(AssertionError, match="full share must carry no metadata"):
+        check_strategy(_broken(lying))
+
+    def no_receivers(state, x, key, table, hp, inputs=None):
+        x_new, state, stats = _full_step(state, x, key, table, hp)
+        return x_new, state, {**stats, "receivers": stats["receivers"] * 0 + 2}
+
+    with pytest.raises(AssertionError, match="receivers"):
+        check_strategy(_broken(no_receivers))
+
+
+def test_kit_rejects_a_strategy_that_ignores_the_weights():
+    """Averaging over the table's ids alone also hears failed links and offline
+    neighbours (under faults their weight is 0, their id is still listed)."""
+
+    def step(state, x, key, table, hp, inputs=None):
+        _, state, stats = _full_step(state, x, key, table, hp)
+        total = x
+        for c in range(table.idx.shape[1]):
+            total = total + x[table.idx[:, c]]
+        return total / (table.idx.shape[1] + 1), state, stats
+
+    with pytest.raises(AssertionError, match="failed link|offline"):
+        check_strategy(_broken(step))
+
+
+def test_kit_rejects_traced_values_taken_as_constants():
+    """A factory that bakes its traced option into the step instead of reading hp."""
+    from jwins_jax.sharing import OPTIONS
+
+    def factory(n_params, alpha=0.1):
+        base = make_sharing("full", n_params)
+
+        def step(state, x, key, table, hp, inputs=None):
+            x_new, state, stats = base.step(state, x, key, table, hp)
+            return x + alpha * (x_new - x), state, stats
+
+        return dataclasses.replace(
+            base, hparams=lambda alpha: {"alpha": jnp.float32(alpha)}, step=step
         )
-        np.testing.assert_allclose(
-            np.asarray(out[b]), np.asarray(single), rtol=1e-5, atol=1e-5
-        )
-        np.testing.assert_array_equal(
-            np.asarray(stats["sent"][b]), np.asarray(st["sent"])
-        )
+
+    register("kit_constant", factory, {"alpha": OPTIONS["alpha"]})
+    try:
+        with pytest.raises(AssertionError, match="built with|make no difference"):
+            check_strategy(
+                "kit_constant",
+                vmap_params=[{"alpha": 0.1}, {"alpha": 0.9}],
+                n_params=64,
+            )
+    finally:
+        REGISTRY.pop("kit_constant")
 
 
 def test_jwins_alpha_draws_are_uniform():
@@ -169,43 +254,3 @@ def test_byte_counters_do_not_overflow_for_large_models_on_dense_graphs():
     values, meta = message_bytes(stats)
     assert values.dtype == np.int64 and int(values[0]) == 4 * 4_317_906 * 1023
     assert int(values[0]) > 2**31
-
-
-@pytest.mark.parametrize("name", ["random", "topk", "wavelet", "jwins", "choco"])
-def test_traced_hyperparameters_vmap_like_separate_builds(name):
-    """A vmapped step over two hyperparameter values equals two strategies built with
-    those values: the traced options really are arguments, not constants."""
-    table, x0 = _setup()
-    base = dict(PARAMS[name])
-    traced = {
-        "random": [{"alpha": 0.2}, {"alpha": 0.5}],
-        "topk": [{"alpha": 0.1}, {"alpha": 0.3}],
-        "wavelet": [
-            {"alpha": 0.1, "metadata_cap": 0.5},
-            {"alpha": 0.6, "metadata_cap": 0.5},
-        ],
-        "jwins": [{"alpha_list": [0.1, 0.2]}, {"alpha_list": [0.3, 1.0]}],
-        "choco": [{"alpha": 0.1, "gamma": 0.3}, {"alpha": 0.4, "gamma": 0.9}],
-    }[name]
-    built = [make_sharing(name, N, **{**base, **t}) for t in traced]
-    hps = jax.tree.map(lambda *a: jnp.stack(a), *[b.hp for b in built])
-    x = x0 + 0.1 * jax.random.normal(jax.random.PRNGKey(4), x0.shape)
-    key = jax.random.PRNGKey(7)
-    sh = built[0]
-    states = jax.vmap(sh.init)(jnp.stack([x0, x0]))
-    out, _, stats = jax.jit(jax.vmap(lambda s, h: sh.step(s, x, key, table, h)))(
-        states, hps
-    )
-    sent = []
-    for b, one in enumerate(built):
-        single, _, st = jax.jit(lambda s: one.step(s, x, key, table, one.hp))(
-            one.init(x0)
-        )
-        np.testing.assert_allclose(
-            np.asarray(out[b]), np.asarray(single), rtol=1e-5, atol=1e-6
-        )
-        np.testing.assert_array_equal(
-            np.asarray(stats["sent"][b]), np.asarray(st["sent"])
-        )
-        sent.append(np.asarray(st["sent"]).sum())
-    assert sent[0] != sent[1], "the two hyperparameter values must make a difference"

@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-PATHS = ["jwins_jax", "benchmarks", "tests"]
+PATHS = ["jwins_jax", "benchmarks", "tests", "examples"]
 
 
 def _ruff(*args: str) -> subprocess.CompletedProcess:

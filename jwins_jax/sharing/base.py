@@ -16,13 +16,17 @@ node axis, in the spirit of optax's ``GradientTransformation``:
 
 ``stats`` is a dict of ``(n,)`` arrays, the same keys for every strategy:
 
-* ``sent`` (int32): number of float32 values in node i's message;
+* ``sent`` (int32): number of values in node i's message;
+* ``value_bytes`` (int32): bytes of those values in one message (4 per float32
+  value; a transform with complex values or a lossy value codec changes it);
 * ``meta_bytes`` (int32): index / seed bytes of one message of node i;
 * ``receivers`` (int32): how many neighbours received node i's message;
 * ``full`` (bool): whether node i shared its whole model (or all coefficients).
 
 Bytes are multiplied out on the host in 64-bit integers (:func:`message_bytes`), so
-the counters cannot overflow however large the model and the graph.
+the counters cannot overflow however large the model and the graph. Statistics
+without ``value_bytes`` (written by hand, or by a strategy predating it) count 4
+bytes per value.
 
 The options of all strategies are declared here once; each strategy module lists the
 ones it takes (``PARAMS``) and its factory's signature holds its defaults.
@@ -136,6 +140,14 @@ class Cost:
     post: float = 0.0
     per_value: float = 0.0
 
+    def __add__(self, other: Cost) -> Cost:
+        """The cost of doing both: each part added."""
+        return Cost(
+            self.pre + other.pre,
+            self.post + other.post,
+            self.per_value + other.per_value,
+        )
+
 
 def ranking_flops(length: int) -> float:
     """Comparisons to rank ``length`` scores (a sort): ``L ceil(log2 L)``."""
@@ -157,6 +169,9 @@ class Sharing:
         info: facts the strategy reports about itself (e.g. the transform length).
         options: the options its parameters are declared by (name -> Option).
         cost: its own arithmetic per node and round (the simulated clock's model).
+        blocks: the public blocks it is composed of
+            (:class:`jwins_jax.sharing.blocks.Blocks`), or None for a strategy
+            written by hand; the kernel benchmark times them.
     """
 
     name: str
@@ -168,6 +183,7 @@ class Sharing:
     info: dict[str, Any] = dataclasses.field(default_factory=dict)
     options: Mapping[str, Option] = dataclasses.field(default_factory=lambda: OPTIONS)
     cost: Cost = Cost()
+    blocks: Any = None
 
     @property
     def traced(self) -> tuple[str, ...]:
@@ -185,18 +201,24 @@ def make_stats(
     sent: jax.Array,
     meta_per_message: jax.Array,
     full: jax.Array,
+    value_bytes: jax.Array | None = None,
 ) -> Stats:
     """Per-node message statistics of one round.
 
     Args:
         table: this round's neighbour table; ``table.degree`` is the number of
             receivers of each node's message (SPEC 1.3 step 6: one copy per receiver).
-        sent: ``(n,)`` number of float32 values in each node's message.
+        sent: ``(n,)`` number of values in each node's message.
         meta_per_message: ``(n,)`` metadata bytes of one message.
         full: ``(n,)`` bool, whether the node shared everything.
+        value_bytes: ``(n,)`` bytes of the values of one message; None: 4 per value
+            (float32).
     """
+    if value_bytes is None:
+        value_bytes = accounting.FLOAT_BYTES * sent
     return {
         "sent": sent.astype(jnp.int32),
+        "value_bytes": jnp.asarray(value_bytes).astype(jnp.int32),
         "meta_bytes": meta_per_message.astype(jnp.int32),
         "receivers": table.degree.astype(jnp.int32),
         "full": jnp.asarray(full, dtype=bool),
@@ -207,14 +229,18 @@ def message_bytes(stats: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     """Value and metadata bytes each node sent, over all its receivers, in int64.
 
     Args:
-        stats: ``sent``, ``meta_bytes`` and ``receivers`` arrays of any shape
-            (e.g. ``(rounds, n)``), on the host or device.
+        stats: ``sent`` (or ``value_bytes``), ``meta_bytes`` and ``receivers`` arrays
+            of any shape (e.g. ``(rounds, n)``), on the host or device.
 
     Returns:
         ``(value_bytes, meta_bytes)`` int64 numpy arrays of that shape.
     """
     receivers = np.asarray(stats["receivers"], np.int64)
-    values = accounting.FLOAT_BYTES * np.asarray(stats["sent"], np.int64) * receivers
+    if "value_bytes" in stats:
+        per_message = np.asarray(stats["value_bytes"], np.int64)
+    else:
+        per_message = accounting.FLOAT_BYTES * np.asarray(stats["sent"], np.int64)
+    values = per_message * receivers
     return values, np.asarray(stats["meta_bytes"], np.int64) * receivers
 
 

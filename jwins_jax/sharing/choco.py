@@ -9,7 +9,12 @@ neighbours' public copies, both starting at 0. Each round::
     x    = x + gamma * (s - xhat)
 
 The message carries the non-zero entries of ``q`` as float32 values with int64
-indices, so each sent value costs 4 + 8 bytes (SPEC decisions table).
+indices, so each sent value costs 4 + 8 bytes (SPEC decisions table). CHOCO-SGD is not
+a fill-with-own pipeline, so it is a strategy of its own, built from the public
+blocks where they fit (:mod:`jwins_jax.sharing.blocks`): the
+:func:`~jwins_jax.sharing.blocks.threshold` selection with a fixed alpha and no cap,
+:func:`~jwins_jax.sharing.blocks.raw_values` and 8-byte
+:func:`~jwins_jax.sharing.blocks.raw_indices`.
 
 With faults (:mod:`jwins_jax.faults`; the round's ``RoundInputs.online`` is given) a
 receiver misses the increments ``q_j`` sent over a failed link, so adding up what
@@ -32,7 +37,8 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from jwins_jax import accounting, gossip, sparsify
+from jwins_jax import accounting, gossip
+from jwins_jax.sharing import blocks
 from jwins_jax.sharing.base import (
     Cost,
     RoundInputs,
@@ -48,7 +54,7 @@ PARAMS: tuple[str, ...] = ("alpha", "gamma")
 
 @struct.dataclass
 class ChocoHyper:
-    k: jax.Array  # () int32 round(alpha * N)
+    select: blocks.CutoffHyper  # alpha and k = round(alpha * N)
     gamma: jax.Array  # () float32 consensus step size
 
 
@@ -60,10 +66,14 @@ class ChocoState:
 
 def choco(n_params: int, alpha: float = 0.1, gamma: float = 0.5) -> Sharing:
     """Builds CHOCO-SGD with top-``alpha`` compression and step size ``gamma``."""
+    selection = blocks.threshold(blocks.fixed_alpha(n_params, cap=None))
+    values = blocks.raw_values()
+    indices = blocks.raw_indices(accounting.CHOCO_INDEX_BYTES)
 
     def hparams(alpha: float, gamma: float) -> ChocoHyper:
-        k = sparsify.k_from_alpha(alpha, n_params)
-        return ChocoHyper(k=jnp.int32(k), gamma=jnp.float32(gamma))
+        return ChocoHyper(
+            select=selection.hparams(alpha=alpha), gamma=jnp.float32(gamma)
+        )
 
     def init(x0: jax.Array) -> ChocoState:
         zeros = jnp.zeros_like(as_stack(x0))
@@ -78,22 +88,28 @@ def choco(n_params: int, alpha: float = 0.1, gamma: float = 0.5) -> Sharing:
         inputs: RoundInputs | None = None,
     ):
         """One round; with faults (``inputs.online`` given) ``s`` is recomputed."""
-        del key
-        faults = inputs is not None and inputs.online is not None
+        inputs = RoundInputs() if inputs is None else inputs
+        faults = inputs.online is not None
         x = as_stack(x)
         n = x.shape[0]
         diff = x - state.xhat
-        keep = sparsify.threshold_mask(jnp.abs(diff), jnp.full((n,), hp.k))
+        keep, _ = selection.select(jnp.abs(diff), key, hp.select, inputs)
         q = jnp.where(keep, diff, 0.0)
+        nonzero = q != 0  # the entries the message carries
+        q, value_bytes, _ = values.encode((), q, nonzero, key, None)
         xhat = state.xhat + q
         if faults:
             s = gossip.mix(table, xhat)  # s_i = sum_j W_t,ij xhat_j
         else:
             s = state.s + gossip.mix(table, q)
         x_new = x + hp.gamma * (s - xhat)
-        nnz = jnp.sum(q != 0, axis=1, dtype=jnp.int32)
+        nnz = jnp.sum(nonzero, axis=1, dtype=jnp.int32)
         stats = make_stats(
-            table, nnz, accounting.CHOCO_INDEX_BYTES * nnz, jnp.zeros((n,), bool)
+            table,
+            nnz,
+            indices.size(nonzero),
+            jnp.zeros((n,), bool),
+            value_bytes=value_bytes,
         )
         return x_new, state.replace(xhat=xhat, s=s), stats
 
