@@ -1065,6 +1065,8 @@ def run(args: argparse.Namespace) -> int:
             progress = Progress(f"sweep {sw.name}", enabled=not args.quiet)
             run_sweep(sw, batch=args.batch, progress=progress)
     out, runs = args.out, []
+    if extra is not None and not (sweeps[2].directory / "sweep.csv").is_file():
+        sweeps, extra = sweeps[:2], None  # the crossover was not run: leave it out
     for sw in sweeps:
         if not (sw.directory / "sweep.csv").is_file():
             raise ConfigError(
