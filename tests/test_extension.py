@@ -155,7 +155,7 @@ def test_help_lists_the_strategy_and_its_options(stride_registered, capsys):
     assert cli.main(["run", "--help"]) == 0
     text = " ".join(capsys.readouterr().out.split())
     assert "--damping DAMPING step towards the average" in text
-    assert "stride: 1.0" in text  # its default, by strategy
+    assert "(default: stride: 1)" in text  # its default, by strategy
     assert "jwins, choco, stride" in text  # --sharing's choices
 
 
