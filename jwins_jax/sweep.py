@@ -666,7 +666,7 @@ def plot_sweep(sweep: Sweep, root: pathlib.Path, runs: dict[int, an.Run]) -> Non
             continue
         fig, ax = plt.subplots(figsize=(6, 4))
         for m, rs in by_method.items():
-            by_value = an.group(rs, lambda r: float(getattr(r.config, axis)))
+            by_value = an.group(rs, lambda r: float(r.config.value(axis)))
             xs = sorted(by_value)
             accs = [[r.final_value("test_acc") for r in by_value[x]] for x in xs]
             means, stds = [np.mean(a) for a in accs], [np.std(a) for a in accs]
