@@ -99,7 +99,9 @@ def sizes(quick: bool) -> list[tuple[list[int], list[int]]]:
 
 def kernels(opts: Any) -> list[dict[str, Any]]:
     """The ``kernels`` section: :func:`jwins_jax.kernelbench.run` over
-    :func:`sizes` with the per-node way, within the time and memory budgets."""
+    :func:`sizes` with the per-node way, within the time budget
+    (``--kernel-time-budget``, seconds per call) and the memory our kernels may use
+    (``--kernel-mem-gib``: kernelbench's working set, 8 ``(n, N)`` float32 arrays)."""
     rows: list[dict[str, Any]] = []
     per_node = PerNode()
     try:
