@@ -15,9 +15,12 @@ Servers (``kind``):
   of :mod:`sharing_ref` (full sharing or JWINS with the given alphas); ``eval`` tests
   every node's model as our evaluation does. The first round's trained and shared
   models and byte counts are kept for the checks.
-* ``kernels``: the sharing kernels node by node on one ``(n, N)`` stack: ``wavelet``
-  (PyWavelets forward + inverse), ``select`` (top-k per node), ``gossip`` (MH
-  averaging) and ``gossip_masked`` (fill-with-own averaging of selected entries).
+* ``kernels``: the sharing kernels node by node on one ``(n, N)`` stack (the
+  inputs of :func:`jwins_jax.kernelbench.make_data`): ``wavelet_forward`` and
+  ``wavelet_inverse`` (PyWavelets; the inverse of each node's own coefficients),
+  ``topk`` (top-k of ``|x|`` per node at its k), ``mix`` (MH averaging) and
+  ``fill_with_own`` (MH averaging of the entries each neighbour sent, the
+  receiver's own values elsewhere).
 
 Run as ``python -m benchmarks.baseline DIR`` by :class:`Baseline`.
 """
@@ -99,9 +102,10 @@ class Kernels:
         self.rows = [row.copy() for row in a["x"]]  # each node holds its own model
         self.k = [int(v) for v in a["k"]]
         self.transform = ref.WaveletTransform(a["x"].shape[1], **meta["wavelet"])
+        self.coefs = [self.transform.forward(row) for row in self.rows]
         nbrs = ref.neighbors_from_adjacency(a["adjacency"])
         w = ref.mh_matrix(nbrs)
-        self.mix = [
+        self.mixing = [
             [(j, float(w[i, j])) for j in sorted(nb)] for i, nb in enumerate(nbrs)
         ]
         self.self_w = [float(w[i, i]) for i in range(len(nbrs))]
@@ -116,44 +120,42 @@ class Kernels:
         self.outputs[name] = np.stack(out)
         return {name: seconds}
 
-    def wavelet(self) -> dict[str, float]:
-        """Forward and inverse per node; keeps the coefficients."""
-        tr = self.transform
+    def wavelet_forward(self) -> dict[str, float]:
+        return self._timed(
+            "wavelet_forward", lambda i, row: self.transform.forward(row)
+        )
 
-        def one(i: int, row: np.ndarray) -> np.ndarray:
-            coef = tr.forward(row)
-            tr.inverse(coef)
-            return coef
+    def wavelet_inverse(self) -> dict[str, float]:
+        inverse = self.transform.inverse
+        return self._timed("wavelet_inverse", lambda i, row: inverse(self.coefs[i]))
 
-        return self._timed("wavelet", one)
-
-    def select(self) -> dict[str, float]:
+    def topk(self) -> dict[str, float]:
         def one(i: int, row: np.ndarray) -> np.ndarray:
             mask = np.zeros(row.size, bool)
             mask[self.ref.topk_indices(row, self.k[i])] = True
             return mask
 
-        return self._timed("select", one)
+        return self._timed("topk", one)
 
-    def gossip(self) -> dict[str, float]:
+    def mix(self) -> dict[str, float]:
         def one(i: int, row: np.ndarray) -> np.ndarray:
             z = self.self_w[i] * row
-            for j, wij in self.mix[i]:
+            for j, wij in self.mixing[i]:
                 z = z + wij * self.rows[j]
             return z
 
-        return self._timed("gossip", one)
+        return self._timed("mix", one)
 
-    def gossip_masked(self) -> dict[str, float]:
+    def fill_with_own(self) -> dict[str, float]:
         def one(i: int, row: np.ndarray) -> np.ndarray:
             z = self.self_w[i] * row
-            for j, wij in self.mix[i]:
+            for j, wij in self.mixing[i]:
                 q = row.copy()  # fill what j did not send with our own values
                 q[self.sent[j]] = self.rows[j][self.sent[j]]
                 z = z + wij * q
             return z
 
-        return self._timed("gossip_masked", one)
+        return self._timed("fill_with_own", one)
 
 
 SERVERS = {"rounds": Rounds, "kernels": Kernels}

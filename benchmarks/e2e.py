@@ -14,11 +14,24 @@ tau; ``paper`` measures the paper's tau).
 
 ``paper``: seconds per JWINS round of each paper workload at the paper's settings
 (ours only; the run time of T rounds without evaluation).
+
+``clock``: what the simulated clock (:mod:`jwins_jax.simtime`) costs. The GN-LeNet
+JWINS round (96 nodes on the paper's graph, synthetic CIFAR stand-in, b = 8, tau =
+3; quick: the digits CNN on a few nodes) as ``runner.programs(...).advance``
+compiles it, timed in turns with the same program built without the clock: while
+:func:`without_clock` is active (a benchmark-only patch, applied in this process
+around one build and compile and undone after), ``simtime.advance`` is replaced by a
+function that returns the clocks unchanged, so XLA drops the clock's work (speeds,
+transfer times, the shift). Checked: the clock moved in the one and not in the
+other, and both computed the same models.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import statistics
+from collections.abc import Iterator
 from typing import Any
 
 import jax.numpy as jnp
@@ -26,7 +39,8 @@ import numpy as np
 
 from benchmarks.baseline import Baseline
 from benchmarks.rounds import PAPER, RoundBench, forward_flops, workload
-from benchmarks.timing import interleave
+from benchmarks.timing import Load, interleave, summarize
+from jwins_jax import experiment, kernelbench, simtime
 from jwins_jax.testing.reference.layout import ModelLayout
 
 HEAVY = ("celeba", "shakespeare", "femnist")
@@ -173,4 +187,57 @@ def paper(opts: Any) -> list[dict[str, Any]]:
     return rows
 
 
-__all__ = ["PAPER", "e2e", "paper"]
+@contextlib.contextmanager
+def without_clock() -> Iterator[None]:
+    """Experiments traced meanwhile run no simulated clock (benchmark only).
+
+    ``simtime.advance`` becomes a function returning the clocks unchanged, a zero
+    shift and zero compute seconds; the original comes back on exit. Only programs
+    traced inside the ``with`` block are affected.
+    """
+    original = simtime.advance
+
+    def frozen(clock, *args, **kwargs):
+        return clock, jnp.zeros((), clock.dtype), jnp.zeros_like(clock)
+
+    simtime.advance = frozen
+    try:
+        yield
+    finally:
+        simtime.advance = original
+
+
+def clock(opts: Any) -> list[dict[str, Any]]:
+    """The ``clock`` section: the round with and without the clock, in turns."""
+    if opts.quick:
+        config = workload("digits", "jwins", opts.nodes, local_steps=1)
+    else:
+        config = workload("cifar", "jwins", 96)
+    data = experiment.load_data(config)
+    with_clock = RoundBench(config, opts.rounds, data)
+    with without_clock():
+        no_clock = RoundBench(config, opts.rounds, data)
+    name = "digits" if opts.quick else "cifar"
+    row = {"workload": name, **with_clock.row}
+    row["compile_no_clock_round_s"] = no_clock.row["compile_round_s"]
+    calls = [
+        lambda: {"clock": with_clock.round()},
+        lambda: {"no_clock": no_clock.round()},
+    ]
+    for call in calls:  # warm-up
+        call()
+    load = Load()
+    times = kernelbench.interleave(calls, opts.clock_repeats, warmup=0)
+    row.update(load.record())
+    for way, values in times.items():
+        row.update(summarize(way, values))
+    turns = zip(times["clock"], times["no_clock"], strict=True)
+    row["turn_ratio"] = statistics.median(a / b for a, b in turns)
+    row["clock_shift_s"] = float(np.sum(with_clock.metrics["clock_shift"]))
+    row["no_clock_shift_s"] = float(np.sum(no_clock.metrics["clock_shift"]))
+    row["models_rel_diff"] = rel_error(no_clock.state.x, with_clock.state.x)
+    print(f"[clock] {name}: with / without {row['turn_ratio']:.3f}", flush=True)
+    return [row]
+
+
+__all__ = ["PAPER", "clock", "e2e", "paper", "without_clock"]

@@ -28,7 +28,7 @@ import time
 from typing import Any
 
 from benchmarks.rounds import RoundBench, has_dataset, tiled, workload
-from benchmarks.timing import compiled, device_call, interleave, peak_rss_bytes
+from benchmarks.timing import interleave, peak_rss_bytes
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TAG = "POINT "
@@ -50,7 +50,7 @@ def run_point(spec: dict[str, Any]) -> dict[str, Any]:
         row.update(interleave([lambda: {"round": bench.round()}], spec["repeats"]))
         row["finite"] = bench.finite()
     else:
-        from benchmarks.kernels import graph
+        from jwins_jax.kernelbench import compiled, device_call, graph
         from jwins_jax.sharing import make_sharing
         from jwins_jax.topology import neighbor_table
 

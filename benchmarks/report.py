@@ -19,7 +19,20 @@ from typing import Any
 
 import numpy as np
 
-SECTIONS = ("machine", "e2e", "paper", "kernels", "scaling", "devices", "sweep", "gpu")
+from jwins_jax.analysis import markdown_table
+from jwins_jax.kernelbench import FAMILIES
+
+SECTIONS = (
+    "machine",
+    "e2e",
+    "paper",
+    "clock",
+    "kernels",
+    "scaling",
+    "devices",
+    "sweep",
+    "gpu",
+)
 HERE_MARK = "<!-- generated blocks go here -->"
 
 
@@ -42,14 +55,32 @@ def seconds(value: float | None) -> str:
     return f"{value * 1e3:.1f} ms" if value >= 0.01 else f"{value * 1e3:.2f} ms"
 
 
+def _median_spread(r: Row, median: str, low: str, high: str, count: str) -> str:
+    """A median with its spread (fastest-slowest) when repeated."""
+    text = seconds(r[median])
+    if r.get(count, 1) > 1:
+        text += f" ({seconds(r[low])}-{seconds(r[high])})"
+    return text
+
+
 def _spread(r: Row, key: str) -> str:
-    """The median of ``key`` with its spread (fastest-slowest) when repeated."""
+    """The median of ``key`` (the suite's names) with its spread."""
     if f"{key}_s" not in r:
         return r.get("error", "-") if key.endswith("round") else "-"
-    text = seconds(r[f"{key}_s"])
-    if r.get(f"{key}_n", 1) > 1:
-        text += f" ({seconds(r[f'{key}_min_s'])}-{seconds(r[f'{key}_max_s'])})"
-    return text
+    return _median_spread(r, f"{key}_s", f"{key}_min_s", f"{key}_max_s", f"{key}_n")
+
+
+def _kernel_time(prefix: str) -> Callable[[Row], str]:
+    """A cell of ``jwins bench-kernels``' times (``median_s``, ``min_s``, ``max_s``,
+    ``repeats``; prefixed ``baseline_`` for the per-node way)."""
+
+    def cell(r: Row) -> str:
+        if f"{prefix}median_s" not in r:
+            return "-" if prefix else r.get("skipped") or r.get("error", "-")
+        keys = ("median_s", "min_s", "max_s", "repeats")
+        return _median_spread(r, *(prefix + k for k in keys))
+
+    return cell
 
 
 def _ratio(r: Row, slow: str, fast: str) -> str:
@@ -100,9 +131,8 @@ def columns(spec: str) -> list[Column]:
 def table(rows: list[Row], cols: list[Column] | str) -> list[str]:
     """A markdown table: one line per row, one cell per column."""
     cols = columns(cols) if isinstance(cols, str) else cols
-    out = ["| " + " | ".join(h for h, _ in cols) + " |", "|" + "---|" * len(cols)]
-    out += ["| " + " | ".join(f(r) for _, f in cols) + " |" for r in rows]
-    return out + [""]
+    cells = ([f(r) for _, f in cols] for r in rows)
+    return [markdown_table([h for h, _ in cols], cells), ""]
 
 
 LOAD = "load (1-min average before/after, busy others)=load"
@@ -142,6 +172,19 @@ SWEEP_TEXT = (
     "batching = sequential / vmapped."
 )
 DEVICES = "workload; n=n:,; devices; s / round=~round; compile=compile_round_s:s"
+CLOCK = (
+    "workload; model; n; N=N:,; tau; b; with clock=~clock; without=~no_clock; "
+    "with / without (median of turns)=turn_ratio:.3f; ratio of medians=clock/no_clock; "
+    "compile, with=compile_round_s:s; without=compile_no_clock_round_s:s; "
+    "simulated s per call=clock_shift_s:.3g; models differ=models_rel_diff:.1e; " + LOAD
+)
+CLOCK_TEXT = (
+    "The round as `jwins run` compiles it (R rounds per call, s / round), timed in "
+    "turns with the same program built with `simtime.advance` replaced by a "
+    "function that returns the clocks unchanged (`benchmarks/e2e.py`, "
+    "`without_clock`); with / without is the median over turns of the two times' "
+    "ratio."
+)
 GPU_PAPER = (
     "n; train_chunk; s / round=~round; evaluation=~eval; images/s=images_per_s:,.0f; "
     "2,166 rounds + 103 evaluations (min)=paper_run_min:.1f"
@@ -179,28 +222,66 @@ def e2e(rows: list[Row], machine: Row | None) -> list[str]:
     return text
 
 
+def _check(r: Row) -> str:
+    if "median_s" not in r:
+        return "-"
+    text = "ok" if r.get("correct") else "WRONG"
+    if r.get("recall") is not None:
+        text = f"recall {r['recall']:.4f}"
+    return text
+
+
+def _kernel_ratio(r: Row) -> str:
+    if "baseline_median_s" not in r or "median_s" not in r:
+        return "-"
+    return f"{r['baseline_median_s'] / r['median_s']:.2f}x"
+
+
+KERNEL_COLS = columns("n; N=N:,; kernel") + [
+    ("ours", _kernel_time("")),
+    ("per node", _kernel_time("baseline_")),
+    ("ratio", _kernel_ratio),
+    *columns(
+        "compile=compile_s:s; memory=total_bytes:MiB; exact=exactness; "
+        "differs from per node=baseline_error:.1e"
+    ),
+    ("check", _check),
+]
+
+
+def fastest_lines(rows: list[Row]) -> list[str]:
+    """Per size and per-node way, the fastest correct exact kernel of those doing
+    that work (where more than one does)."""
+    groups: dict[tuple, list[Row]] = {}
+    for r in rows:
+        if r.get("correct") and r.get("exactness") == "exact" and "median_s" in r:
+            if r.get("baseline"):
+                groups.setdefault((r["n"], r["N"], r["baseline"]), []).append(r)
+    out = []
+    for (n, big_n, base), group in groups.items():
+        if len(group) > 1:
+            best = min(group, key=lambda r: r["median_s"])
+            out.append(
+                f"* n = {n}, N = {big_n:,}, the work of {base}: fastest "
+                f"{best['kernel']} ({_kernel_ratio(best)} per node / ours)"
+            )
+    return out + [""] if out else []
+
+
 def kernels(rows: list[Row]) -> list[str]:
     text = [
-        "Median per call on (n, N) float32 stacks, in turns with the per-node "
-        "NumPy/PyWavelets way (its own process); `(x)`: output differs from the "
-        "per-node one; ratio = per node / fastest correct.",
+        "`jwins bench-kernels`' kernels (`jwins_jax/kernelbench.py`: its timer and "
+        "checks), the kernels of a family timed in turns with each other and with "
+        "the per-node NumPy/PyWavelets way in a process of its own. Median "
+        "(fastest-slowest) per call on (n, N) float32 stacks; ratio = per node / "
+        "ours; differs from per node: the fraction of mask entries that differ "
+        "(selections), the relative error otherwise.",
         "",
     ]
-    for family in ("wavelet", "select", "gossip", "gossip_masked"):
+    for family in FAMILIES:
         fam = [r for r in rows if r.get("family") == family]
-        names = [k[8:-2] for k in (fam or [{}])[0] if k.startswith("compile_")]
-
-        def best(r: Row) -> str | None:
-            ok = [k for k in names if r.get(f"{k}_ok") and f"{k}_s" in r]
-            return min(ok, key=lambda k: r[f"{k}_s"]) if ok else None
-
-        def mark(k: str) -> Callable[[Row], str]:
-            return lambda r: _spread(r, k) + ("" if r.get(f"{k}_ok", True) else " (x)")
-
-        cols = columns("n; N=N:,") + [(k, mark(k)) for k in names]
-        cols += [("per node", _cell("~pernode")), ("fastest", lambda r: best(r) or "-")]
-        cols.append(("ratio", lambda r: _ratio(r, "pernode", best(r) or "-")))
-        text += [f"**{family}**", "", *table(fam, cols)]
+        if fam:
+            text += [f"**{family}**", "", *table(fam, KERNEL_COLS), *fastest_lines(fam)]
     return text
 
 
@@ -242,6 +323,7 @@ def gpu(rows: list[Row]) -> list[str]:
 TITLES = {
     "e2e": "End to end, against the original's engine",
     "paper": "Seconds per JWINS round of each paper workload",
+    "clock": "What the simulated clock costs",
     "kernels": "Kernels of the sharing step",
     "scaling": "Scaling with n and N",
     "devices": "Node axis over several devices",
@@ -273,6 +355,7 @@ def render(data: dict[str, Any], title: str, image: str | None = None) -> str:
     render_one = {
         "e2e": lambda rows: e2e(rows, machine),
         "paper": lambda rows: table(rows, PAPER_COLS),
+        "clock": lambda rows: [CLOCK_TEXT, "", *table(rows, CLOCK)],
         "kernels": kernels,
         "scaling": lambda rows: scaling(rows, image),
         "devices": lambda rows: table(rows, DEVICES),

@@ -23,12 +23,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks.timing import compiled, device_call, wall
 from jwins_jax import devices, experiment, runner, training
 from jwins_jax.config import Config
-from jwins_jax.data import STAND_INS
+from jwins_jax.data import DATASETS, STAND_INS
 from jwins_jax.data.batches import sample_batches
-from jwins_jax.errors import ConfigError
+from jwins_jax.kernelbench import compiled, device_call, wall
 from jwins_jax.sharing import RoundInputs
 
 EXPERIMENTS = pathlib.Path(__file__).resolve().parents[1] / "experiments"
@@ -62,7 +61,8 @@ def forward_flops(model: str) -> int:
 
 
 def workload(name: str, strategy: str, nodes: int = 96, **changes: Any) -> Config:
-    """A workload's config for ``strategy`` on ``nodes`` nodes.
+    """A workload's config for ``strategy`` on ``nodes`` nodes, resolved (the
+    dataset's defaults filled in).
 
     The paper's graph at 96 nodes, a random 4-regular graph otherwise; ``changes``
     override any field.
@@ -74,16 +74,12 @@ def workload(name: str, strategy: str, nodes: int = 96, **changes: Any) -> Confi
         c = Config(dataset=name, sharing=strategy)
     if nodes != 96:
         c = c.replace(topology="regular", degree=min(4, nodes - 1))
-    return c.replace(nodes=nodes, **changes)
+    return c.replace(nodes=nodes, **changes).resolved()
 
 
 def has_dataset(name: str) -> bool:
-    """Whether this version of the package knows a dataset."""
-    try:
-        Config(dataset=name).validate()
-    except ConfigError:
-        return False
-    return True
+    """Whether this version of the package knows a dataset (its registry)."""
+    return name in DATASETS
 
 
 def tiled(config: Config, per_node: int):
@@ -116,6 +112,7 @@ class RoundBench:
 
     Attributes:
         row: what was built and the compile time (a flat dict).
+        metrics: the per-round metrics of the last :meth:`round` call.
     """
 
     def __init__(self, config: Config, rounds: int = 1, dataset=None, shard=False):
@@ -152,12 +149,12 @@ class RoundBench:
         """Runs one call of ``rounds`` rounds; returns the seconds per round."""
 
         def call():
-            self.state, metrics = self.advance(
+            self.state, self.metrics = self.advance(
                 self.state, self.hp, self.inputs, self.length
             )
-            return self.state, metrics
+            return self.state, self.metrics
 
-        return wall(call, jax.block_until_ready) / self.rounds
+        return wall(call)[0] / self.rounds
 
     def given(self, alphas: np.ndarray) -> RoundInputs:
         """Round inputs that give the sharing step ``(n,)`` alphas."""

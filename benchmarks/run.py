@@ -7,7 +7,10 @@ Sections, all by default or some with ``--only``:
 * ``machine``: the FLOP rate of a jitted 2048 x 2048 float32 matmul;
 * ``e2e``: every workload's round against the original's engine (:mod:`.e2e`);
 * ``paper``: seconds per JWINS round of each paper workload, the paper's tau;
-* ``kernels``: the sharing step's kernels against the per-node way (:mod:`.kernels`);
+* ``clock``: the GN-LeNet JWINS round with and without the simulated clock
+  (:mod:`.e2e`);
+* ``kernels``: ``jwins bench-kernels``' kernels against the per-node way
+  (:mod:`.kernels`);
 * ``scaling``, ``devices``: one process per point, time and peak memory
   (:mod:`.points`);
 * ``sweep``: K configs as processes, one after another, vmapped (:mod:`.sweeps`);
@@ -33,7 +36,7 @@ import traceback
 from typing import Any
 
 from benchmarks import report
-from benchmarks.timing import compiled, device_call, environment, interleave, write_json
+from benchmarks.timing import environment, interleave, write_json
 from jwins_jax.hostmem import tune_host_allocator
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -46,8 +49,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "workloads": WORKLOADS,
         "paper": WORKLOADS[1:],
         "paper_repeats": 2,
+        "clock_repeats": 10,
         "kernel_time_budget": 10.0,
-        "kernel_mem_gib": 1.0,
+        "kernel_mem_gib": 6.0,
         "point_timeout": 1500.0,
         "point_rss_gib": 22.0,
         "gpu_budget_s": 300.0,
@@ -58,6 +62,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "workloads": ("digits",),
         "paper": ("movielens",),
         "paper_repeats": 1,
+        "clock_repeats": 2,
         "kernel_time_budget": 2.0,
         "kernel_mem_gib": 0.1,
         "point_timeout": 300.0,
@@ -71,6 +76,8 @@ def machine(opts: Any) -> list[dict[str, Any]]:
     """The machine's reference FLOP rate."""
     import jax
     import jax.numpy as jnp
+
+    from jwins_jax.kernelbench import compiled, device_call
 
     a = jax.random.normal(jax.random.PRNGKey(0), (2048, 2048))
     program, compile_s = compiled(jnp.matmul, a, a)
@@ -91,6 +98,7 @@ def sections() -> dict[str, Any]:
         "machine": machine,
         "e2e": e2e.e2e,
         "paper": e2e.paper,
+        "clock": e2e.clock,
         "kernels": kernels.kernels,
         "scaling": lambda o: points.points(o, "scaling"),
         "devices": lambda o: points.points(o, "devices"),

@@ -1,15 +1,15 @@
-"""The one timer of the benchmarks: compile apart, warm-up, median and spread, load.
+"""The suite's side of the timer: flat rows, the machine's load, the environment.
 
-Every figure of the suite is a median of repeats taken after a warm-up, stated with
-its spread (fastest and slowest repeat), with the compile time measured apart (a
-program compiled ahead of time) and the machine's load over the repeats recorded:
-the 1-minute load average before and after and the number of other processes that
-used more than a fifth of a core meanwhile. Two ways measured side by side are timed
-in turns (ours, baseline, ours, baseline, ...), so load that comes and goes falls on
-both. Rows are flat dicts: ``<what>_s`` (median), ``<what>_min_s``, ``<what>_max_s``,
-``<what>_n`` (repeats).
-
-Importing this module does not import JAX.
+The timing loop itself is the package's (:mod:`jwins_jax.kernelbench`: ``wall``,
+``compiled``, ``device_call``, ``interleave``, ``summary``), the one ``jwins
+bench-kernels`` uses. Every figure of the suite is a median of repeats taken after a
+warm-up, stated with its spread (fastest and slowest repeat), with the compile time
+measured apart (a program compiled ahead of time) and the machine's load over the
+repeats recorded: the 1-minute load average before and after and the number of other
+processes that used more than a fifth of a core meanwhile. Two ways measured side by
+side are timed in turns (ours, baseline, ours, baseline, ...), so load that comes and
+goes falls on both. Rows are flat dicts: ``<what>_s`` (median), ``<what>_min_s``,
+``<what>_max_s``, ``<what>_n`` (repeats).
 """
 
 from __future__ import annotations
@@ -19,22 +19,22 @@ import json
 import os
 import pathlib
 import platform
-import statistics
 import time
-from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
-Durations = dict[str, float]
+from jwins_jax import kernelbench
+from jwins_jax.kernelbench import Durations
 
 
 def summarize(name: str, times: list[float]) -> dict[str, float]:
     """``{name}_s`` (median), ``{name}_min_s``, ``{name}_max_s`` and ``{name}_n``."""
+    s = kernelbench.summary(times)
     return {
-        f"{name}_s": statistics.median(times),
-        f"{name}_min_s": min(times),
-        f"{name}_max_s": max(times),
-        f"{name}_n": len(times),
+        f"{name}_s": s["median_s"],
+        f"{name}_min_s": s["min_s"],
+        f"{name}_max_s": s["max_s"],
+        f"{name}_n": s["repeats"],
     }
 
 
@@ -88,17 +88,10 @@ class Load:
         return {"load_before": self.avg, "load_after": after, "busy_others": busy}
 
 
-def wall(call: Callable[[], Any], wait: Callable[[Any], Any] = lambda v: v) -> float:
-    """Seconds one call takes, its result waited for with ``wait``."""
-    t0 = time.perf_counter()
-    wait(call())
-    return time.perf_counter() - t0
-
-
 def interleave(
     calls: list[Callable[[], Durations]], repeats: int, warmup: int = 1
 ) -> dict[str, Any]:
-    """Calls every way in turn, ``warmup`` untimed turns and then ``repeats``.
+    """:func:`jwins_jax.kernelbench.interleave` as a flat row.
 
     Args:
         calls: the ways, each a call returning the durations it measured,
@@ -107,37 +100,17 @@ def interleave(
         warmup: untimed turns first.
 
     Returns:
-        A flat row: :func:`summarize` of every name and the load over the timed
-        turns.
+        :func:`summarize` of every name and the load over the timed turns.
     """
     for _ in range(warmup):
         for call in calls:
             call()
-    load, times = Load(), defaultdict(list)
-    for _ in range(repeats):
-        for call in calls:
-            for name, seconds in call().items():
-                times[name].append(seconds)
+    load = Load()
+    times = kernelbench.interleave(calls, repeats, warmup=0)
     row: dict[str, Any] = {}
     for name, values in times.items():
         row.update(summarize(name, values))
     return {**row, **load.record()}
-
-
-def compiled(fn: Callable[..., Any], *args: Any, donate: tuple[int, ...] = ()):
-    """``compiler.jit(fn)`` compiled ahead of time for ``args``: (program, seconds)."""
-    from jwins_jax import compiler
-
-    t0 = time.perf_counter()
-    program = compiler.jit(fn, donate_argnums=donate).lower(*args).compile()
-    return program, time.perf_counter() - t0
-
-
-def device_call(program: Callable[..., Any], *args: Any) -> Callable[[], float]:
-    """A zero-argument call of a jitted program whose result is waited for."""
-    import jax
-
-    return lambda: wall(lambda: program(*args), jax.block_until_ready)
 
 
 def peak_rss_bytes() -> int | None:

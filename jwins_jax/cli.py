@@ -260,11 +260,6 @@ def _add_bench_flags(p: argparse.ArgumentParser) -> None:
         help=f"kernel families, comma separated (default: {','.join(FAMILIES)})",
     )
     p.add_argument(
-        "--reference",
-        action="store_true",
-        help="also time the per-node NumPy / PyWavelets loops of the original",
-    )
-    p.add_argument(
         "--no-registered",
         action="store_true",
         help="leave out the blocks of registered strategies",
@@ -573,7 +568,6 @@ def cmd_bench_kernels(args: argparse.Namespace) -> int:
         nodes,
         repeats=repeats,
         families=families,
-        reference=args.reference,
         registered=not args.no_registered,
         time_budget_s=args.time_budget,
         log=None if args.quiet else (lambda text: print(f"[bench-kernels] {text}")),

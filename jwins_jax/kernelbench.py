@@ -15,22 +15,33 @@ models, for the sizes asked for, built-in and registered:
   selections;
 * **fill**: the fill rules (fill with own, masked average) and full gossip on a
   random 4-regular graph (the paper's graph at n = 96) with the neighbour table,
-  ``BCOO`` and dense forms;
-* with ``reference``: the per-node NumPy / PyWavelets loops of the original system.
+  ``BCOO`` and dense forms.
+
+The command compares our kernels with each other. It has no per-node NumPy /
+PyWavelets way of the original system: timed in this process, after JAX has started
+its thread pools, such loops are not an honest baseline (issue 15). The benchmark
+suite (``benchmarks/kernels.py``) runs them in a fresh process of its own and passes
+them here as ``baseline`` (:class:`Baseline`), so that they are timed in turns with
+our kernels by the same timer.
 
 For every kernel and size: the compile time (lower + compile, apart), the median,
 minimum and maximum of the steady-state calls after a warm-up, and the compiled
-program's memory (``memory_analysis()``: arguments, outputs, temporaries). Each
-output is checked (transforms against PyWavelets, selections for being a valid top-k
-of the asked size), so a fast wrong kernel shows as such. Sizes whose working set
-does not fit in the device's free memory, and kernels whose time extrapolated from
-the previous size exceeds the time budget, are skipped and say so.
+program's memory (``memory_analysis()``: arguments, outputs, temporaries). The
+kernels of one family at one size are timed in turns (one call of each, then the
+next turn), so load that comes and goes falls on all of them. Each output is checked
+(transforms against PyWavelets, selections for being a valid top-k of the asked
+size, fills against a NumPy loop), so a fast wrong kernel shows as such. Sizes whose
+working set does not fit in the device's free memory, and kernels whose time
+extrapolated from the previous size exceeds the time budget, are skipped and say so.
+
+The timer (:func:`wall`, :func:`interleave`, :func:`summary`, :func:`compiled`,
+:func:`device_call`) is the package's one timing loop; the benchmark suite times its
+rounds with it too.
 
 :func:`run` returns the rows (a dict, as written to ``kernels.json``); :func:`write`
 writes ``kernels.csv``, ``kernels.json`` and ``time_vs_N.png`` (time against N per
 family and n), :func:`table` formats the printed table and :func:`fastest` names the
-fastest correct kernel of a family at a size. The benchmark suite calls :func:`run`
-(with ``reference=True``) for its kernel section.
+fastest correct kernel of a family at a size.
 """
 
 from __future__ import annotations
@@ -69,10 +80,10 @@ class Kernel:
     Attributes:
         family: one of :data:`FAMILIES`.
         name: what it is, e.g. ``"topk bisect"``.
-        exactness: ``"exact"``, ``"approximate"``, ``"random"`` or ``"reference"``.
-        source: ``"built-in"``, a registered strategy's name, or ``"per node"``.
-        build: ``(data) -> (fn, args, check)``: a jittable function of ``args`` (or
-            ``fn=None`` and a host call in ``args[0]`` for per-node loops) and
+        exactness: ``"exact"``, ``"approximate"``, ``"random"`` or ``"as declared"``
+            (a registered block: unchecked).
+        source: ``"built-in"`` or a registered strategy's name.
+        build: ``(data) -> (fn, args, check)``: a jittable function of ``args`` and
             ``check(output) -> dict`` of correctness facts (``correct`` and more).
         min_nodes: the smallest n it makes sense for.
     """
@@ -87,14 +98,16 @@ class Kernel:
 
 @dataclasses.dataclass
 class Data:
-    """The inputs of one size: models, scores, per-node k, a graph."""
+    """The inputs of one size (:func:`make_data`): models, scores, per-node k, a
+    graph and the senders' masks of the fill kernels."""
 
     x: jax.Array  # (n, N) float32 models
     score: jax.Array  # (n, N) float32 |x|
     k: np.ndarray  # (n,) int32 per-node counts at JWINS's partial alphas
-    alphas: np.ndarray  # (n,) the alphas of k
+    alphas: np.ndarray  # (n,) float32 the alphas of k
+    mask: jax.Array  # (n, N) bool senders' masks, density MASK_DENSITY
     table: topology.NeighborTable | None  # None for n < 3
-    adj: np.ndarray | None
+    adj: np.ndarray | None  # (n, n) bool adjacency; None for n < 3
 
     @property
     def host_score(self) -> np.ndarray:
@@ -173,32 +186,6 @@ def _wavelet_kernels(backend: str) -> list[Kernel]:
         Kernel("transform", f"{label} forward", "exact", "built-in", forward),
         Kernel("transform", f"{label} inverse", "exact", "built-in", inverse),
     ]
-
-
-def _pywt_kernel() -> Kernel:
-    def build(data):
-        import pywt
-
-        host = np.array(data.x)  # PyWavelets needs a writable buffer
-        n, big_n = host.shape
-        _, slices = pywt.coeffs_to_array(pywt.wavedec(host[0], WAVELET, level=LEVEL))
-
-        def per_node():
-            out = np.empty_like(host)
-            for i in range(n):
-                coef = pywt.coeffs_to_array(pywt.wavedec(host[i], WAVELET, level=LEVEL))
-                bands = pywt.array_to_coeffs(coef[0], slices, output_format="wavedec")
-                out[i] = pywt.waverec(bands, WAVELET)[:big_n]
-            return out
-
-        def check(out):
-            err = float(np.max(np.abs(out - host)) / np.max(np.abs(host)))
-            return {"correct": err < 1e-5, "rel_error": err}
-
-        return None, (per_node,), check
-
-    name = f"pywt {WAVELET}/{LEVEL} forward + inverse"
-    return Kernel("transform", name, "reference", "per node", build)
 
 
 def _score_kernel(by: str, accumulation: str) -> Kernel:
@@ -291,27 +278,6 @@ def _bernoulli_kernel() -> Kernel:
     return Kernel("selection", "bernoulli", "random", "built-in", build)
 
 
-def _numpy_topk_kernel() -> Kernel:
-    def build(data):
-        host = data.host_score
-        n, big_n = host.shape
-
-        def per_node():
-            out = np.zeros((n, big_n), bool)
-            for b in range(n):
-                kk = int(data.k[b])
-                out[b, np.argpartition(host[b], big_n - kk)[big_n - kk :]] = True
-            return out
-
-        return None, (per_node,), _topk_check(data)
-
-    return Kernel("selection", "numpy argpartition", "reference", "per node", build)
-
-
-def _sender_mask(data: Data) -> jax.Array:
-    return jax.random.uniform(jax.random.PRNGKey(5), data.x.shape) < MASK_DENSITY
-
-
 def _fill_kernel(name: str) -> Kernel:
     def build(data):
         n, big_n = data.x.shape
@@ -320,7 +286,7 @@ def _fill_kernel(name: str) -> Kernel:
             if name == "fill_with_own"
             else blocks.masked_average(big_n)
         )
-        mask = _sender_mask(data)
+        mask = data.mask
         w = topology.mh_matrix(data.adj)
         host_x, host_m = np.asarray(data.x), np.asarray(mask)
 
@@ -358,7 +324,13 @@ def _fill_kernel(name: str) -> Kernel:
 def _mix_kernel(form: str) -> Kernel:
     def build(data):
         w = topology.mh_matrix(data.adj)
-        ref = w.astype(np.float64) @ np.asarray(data.x, np.float64)
+        host = np.asarray(data.x)
+        ref = np.stack(  # neighbour by neighbour: no dense (n, n) product
+            [
+                sum(w[i, j] * host[j].astype(np.float64) for j in np.flatnonzero(row))
+                for i, row in enumerate(w != 0)
+            ]
+        )
 
         def check(out):
             err = float(np.max(np.abs(np.asarray(out) - ref)) / np.max(np.abs(ref)))
@@ -373,37 +345,9 @@ def _mix_kernel(form: str) -> Kernel:
     return Kernel("fill", f"full mix ({form})", "exact", "built-in", build, min_nodes=3)
 
 
-def _numpy_mix_kernel() -> Kernel:
-    def build(data):
-        host = np.asarray(data.x)
-        w = topology.mh_matrix(data.adj)
-        nbrs = [np.flatnonzero(data.adj[i]) for i in range(len(host))]
-
-        def per_node():
-            out = np.empty_like(host)
-            for i, peers in enumerate(nbrs):
-                z = np.float32(w[i, i]) * host[i]
-                for j in peers:
-                    z = z + np.float32(w[i, j]) * host[j]
-                out[i] = z
-            return out
-
-        ref = w.astype(np.float64) @ host.astype(np.float64)
-
-        def check(out):
-            err = float(np.max(np.abs(out - ref)) / np.max(np.abs(ref)))
-            return {"correct": err < 1e-5, "rel_error": err}
-
-        return None, (per_node,), check
-
-    return Kernel("fill", "numpy full mix", "reference", "per node", build, 3)
-
-
-def builtin_kernels(reference: bool = False) -> list[Kernel]:
-    """The built-in kernels (and the per-node references with ``reference``)."""
+def builtin_kernels() -> list[Kernel]:
+    """The built-in kernels, by family."""
     out = _wavelet_kernels("polyphase") + _wavelet_kernels("jaxwt")
-    if reference:
-        out.append(_pywt_kernel())
     for by, acc in (
         ("change", "none"),
         ("change", "accumulate"),
@@ -413,12 +357,8 @@ def builtin_kernels(reference: bool = False) -> list[Kernel]:
         out.append(_score_kernel(by, acc))
     out += [_topk_kernel(m) for m in sparsify.METHODS if m != "auto"]
     out += [_approx_kernel(), _threshold_kernel(), _bernoulli_kernel()]
-    if reference:
-        out.append(_numpy_topk_kernel())
     out += [_fill_kernel("fill_with_own"), _fill_kernel("masked_average")]
     out += [_mix_kernel(f) for f in ("table", "bcoo", "dense")]
-    if reference:
-        out.append(_numpy_mix_kernel())
     return out
 
 
@@ -426,7 +366,7 @@ def fastest(
     result: dict[str, Any], family: str, n: int, big_n: int, exact: bool = True
 ) -> str | None:
     """The fastest correct kernel of a family at one size (exact ones only by
-    default: not ``approximate``, ``random`` or a per-node ``reference``)."""
+    default: not ``approximate``, ``random`` or ``as declared``)."""
     best, best_t = None, math.inf
     for r in result["rows"]:
         if (r["family"], r["n"], r["N"]) != (family, n, big_n) or "median_s" not in r:
@@ -530,9 +470,82 @@ def _kept(mask) -> float:
 
 
 # ------------------------------------------------------------------------ timing
-def _memory(compiled) -> dict[str, int]:
+Durations = dict[str, float]
+
+
+def wall(call: Callable[[], Any]) -> tuple[float, Any]:
+    """Seconds one call takes with its result ready (``block_until_ready``), and
+    the result."""
+    t0 = time.perf_counter()
+    out = jax.block_until_ready(call())
+    return time.perf_counter() - t0, out
+
+
+def compiled(fn: Callable[..., Any], *args: Any, donate: tuple[int, ...] = ()):
+    """``compiler.jit(fn)`` lowered and compiled for ``args``: (program, seconds)."""
+    t0 = time.perf_counter()
+    program = compiler.jit(fn, donate_argnums=donate).lower(*args).compile()
+    return program, time.perf_counter() - t0
+
+
+def device_call(program: Callable[..., Any], *args: Any) -> Callable[[], float]:
+    """A zero-argument call of a compiled program that returns its seconds."""
+    return lambda: wall(lambda: program(*args))[0]
+
+
+def adapted_repeats(first_s: float, repeats: int) -> int:
+    """Timed calls after a first call of ``first_s`` seconds: more for calls under
+    10 ms (about 0.1 s in all, at most 20), one for calls over 5 s."""
+    if first_s < 0.01:
+        return max(repeats, min(20, int(0.1 / max(first_s, 1e-4))))
+    return 1 if first_s > 5.0 else max(1, repeats)
+
+
+def interleave(
+    calls: Sequence[Callable[[], Durations]], repeats: int, warmup: int = 1
+) -> dict[str, list[float]]:
+    """Calls every way in turn: ``warmup`` untimed turns, then ``repeats`` timed.
+
+    Args:
+        calls: the ways, each a call returning the durations it measured,
+            ``{name: seconds}`` (a call in another process reports its own).
+        repeats: timed turns.
+        warmup: untimed turns first.
+
+    Returns:
+        ``{name: [seconds of each timed turn]}``.
+    """
+    for _ in range(warmup):
+        for call in calls:
+            call()
+    times: dict[str, list[float]] = {}
+    for _ in range(repeats):
+        for call in calls:
+            for name, seconds in call().items():
+                times.setdefault(name, []).append(seconds)
+    return times
+
+
+def summary(times: Sequence[float], prefix: str = "") -> dict[str, Any]:
+    """``median_s``, ``min_s``, ``max_s``, ``spread`` ((max - min) / median) and
+    ``repeats`` of some timed calls, each key prefixed with ``prefix``."""
+    median = statistics.median(times)
+    spread = (max(times) - min(times)) / median if median > 0 else 0.0
+    values = {
+        "median_s": median,
+        "min_s": min(times),
+        "max_s": max(times),
+        "spread": spread,
+        "repeats": len(times),
+    }
+    return {prefix + k: v for k, v in values.items()}
+
+
+def memory(program) -> dict[str, int]:
+    """A compiled program's ``memory_analysis()`` in bytes (empty where the backend
+    reports none): arguments, outputs, temporaries, their total less aliasing."""
     try:
-        m = compiled.memory_analysis()
+        m = program.memory_analysis()
     except Exception:  # noqa: BLE001 - not every backend reports it
         return {}
     if m is None:
@@ -550,45 +563,84 @@ def _memory(compiled) -> dict[str, int]:
     return out
 
 
-def _time(call: Callable[[], Any], repeats: int) -> tuple[dict[str, Any], Any]:
-    t0 = time.perf_counter()
-    out = jax.block_until_ready(call())
-    first = time.perf_counter() - t0
-    if first < 0.01:  # short calls: more repeats (about 0.1 s in all)
-        repeats = max(repeats, min(20, int(0.1 / max(first, 1e-4))))
-    elif first > 5.0:
-        repeats = 1
-    times = []
-    for _ in range(max(1, repeats)):
-        t0 = time.perf_counter()
-        out = jax.block_until_ready(call())
-        times.append(time.perf_counter() - t0)
-    median = statistics.median(times)
-    return {
-        "warmup_s": first,
-        "median_s": median,
-        "min_s": min(times),
-        "max_s": max(times),
-        "spread": (max(times) - min(times)) / median if median > 0 else 0.0,
-        "repeats": len(times),
-    }, out
+@dataclasses.dataclass
+class Baseline:
+    """The same work as a kernel done another way, timed in turns with it.
+
+    The benchmark suite's per-node NumPy / PyWavelets loops in a process of their
+    own are such ways (``benchmarks/kernels.py``). A row of a kernel with a baseline
+    gains ``baseline`` (its name), :func:`summary` of its times prefixed
+    ``baseline_`` and what ``compare`` returns.
+
+    Attributes:
+        name: what it is; the kernels of a family given baselines of one name at a
+            size share one (it runs once per turn).
+        call: runs it once; returns its seconds (measured where it runs).
+        compare: ``(kernel output) -> facts`` comparing the kernel's output with
+            the baseline's; called after the baseline's first call.
+    """
+
+    name: str
+    call: Callable[[], float]
+    compare: Callable[[Any], dict[str, Any]]
+
+
+BaselineFor = Callable[[Kernel, Data], "Baseline | None"]
+
+
+def measure_family(
+    kernels: Sequence[Kernel],
+    data: Data,
+    repeats: int,
+    baseline: BaselineFor | None = None,
+) -> list[dict[str, Any]]:
+    """Times kernels (of one family) at one size in turns, with their baselines.
+
+    Each baseline is called once, then each kernel is compiled (the compile time
+    apart) and called once: that call is its warm-up, and its output is checked and
+    compared with its baseline's. Then every kernel and distinct baseline is called
+    in turns, :func:`adapted_repeats` of the slowest first call times.
+
+    Returns:
+        Per kernel, the facts of its row: ``compile_s``, :func:`memory`, the
+        checks, :func:`summary` of its times and its baseline's; or ``error``.
+    """
+    paired = [None if baseline is None else baseline(k, data) for k in kernels]
+    others = {b.name: b for b in paired if b is not None}
+    first = [other.call() for other in others.values()]
+    facts: list[dict[str, Any]] = []
+    calls = []
+    for i, (kernel, other) in enumerate(zip(kernels, paired)):
+        try:
+            fn, args, check = kernel.build(data)
+            program, compile_s = compiled(fn, *args)
+            seconds, out = wall(lambda p=program, a=args: p(*a))
+            row = {"compile_s": compile_s, **memory(program), **check(out)}
+            if other is not None:
+                row["baseline"] = other.name
+                row.update(other.compare(out))
+            del out
+        except Exception as err:  # noqa: BLE001 - one kernel failing is a row
+            text = " ".join(str(err).split())[:200]
+            facts.append({"error": f"{type(err).__name__}: {text}"})
+            continue
+        first.append(seconds)
+        facts.append(row)
+        calls.append(lambda i=i, p=program, a=args: {i: wall(lambda: p(*a))[0]})
+    calls += [lambda b=b: {b.name: b.call()} for b in others.values()]
+    count = adapted_repeats(max(first, default=0.0), repeats)
+    times = interleave(calls, count, warmup=0) if calls else {}
+    for i, (row, other) in enumerate(zip(facts, paired)):
+        if i in times:
+            row.update(summary(times[i]))
+            if other is not None:
+                row.update(summary(times[other.name], "baseline_"))
+    return facts
 
 
 def measure(kernel: Kernel, data: Data, repeats: int) -> dict[str, Any]:
     """Compile time, steady-state times, memory and checks of one kernel."""
-    fn, args, check = kernel.build(data)
-    if fn is None:
-        stats, out = _time(args[0], repeats)
-        stats["compile_s"] = None
-    else:
-        t0 = time.perf_counter()
-        compiled = compiler.jit(fn).lower(*args).compile()
-        compile_s = time.perf_counter() - t0
-        stats, out = _time(lambda: compiled(*args), repeats)
-        stats["compile_s"] = compile_s
-        stats.update(_memory(compiled))
-    stats.update(check(out))
-    return stats
+    return measure_family([kernel], data, repeats)[0]
 
 
 def free_bytes() -> int:
@@ -598,20 +650,27 @@ def free_bytes() -> int:
     return free_memory_bytes()
 
 
-def _data(n: int, big_n: int, seed: int) -> Data:
+def graph(n: int) -> np.ndarray:
+    """``(n, n)`` adjacency: the paper's graph at n = 96, a random 4-regular graph
+    (complete below 5 nodes) otherwise."""
+    if n == 96:
+        return topology.make_graph("edges", 96, edges_file=str(topology.PAPER_GRAPH))
+    return topology.make_graph("regular", n, degree=min(4, n - 1), seed=0)
+
+
+def make_data(n: int, big_n: int, seed: int = 0) -> Data:
+    """The inputs of one size: random models, JWINS's partial alphas drawn per
+    node, the paper's graph at n = 96 (a random 4-regular graph otherwise; none for
+    n < 3) and the senders' masks."""
     key = jax.random.PRNGKey(seed + n * 7919 + big_n)
     x = jax.random.normal(key, (n, big_n), jnp.float32)
     rng = np.random.default_rng(seed + n + big_n)
     alphas = rng.choice(PARTIAL_ALPHAS, n)
     k = np.array([sparsify.k_from_alpha(a, big_n) for a in alphas], np.int32)
-    adj = table = None
-    if n >= 3:
-        if n == 96:
-            adj = topology.make_graph("edges", 96, edges_file=str(topology.PAPER_GRAPH))
-        else:
-            adj = topology.make_graph("regular", n, degree=min(4, n - 1), seed=0)
-        table = topology.neighbor_table(adj)
-    return Data(x, jnp.abs(x), k, alphas.astype(np.float32), table, adj)
+    mask = jax.random.uniform(jax.random.PRNGKey(seed + 5), x.shape) < MASK_DENSITY
+    adj = graph(n) if n >= 3 else None
+    table = None if adj is None else topology.neighbor_table(adj)
+    return Data(x, jnp.abs(x), k, alphas.astype(np.float32), mask, table, adj)
 
 
 def run(
@@ -620,11 +679,11 @@ def run(
     *,
     repeats: int = 5,
     families: Sequence[str] = FAMILIES,
-    reference: bool = False,
     registered: bool = True,
     time_budget_s: float = 30.0,
     memory_bytes: int | None = None,
     seed: int = 0,
+    baseline: BaselineFor | None = None,
     log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Times every kernel at every ``(n, N)``; the benchmark's one implementation.
@@ -632,10 +691,9 @@ def run(
     Args:
         sizes: model lengths N.
         nodes: node counts n.
-        repeats: steady-state calls per kernel (up to 20 for calls under 10 ms, one
-            for calls over 5 s).
+        repeats: timed turns (up to 20 for a family whose calls all take under
+            10 ms, one where one takes over 5 s).
         families: which of :data:`FAMILIES` to time.
-        reference: also time the per-node NumPy / PyWavelets loops.
         registered: also time the blocks of registered strategies.
         time_budget_s: skip a kernel whose call, extrapolated linearly in ``n N``
             from its previous size, would take longer.
@@ -643,16 +701,17 @@ def run(
             whose working set (:data:`WORKING_SET` arrays of ``n x N`` float32)
             exceeds it is skipped.
         seed: seed of the random models.
+        baseline: ``(kernel, data) -> Baseline | None``, the other way of doing a
+            kernel's work to time in turns with it (see :class:`Baseline`).
         log: where progress lines go (None: nowhere).
 
     Returns:
         ``{"settings": ..., "environment": ..., "rows": [...]}``: a row per kernel
         and size with ``family``, ``kernel``, ``exactness``, ``source``, ``n``,
-        ``N`` and either the measurements or ``skipped`` (the reason).
+        ``N`` and either the measurements, ``skipped`` (the reason) or ``error``.
     """
     say = log or (lambda text: None)
-    kernels = builtin_kernels(reference) + (registered_kernels() if registered else [])
-    kernels = [k for k in kernels if k.family in families]
+    kernels = builtin_kernels() + (registered_kernels() if registered else [])
     memory = free_bytes() if memory_bytes is None else int(memory_bytes)
     last: dict[str, tuple[int, float]] = {}
     rows: list[dict[str, Any]] = []
@@ -666,37 +725,28 @@ def run(
                     f"{memory / 2**30:.1f} GiB free"
                 )
                 say(f"n={n} N={big_n}: skipped, {reason}")
-                rows += [_row(k, base, skipped=reason) for k in kernels]
+                rows += [
+                    _row(k, base, skipped=reason)
+                    for k in kernels
+                    if k.family in families
+                ]
                 continue
             say(f"n={n} N={big_n}")
-            data = _data(n, big_n, seed)
-            for kernel in kernels:
-                key = f"{kernel.family}/{kernel.source}/{kernel.name}"
-                if n < kernel.min_nodes:
-                    rows.append(
-                        _row(kernel, base, skipped=f"needs n >= {kernel.min_nodes}")
-                    )
-                    continue
-                if key in last:
-                    size, secs = last[key]
-                    estimate = secs * n * big_n / size
-                    if estimate > time_budget_s:
-                        reason = (
-                            f"estimated {estimate:.1f} s per call > budget "
-                            f"{time_budget_s:g} s"
-                        )
-                        rows.append(_row(kernel, base, skipped=reason))
+            data = make_data(n, big_n, seed)
+            for family in families:
+                timed = []
+                for kernel in (k for k in kernels if k.family == family):
+                    skip = _skip(kernel, n, big_n, last, time_budget_s)
+                    if skip:
+                        rows.append(_row(kernel, base, skipped=skip))
                         continue
-                try:
-                    stats = measure(kernel, data, repeats)
-                except Exception as err:  # noqa: BLE001 - one kernel failing is a row
-                    text = " ".join(str(err).split())[:200]
-                    rows.append(
-                        _row(kernel, base, error=f"{type(err).__name__}: {text}")
-                    )
-                    continue
-                last[key] = (n * big_n, stats["median_s"])
-                rows.append(_row(kernel, base, **stats))
+                    timed.append(kernel)
+                for kernel, facts in zip(
+                    timed, measure_family(timed, data, repeats, baseline)
+                ):
+                    if "median_s" in facts:
+                        last[_key(kernel)] = (n * big_n, facts["median_s"])
+                    rows.append(_row(kernel, base, **facts))
             del data
     return {
         "settings": {
@@ -704,7 +754,6 @@ def run(
             "nodes": sorted(nodes),
             "repeats": repeats,
             "families": list(families),
-            "reference": reference,
             "time_budget_s": time_budget_s,
             "memory_bytes": memory,
             "wavelet": f"{WAVELET}/{LEVEL}",
@@ -714,6 +763,22 @@ def run(
         "environment": environment(),
         "rows": rows,
     }
+
+
+def _key(kernel: Kernel) -> str:
+    return f"{kernel.family}/{kernel.source}/{kernel.name}"
+
+
+def _skip(kernel: Kernel, n: int, big_n: int, last: dict, budget_s: float) -> str:
+    """Why a kernel is not timed at a size ("" if it is)."""
+    if n < kernel.min_nodes:
+        return f"needs n >= {kernel.min_nodes}"
+    if _key(kernel) in last:
+        size, secs = last[_key(kernel)]
+        estimate = secs * n * big_n / size
+        if estimate > budget_s:
+            return f"estimated {estimate:.1f} s per call > budget {budget_s:g} s"
+    return ""
 
 
 def _row(kernel: Kernel, base: dict[str, Any], **values: Any) -> dict[str, Any]:
@@ -795,7 +860,7 @@ def table(result: dict[str, Any]) -> str:
     for r in result["rows"]:
         if "median_s" in r:
             spread = f"{_ms(r['min_s'])}-{_ms(r['max_s'])}"
-            compile_s = "-" if r.get("compile_s") is None else f"{r['compile_s']:.2f}"
+            compile_s = f"{r['compile_s']:.2f}"
             check = "ok" if r.get("correct") else "WRONG"
             if r.get("recall") is not None:
                 check = f"recall {r['recall']:.4f}"
@@ -808,17 +873,10 @@ def table(result: dict[str, Any]) -> str:
                 ("-", "-", "-", "-"),
                 ("skipped: " if "skipped" in r else "error: ") + why,
             )
-        name = (
-            r["kernel"]
-            if r["source"] in ("built-in", "per node")
-            else f"{r['source']}: {r['kernel']}"
-        )
-        if r["source"] == "per node":
-            name += " (per node)"
         lines.append(
             (
                 r["family"],
-                name,
+                _label(r),
                 str(r["n"]),
                 f"{r['N']:,}",
                 *timing,
@@ -928,21 +986,31 @@ def plot(result: dict[str, Any], path: str | pathlib.Path) -> None:
 def _label(r: dict[str, Any]) -> str:
     if r["source"] == "built-in":
         return r["kernel"]
-    if r["source"] == "per node":
-        return f"{r['kernel']} (per node)"
     return f"{r['source']}: {r['kernel']}"
 
 
 __all__ = [
     "FAMILIES",
-    "Kernel",
     "PRESETS",
+    "Baseline",
+    "Data",
+    "Kernel",
+    "adapted_repeats",
     "builtin_kernels",
+    "compiled",
+    "device_call",
     "fastest",
+    "graph",
+    "interleave",
+    "make_data",
     "measure",
+    "measure_family",
+    "memory",
     "plot",
     "registered_kernels",
     "run",
+    "summary",
     "table",
+    "wall",
     "write",
 ]

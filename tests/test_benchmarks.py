@@ -2,9 +2,10 @@
 
 What is asserted: every section writes flat rows with the fields its report needs;
 the per-node baseline ran without JAX and computed our round (trained models, shared
-models, byte counts) and our kernels' outputs; the report has every section and
-replaces its generated block instead of growing; quick mode leaves RESULTS.md alone.
-Plus the timer's pieces: turns alternate, other busy processes are counted.
+models, byte counts) and our kernels' outputs; the round without the clock is the
+round with it less the clock; the report has every section and replaces its
+generated block instead of growing; quick mode leaves RESULTS.md alone. Plus the
+timer's pieces: turns alternate, other busy processes are counted.
 """
 
 from __future__ import annotations
@@ -21,11 +22,11 @@ import time
 import pytest
 
 from benchmarks import report, timing
-from jwins_jax import sparsify
+from jwins_jax import kernelbench, sparsify
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "RESULTS.md"
-SECTIONS = ("machine", "e2e", "paper", "kernels", "scaling", "devices", "sweep", "gpu")
+SECTIONS = report.SECTIONS
 
 
 def _digest(path: pathlib.Path) -> str | None:
@@ -70,22 +71,43 @@ def test_e2e_baseline_ran_apart_and_computed_our_round(quick):
         assert r["finite"] is True
 
 
-def test_kernels_equal_the_per_node_outputs(quick):
+def test_kernels_are_bench_kernels_and_equal_the_per_node_outputs(quick):
     rows = quick["data"]["kernels"]["rows"]
     assert [r["family"] for r in rows] == [
-        "wavelet",
-        "select",
-        "gossip",
-        "gossip_masked",
+        k.family for k in kernelbench.builtin_kernels()
     ]
-    names = {}
+    paired = {}
     for r in rows:
-        names[r["family"]] = [k[8:-2] for k in r if k.startswith("compile_")]
-        assert "pernode_s" in r
-        for name in names[r["family"]]:
-            assert r[f"{name}_ok"] is True, (r["family"], name, r[f"{name}_error"])
-    assert names["wavelet"] == ["polyphase", "jaxwt"]
-    assert names["select"] == list(sparsify.METHODS)
+        assert r["correct"] is True and r["min_s"] <= r["median_s"] <= r["max_s"], r
+        if "baseline" in r:
+            paired.setdefault(r["baseline"], []).append(r["kernel"])
+            assert r["baseline_median_s"] > 0 and r["baseline_repeats"] >= 1
+            if r["exactness"] == "exact":
+                assert r["baseline_error"] < 1e-5, r
+    topk = [f"topk {m}" for m in sparsify.METHODS if m != "auto"]
+    assert paired == {
+        "per node wavelet_forward": [
+            "wavelet sym2/4 polyphase forward",
+            "wavelet sym2/4 jaxwt forward",
+        ],
+        "per node wavelet_inverse": [
+            "wavelet sym2/4 polyphase inverse",
+            "wavelet sym2/4 jaxwt inverse",
+        ],
+        "per node topk": [*topk, "lax.approx_max_k"],
+        "per node fill_with_own": ["fill_with_own"],
+        "per node mix": [f"full mix ({f})" for f in ("table", "bcoo", "dense")],
+    }
+
+
+def test_clock_section_times_the_round_with_and_without_the_clock(quick):
+    (row,) = quick["data"]["clock"]["rows"]
+    assert row["model"] == "digits_cnn" and row["strategy"] == "jwins"
+    assert row["clock_n"] == row["no_clock_n"] == 2
+    assert row["turn_ratio"] > 0
+    # the clock moved in the one program only, and both trained the same models
+    assert row["clock_shift_s"] > 0 and row["no_clock_shift_s"] == 0
+    assert row["models_rel_diff"] < 1e-6
 
 
 def test_points_ran_in_processes_of_their_own(quick):

@@ -5,9 +5,10 @@ from __future__ import annotations
 import csv
 import json
 
+import numpy as np
 import pytest
 
-from jwins_jax import cli, kernelbench, sharing
+from jwins_jax import cli, kernelbench, sharing, topology
 from tests.test_extension import OWN_OPTIONS, stride_sharing
 
 
@@ -84,3 +85,43 @@ def test_bad_flags_give_one_line_and_status_2(flags, what, tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and what in err and err.count("\n") == 1, err
     assert not (tmp_path / "x").exists()
+
+
+def test_a_baseline_runs_once_per_turn_with_its_kernels_and_sees_their_outputs():
+    """Ways of one name are shared by the kernels of a family: one call per turn."""
+    calls, compared = [], []
+
+    def numpy_mix(kernel, data):
+        if not kernel.name.startswith("full mix"):
+            return None
+        w = topology.mh_matrix(data.adj).astype(np.float32)
+        host = np.asarray(data.x)
+
+        def call():
+            calls.append(kernel.name)
+            return 1.0 + len(calls)  # the seconds the other way reports
+
+        def compare(out):
+            compared.append(kernel.name)
+            want = w @ host
+            return {"baseline_error": float(np.max(np.abs(np.asarray(out) - want)))}
+
+        return kernelbench.Baseline("numpy mix", call, compare)
+
+    result = kernelbench.run(
+        [1000], [5], families=["fill"], repeats=2, registered=False, baseline=numpy_mix
+    )
+    rows = {r["kernel"]: r for r in result["rows"]}
+    mixes = [f"full mix ({f})" for f in ("table", "bcoo", "dense")]
+    assert compared == mixes
+    turns = rows[mixes[0]]["repeats"]
+    assert turns >= 2 and len(calls) == 1 + turns  # first call, then once a turn
+    times = [2.0 + t for t in range(1, turns + 1)]
+    for name in mixes:
+        r = rows[name]
+        assert r["baseline"] == "numpy mix" and r["repeats"] == turns
+        assert r["baseline_repeats"] == turns
+        assert r["baseline_median_s"] == pytest.approx(float(np.median(times)))
+        assert r["baseline_error"] < 1e-5
+    for name in ("fill_with_own", "masked_average"):
+        assert "baseline" not in rows[name] and rows[name]["correct"]
