@@ -29,6 +29,8 @@ The paper's other workloads, each with users for the natural partition (SPEC 7.2
   ``"synthetic_movielens"``: stand-ins with the same shapes, classes, task, users
   and partition rule, generated from a fixed seed; see
   :mod:`jwins_jax.data.synthetic`.
+* ``"synthetic_digits"``: 200,000 digits-shaped training samples (fixed seed), for
+  runs with thousands of nodes; see :mod:`jwins_jax.data.synthetic`.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ DATASETS = (
     "synthetic_celeba",
     "synthetic_shakespeare",
     "synthetic_movielens",
+    "synthetic_digits",
 )
 
 # Each dataset read from prepared files -> its stand-in with the same shapes, classes,

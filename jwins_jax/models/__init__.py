@@ -45,6 +45,7 @@ MODELS = tuple(_FACTORIES)
 # The model each dataset is run with by default (SPEC 7.2 table, "model" row).
 DEFAULT_MODEL = {
     "digits": "digits_cnn",
+    "synthetic_digits": "digits_cnn",
     "synthetic_cifar": "gn_lenet",
     "cifar10": "gn_lenet",
     "femnist": "femnist_cnn",
