@@ -33,7 +33,7 @@ from jwins_jax.models import DEFAULT_MODEL, MODELS
 from jwins_jax.options import Option
 from jwins_jax.sharing import OPTIONS as SHARING_OPTIONS
 from jwins_jax.sharing import REGISTRY, STRATEGIES
-from jwins_jax.topology import GRAPHS
+from jwins_jax.topology import GRAPHS, check_dynamic
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -341,11 +341,8 @@ class Config:
                 f"dynamic=True draws a fresh random d-regular graph each round; "
                 f"it is not allowed with topology={c.topology!r} (use 'regular')"
             )
-        if c.dynamic and c.degree >= c.nodes:
-            raise ConfigError(
-                f"degree={c.degree} is not allowed with nodes={c.nodes} on a dynamic "
-                "graph: a d-regular graph needs degree < nodes"
-            )
+        if c.dynamic:
+            check_dynamic(c.nodes, c.degree)
         if c.eval_every > c.rounds:
             c = c.replace(eval_every=c.rounds)
         object.__setattr__(c, "_validated", True)

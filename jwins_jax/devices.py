@@ -74,8 +74,6 @@ def place_inputs(inputs: Any, mesh: Mesh, n: int, axis: int = 0) -> Any:
     """Puts the per-node inputs sharded along the node axis, the data replicated."""
     pick = _rule(mesh, n, axis)
     rep = replicated(mesh)
-    graph_axis = axis + (1 if inputs.graph.idx.ndim - axis == 3 else 0)  # dynamic bank
-    gpick = _rule(mesh, n, graph_axis)
 
     def put(tree, rule):
         return jax.tree.map(lambda a: jax.device_put(a, rule(a)), tree)
@@ -87,5 +85,5 @@ def place_inputs(inputs: Any, mesh: Mesh, n: int, axis: int = 0) -> Any:
         test_y=jax.device_put(inputs.test_y, rep),
         nodes=put(inputs.nodes, pick),
         tests=None if inputs.tests is None else put(inputs.tests, pick),
-        graph=put(inputs.graph, gpick),
+        graph=None if inputs.graph is None else put(inputs.graph, pick),
     )

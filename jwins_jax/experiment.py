@@ -17,7 +17,7 @@ One communication round (SPEC 1.3, 9 "Order within a round")::
 
     ids, w   = sample_batches(key, inputs.nodes, tau, b)    # fresh permutation per node
     x        = train_all(x, opt, ids, w)                    # vmap(local_train) by groups
-    table    = inputs.graph (or its round-t slice on dynamic graphs)
+    table    = inputs.graph (dynamic graphs: drawn from the round's key)
     x, s, st = sharing.step(s, x, key, table, hp.sharing)   # gossip on the node axis
 
 With faults enabled (``link_failure``, ``churn``, ``churn_schedule``) offline nodes keep
@@ -52,15 +52,15 @@ from jwins_jax.sharing import Sharing, make_sharing
 from jwins_jax.tasks import Task
 from jwins_jax.topology import (
     NeighborTable,
-    dynamic_bank,
+    check_dynamic,
     make_graph,
     neighbor_table,
-    table_at,
+    random_regular_table,
 )
 
-# Dynamic graphs: at most this many distinct rounds are drawn; round t uses graph
-# t mod DYNAMIC_BANK_ROUNDS.
-DYNAMIC_BANK_ROUNDS = 10_000
+# A dynamic graph is drawn from fold_in(round key, GRAPH_STREAM): a stream of its own,
+# so a dynamic graph changes no other random draw.
+GRAPH_STREAM = 0x06A9
 
 
 @struct.dataclass
@@ -85,7 +85,7 @@ class Inputs:
     test_y: jax.Array  # (D_test,) test targets
     nodes: NodeData  # (n, L) training-sample ids of each node
     tests: NodeData | None  # (n, L_test) local test ids per node; None: global test
-    graph: NeighborTable  # (n, d) tables, or (T, n, d) per round on dynamic graphs
+    graph: NeighborTable | None  # (n, d) tables; None on dynamic graphs (drawn)
     churn_schedule: jax.Array | None = None  # (K, 3) int32 (first, last round, node)
 
 
@@ -162,9 +162,17 @@ class Experiment:
         )
 
     # ------------------------------------------------------------------ rounds
-    def table(self, inputs: Inputs, t: jax.Array) -> NeighborTable:
-        """The neighbour table of round ``t``."""
-        return table_at(inputs.graph, t) if self.dynamic else inputs.graph
+    def table(self, inputs: Inputs, state: SimState) -> NeighborTable:
+        """The neighbour table of the round that starts from ``state``.
+
+        A dynamic graph is drawn inside the program from the round's key
+        (:func:`~jwins_jax.topology.random_regular_table`), so nothing grows with
+        the number of rounds; a static graph is ``inputs.graph``.
+        """
+        if not self.dynamic:
+            return inputs.graph
+        key = jax.random.fold_in(state.key, GRAPH_STREAM)
+        return random_regular_table(key, self.nodes, self.config.degree)
 
     def round_step(
         self, state: SimState, hp: Hparams, inputs: Inputs
@@ -195,7 +203,7 @@ class Experiment:
             w,
             c.train_chunk,
         )
-        table = self.table(inputs, state.round)
+        table = self.table(inputs, state)
         if self.has_faults:
             k_fault = jax.random.fold_in(state.key, faults.FAULT_STREAM)
             offline = None
@@ -415,15 +423,14 @@ def build_adjacency(config: Config) -> np.ndarray:
     )
 
 
-def build_graph(config: Config) -> NeighborTable:
-    """The round's neighbour table, or the stacked per-round tables when dynamic."""
+def build_graph(config: Config) -> NeighborTable | None:
+    """The static graph's neighbour table; None for a dynamic graph (drawn per round
+    inside the program, :meth:`Experiment.table`)."""
     c = config
-    adj = build_adjacency(c)
     if c.dynamic:
-        return dynamic_bank(
-            c.nodes, c.degree, c.seed, min(c.rounds, DYNAMIC_BANK_ROUNDS)
-        )
-    return neighbor_table(adj)
+        check_dynamic(c.nodes, c.degree)
+        return None
+    return neighbor_table(build_adjacency(c))
 
 
 def build_inputs(
@@ -564,11 +571,14 @@ def stack_inputs(
     """
     pool = list(like) if like is not None else list(items)
     first = items[0]
+    stack = lambda *a: jnp.stack(a)  # noqa: E731
     width = max(i.nodes.index.shape[1] for i in pool)
     min_size = min(i.nodes.min_size for i in pool)
     nodes = [_pad_nodes(i.nodes, width, min_size) for i in items]
-    d = max(i.graph.idx.shape[-1] for i in pool)
-    graphs = [_pad_table(i.graph, d) for i in items]
+    graph = None
+    if first.graph is not None:
+        d = max(i.graph.idx.shape[-1] for i in pool)
+        graph = jax.tree.map(stack, *[_pad_table(i.graph, d) for i in items])
     tests = None
     if first.tests is not None:
         tw = max(i.tests.index.shape[1] for i in pool)
@@ -576,10 +586,9 @@ def stack_inputs(
         tests = jax.tree.map(
             lambda *a: jnp.stack(a), *[_pad_nodes(i.tests, tw, tmin) for i in items]
         )
-    stack = lambda *a: jnp.stack(a)  # noqa: E731
     return first.replace(
         nodes=jax.tree.map(stack, *nodes),
-        graph=jax.tree.map(stack, *graphs),
+        graph=graph,
         tests=tests,
     )
 
