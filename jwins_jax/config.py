@@ -212,6 +212,15 @@ class Config:
             opt.int_range(0, 10**9),
         ),
     )
+    eval_nodes: int = _field(
+        0,
+        Option(
+            "evaluate a random sample of K nodes at each evaluation, a new sample "
+            "each time, drawn from the run's seed (0, or K >= nodes: every node)",
+            int,
+            opt.int_range(0, 100_000),
+        ),
+    )
     # sharing (the options belong to the strategies, see jwins_jax.sharing)
     sharing: str = _field("full", Option("sharing strategy", str, choices=STRATEGIES))
     alpha: float | None = _sharing_field("alpha")

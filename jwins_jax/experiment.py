@@ -61,6 +61,8 @@ from jwins_jax.topology import (
 # A dynamic graph is drawn from fold_in(round key, GRAPH_STREAM): a stream of its own,
 # so a dynamic graph changes no other random draw.
 GRAPH_STREAM = 0x06A9
+# The nodes an evaluation samples (eval_nodes) are drawn from fold_in(key, EVAL_STREAM).
+EVAL_STREAM = 0x0E7A1
 
 
 @struct.dataclass
@@ -271,15 +273,47 @@ class Experiment:
         return state, per_round, self.evaluate(state, inputs)
 
     # -------------------------------------------------------------- evaluation
-    def evaluate(self, state: SimState, inputs: Inputs) -> dict[str, jax.Array]:
-        """Every node's own model on the test split and on its own training data.
+    @property
+    def eval_count(self) -> int:
+        """How many nodes an evaluation tests: ``eval_nodes``, or every node."""
+        k = self.config.eval_nodes
+        return self.nodes if k == 0 or k >= self.nodes else k
 
-        Returns ``(n,)`` arrays ``test_acc`` (percent), ``test_loss``, ``train_loss``,
-        ``train_acc`` and ``finite``, and the scalar ``consensus`` distance (mean over
-        nodes of ``||x_i - mean x||^2``). On datasets with local test sets
+    def eval_ids(self, state: SimState) -> jax.Array:
+        """``(eval_count,)`` int32 ascending ids of the nodes an evaluation tests.
+
+        With ``eval_nodes`` below n, a uniform sample without replacement drawn from
+        the state's key (a fresh sample at every evaluation, the same for the same
+        seed, alone or in a sweep); otherwise every node.
+        """
+        n, k = self.nodes, self.eval_count
+        if k == n:
+            return jnp.arange(n, dtype=jnp.int32)
+        key = jax.random.fold_in(state.key, EVAL_STREAM)
+        return jnp.sort(jax.random.choice(key, n, (k,), replace=False)).astype(
+            jnp.int32
+        )
+
+    def evaluate(self, state: SimState, inputs: Inputs) -> dict[str, jax.Array]:
+        """The evaluated nodes' own models on the test split and their training data.
+
+        Every node is evaluated, or a fresh random sample of ``eval_nodes`` of them
+        (:meth:`eval_ids`): evaluating all n nodes on the whole test set costs
+        n x test size forward passes.
+
+        Returns ``(K,)`` arrays over the K evaluated nodes: ``test_acc`` (percent),
+        ``test_loss``, ``train_loss``, ``train_acc`` and ``eval_ids`` (their ids);
+        over all nodes: ``finite`` ``(n,)`` and the scalar ``consensus`` distance
+        (mean over nodes of ``||x_i - mean x||^2``). On datasets with local test sets
         (MovieLens) each node tests on its own users' samples (SPEC 7.3).
         """
-        x = state.x
+        ids = self.eval_ids(state)
+        sampled = self.eval_count < self.nodes
+
+        def rows(a: jax.Array) -> jax.Array:  # the evaluated nodes' rows
+            return a[ids] if sampled else a
+
+        x = rows(state.x)
         if inputs.tests is None:
             test_loss, test_acc = evaluation.shared_metrics(
                 self.model, self.task, x, inputs.test_x, inputs.test_y
@@ -291,8 +325,8 @@ class Experiment:
                 x,
                 inputs.test_x,
                 inputs.test_y,
-                inputs.tests.index,
-                inputs.tests.size,
+                rows(inputs.tests.index),
+                rows(inputs.tests.size),
             )
         train_loss, train_acc = evaluation.per_node_metrics(
             self.model,
@@ -300,16 +334,17 @@ class Experiment:
             x,
             inputs.train_x,
             inputs.train_y,
-            inputs.nodes.index,
-            inputs.nodes.size,
+            rows(inputs.nodes.index),
+            rows(inputs.nodes.size),
         )
         return {
             "test_acc": test_acc,
             "test_loss": test_loss,
             "train_loss": train_loss,
             "train_acc": train_acc,
-            "consensus": gossip.consensus_distance(x),
-            "finite": jnp.all(jnp.isfinite(x), axis=1),
+            "eval_ids": ids,
+            "consensus": gossip.consensus_distance(state.x),
+            "finite": jnp.all(jnp.isfinite(state.x), axis=1),
         }
 
 

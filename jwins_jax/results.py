@@ -166,6 +166,8 @@ class RunLog:
         run_dir: an existing directory to write into.
         info: extra facts for summary.json (parameter count, strategy parameters).
         counters: when continuing a stopped run, its byte counters and rounds done.
+        write: whether this log writes its files (False on the processes other
+            than process 0 of a multi-process run: they keep the same records).
     """
 
     def __init__(
@@ -174,9 +176,11 @@ class RunLog:
         run_dir: pathlib.Path,
         info: dict[str, Any],
         counters: dict[str, Any] | None = None,
+        write: bool = True,
     ):
         self.config = config
         self.run_dir = pathlib.Path(run_dir)
+        self.write = write
         self.info = dict(info)
         n = config.nodes
         self.value_cum = np.zeros(n, np.int64)
@@ -197,12 +201,17 @@ class RunLog:
 
     @classmethod
     def create(
-        cls, config: Config, run_dir: pathlib.Path, info: dict[str, Any]
+        cls,
+        config: Config,
+        run_dir: pathlib.Path,
+        info: dict[str, Any],
+        write: bool = True,
     ) -> RunLog:
         """A log for a new run: writes config.json and an empty metrics.jsonl."""
-        write_json(run_dir / "config.json", config.to_dict())
-        (run_dir / "metrics.jsonl").write_text("")
-        return cls(config, run_dir, info)
+        if write:
+            write_json(run_dir / "config.json", config.to_dict())
+            (run_dir / "metrics.jsonl").write_text("")
+        return cls(config, run_dir, info, write=write)
 
     # ---------------------------------------------------------------- counters
     def counters(self) -> dict[str, Any]:
@@ -239,6 +248,8 @@ class RunLog:
         self.resumed = True
         if self.records:
             self.elapsed_before = float(self.records[-1].get("elapsed_s") or 0.0)
+        if not self.write:
+            return
         path = self.run_dir / "metrics.jsonl"
         tmp = path.with_name(path.name + ".tmp")
         try:
@@ -285,6 +296,7 @@ class RunLog:
             "test_loss": summarize_nodes(ev["test_loss"]),
             "train_loss": summarize_nodes(ev["train_loss"]),
             "train_acc": summarize_nodes(ev["train_acc"]),
+            "eval_nodes": int(np.asarray(ev["test_acc"]).shape[0]),
             "minibatch_loss": _online_mean(rounds),
             "consensus_distance": float(ev["consensus"]),
             "bytes_per_node": float((self.value_cum + self.meta_cum).mean()),
@@ -298,7 +310,8 @@ class RunLog:
             "elapsed_s": time.perf_counter() - self.t_start + self.elapsed_before,
         }
         record = clean(record)
-        append_line(self.run_dir / "metrics.jsonl", record)
+        if self.write:
+            append_line(self.run_dir / "metrics.jsonl", record)
         self.records.append(record)
         finite = np.asarray(ev["finite"])
         if not finite.all():
@@ -345,6 +358,8 @@ class RunLog:
             self.status = status
             self.error = error
         summary = self.summary()
+        if not self.write:
+            return summary
         write_json(self.run_dir / "summary.json", summary)
         if self.records:
             try:

@@ -10,6 +10,7 @@ single run calls it unbatched. The host wakes up once per block.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import pathlib
 import sys
@@ -21,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jwins_jax import compiler
+from jwins_jax import compiler, devices
 from jwins_jax.config import Config
 from jwins_jax.errors import ConfigError, DivergenceError, Terminated
 from jwins_jax.experiment import (
@@ -168,8 +169,6 @@ def programs(
             advance=compiler.jit(advance, donate_argnums=0),
             batched=batched,
         )
-    from jwins_jax import devices
-
     key = jax.random.PRNGKey(0)
     if batched:
         key = jnp.stack([key] * jax.tree.leaves(hp)[0].shape[0])
@@ -243,12 +242,13 @@ def execute(
         length = seg_end - done
         evaluate = seg_end % c.eval_every == 0 or seg_end == c.rounds
         t0 = time.perf_counter()
-        if evaluate:
-            state, per_round, ev = progs.block(state, hp, inputs, jnp.int32(length))
-            per_round, ev = jax.device_get((per_round, ev))
-        else:
-            state, per_round = progs.advance(state, hp, inputs, jnp.int32(length))
-            per_round, ev = jax.device_get(per_round), None
+        with _other_processes(done):
+            if evaluate:
+                state, per_round, ev = progs.block(state, hp, inputs, np.int32(length))
+                per_round, ev = jax.device_get((per_round, ev))
+            else:
+                state, per_round = progs.advance(state, hp, inputs, np.int32(length))
+                per_round, ev = jax.device_get(per_round), None
         dt = time.perf_counter() - t0
         first = all(log.first_block_s == 0.0 for log in logs)
         for i, log in enumerate(logs):
@@ -274,15 +274,35 @@ def execute(
             progress.update(progress.offset + done * len(logs), f"acc {best:.1f}%")
         if not any(log.active for log in logs):
             break
-        stopping = stop is not None and stop.requested is not None and done < end
-        if checkpoint is not None and (
-            stopping
-            or (checkpoint_every and done % checkpoint_every == 0 and done < end)
-        ):
-            checkpoint(state)
+        with _other_processes(done):
+            # every process stops after the same round (a stop request is agreed on)
+            asked = stop is not None and stop.requested is not None
+            stopping = devices.any_process(asked) and done < end
+            if checkpoint is not None and (
+                stopping
+                or (checkpoint_every and done % checkpoint_every == 0 and done < end)
+            ):
+                checkpoint(state)
         if stopping:
-            raise Stopped(f"stopped by {stop.requested} after round {done}")
+            who = stop.requested if asked else "a stop request of another process"
+            raise Stopped(f"stopped by {who} after round {done}")
     return state
+
+
+@contextlib.contextmanager
+def _other_processes(done: int):
+    """Turns a collective that failed because another process of a multi-process run
+    went away into :class:`~jwins_jax.devices.ProcessFailure`."""
+    try:
+        yield
+    except jax.errors.JaxRuntimeError as err:
+        if devices.process_count() == 1:
+            raise
+        text = " ".join(str(err).split())[:200]
+        raise devices.ProcessFailure(
+            f"another of the {devices.process_count()} processes stopped or failed "
+            f"after round {done} ({text})"
+        ) from err
 
 
 def close_logs(
@@ -337,7 +357,8 @@ def run_config(
 
     Raises:
         ConfigError: bad configuration or checkpoint (before anything is written).
-        DivergenceError: a model became NaN/inf; metrics up to that point are kept.
+        DivergenceError: a model became NaN/inf; metrics up to that point are kept
+            (the error's ``summary`` is the run's summary).
     """
     progress = (
         progress
@@ -349,11 +370,16 @@ def run_config(
 
 
 def _run_config(config, progress, experiment, resume, stop) -> dict[str, Any]:
-    from jwins_jax import devices
     from jwins_jax.checkpoint import Checkpointer
 
     if resume is not None:
-        config, run_dir = resumable(resume)
+        # process 0 reads the stopped run's config; every process gets it
+        def read() -> list:
+            config, run_dir = resumable(resume)
+            return [config.to_dict(), str(run_dir)]
+
+        saved, path = devices.on_primary(read)
+        config, run_dir = Config.from_dict(saved, source=path), pathlib.Path(path)
     c = config.validate()
     if resume is None:
         check_out_dir(c.out_dir)
@@ -362,24 +388,32 @@ def _run_config(config, progress, experiment, resume, stop) -> dict[str, Any]:
     )
     stop.check(" before the run started")
     mesh = devices.node_mesh(c.nodes, c.shard_nodes)
+    key = jax.random.PRNGKey(c.seed)
     if mesh is not None:
-        progress.stage(f"sharding the {c.nodes} nodes over {mesh.size} devices")
+        where = f"{mesh.size} devices"
+        if devices.process_count() > 1:
+            where += f" of {devices.process_count()} processes"
+        progress.stage(f"sharding the {c.nodes} nodes over {where}")
         inputs = devices.place_inputs(inputs, mesh, c.nodes)
+        hp, key = devices.place_replicated((hp, key), mesh)
     progs = programs(exp, mesh=mesh, hp=hp)
+    write = devices.is_primary()
     ckpt = None
     if resume is not None:
         STARTED.append(run_dir)
         ckpt = Checkpointer(run_dir)
         progress.stage(f"restoring the newest checkpoint of {run_dir}")
-        abstract = jax.eval_shape(progs.init, jax.random.PRNGKey(c.seed), hp)
+        abstract = jax.eval_shape(progs.init, key, hp)
         state, meta = ckpt.restore(abstract, exp.config.to_dict())
-        log = RunLog(exp.config, run_dir, run_info(exp))
+        log = RunLog(exp.config, run_dir, run_info(exp), write=write)
         log.resume(meta)
         progress.stage(f"resuming at round {log.done} of {c.rounds}")
     else:
-        run_dir = unique_dir(c.out_dir, c.name)
+        run_dir = pathlib.Path(
+            devices.on_primary(lambda: str(unique_dir(c.out_dir, c.name)))
+        )
         STARTED.append(run_dir)
-        log = RunLog.create(exp.config, run_dir, run_info(exp))
+        log = RunLog.create(exp.config, run_dir, run_info(exp), write=write)
         state = None
     progress.label, progress.total = c.name, c.rounds
     ckpt = ckpt or Checkpointer(run_dir)
@@ -390,7 +424,7 @@ def _run_config(config, progress, experiment, resume, stop) -> dict[str, Any]:
     error: BaseException | None = None
     try:
         if state is None:
-            state = progs.init(jax.random.PRNGKey(c.seed), hp)
+            state = progs.init(key, hp)
         progress.stage(f"compiling and running the first {c.eval_every} rounds")
         execute(
             exp,
@@ -411,7 +445,9 @@ def _run_config(config, progress, experiment, resume, stop) -> dict[str, Any]:
         ckpt.close()
         summary = close_logs([log], error)[0]
     if summary["status"] == "diverged":
-        raise DivergenceError(summary["error"])
+        diverged = DivergenceError(summary["error"])
+        diverged.summary = summary  # type: ignore[attr-defined]
+        raise diverged
     return summary
 
 
@@ -441,4 +477,5 @@ def run_info(exp: Experiment) -> dict[str, Any]:
         "sharing_params": exp.sharing.params,
         "jax_version": jax.__version__,
         "device": str(jax.devices()[0].device_kind),
+        "processes": devices.process_count(),
     }
