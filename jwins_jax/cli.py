@@ -516,7 +516,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from jwins_jax.stopping import stop_on_signals
 
     with stop_on_signals() as stop:
-        return _main(argv, stop)
+        code = _main(argv, stop)
+    devices = sys.modules.get("jwins_jax.devices")
+    if devices is not None:
+        devices.leave()  # several processes: all leave together
+    return code
 
 
 def _main(argv: Sequence[str] | None, stop) -> int:

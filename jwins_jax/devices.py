@@ -86,6 +86,10 @@ def initialize(
         "JAX_CPU_COLLECTIVES_IMPLEMENTATION"
     ):
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    # A survivor of a lost process reports it (ProcessFailure, a failed summary)
+    # instead of being terminated by the runtime as soon as the loss is noticed;
+    # this also lets barrier() notice a lost process.
+    jax.config.update("jax_enable_recoverability", True)
     try:
         jax.distributed.initialize(
             coordinator_address=coordinator,
@@ -98,6 +102,11 @@ def initialize(
             "cannot join the processes (--coordinator, --num-processes, "
             f"--process-id): {text}"
         ) from None
+    global _joined
+    _joined = True
+
+
+_joined = False
 
 
 def process_count() -> int:
@@ -110,6 +119,58 @@ def is_primary() -> bool:
     return jax.process_index() == 0
 
 
+def barrier(name: str) -> None:
+    """Waits until every process got here, however long they take.
+
+    Collectives between processes give up after about 30 s (gloo on the CPU), so a
+    collective that follows work of uneven length (loading data, compiling) is
+    preceded by this barrier. It is ``multihost_utils.live_devices``, which also
+    notices a process that died (by JAX's heartbeat) instead of waiting for it.
+
+    Raises:
+        ProcessFailure: a process died before it got here.
+    """
+    if process_count() == 1:
+        return
+    from jax.experimental import multihost_utils
+
+    try:
+        with multihost_utils.live_devices(jax.devices()) as live:
+            pass
+    except multihost_utils.ProcessFailureError as err:
+        raise ProcessFailure(
+            f"a process stopped before {name}: its devices {err.failed_devices} failed"
+        ) from err
+    if len(live) < len(jax.devices()):
+        raise ProcessFailure(f"a process stopped before {name}")
+
+
+def leave() -> None:
+    """Ends this process's part in a multi-process run, all processes together.
+
+    Every process waits for the others at a last barrier; then the others leave the
+    distributed runtime first, and process 0, which hosts its coordinator, waits
+    until they are gone (a process that leaves after the coordinator is terminated
+    by the runtime).
+    """
+    if not _joined:
+        return
+    from jax.experimental import multihost_utils
+
+    try:
+        barrier("the end")
+    except ProcessFailure:
+        pass
+    if not is_primary():
+        jax.distributed.shutdown()
+        return
+    try:
+        with multihost_utils.live_devices(jax.devices()):
+            pass  # returns when every other process has left (or died)
+    except multihost_utils.ProcessFailureError:
+        pass
+
+
 def share(value: Any) -> Any:
     """Process 0's JSON-able ``value``, on every process (a collective)."""
     if process_count() == 1:
@@ -117,12 +178,13 @@ def share(value: Any) -> Any:
     from jax.experimental import multihost_utils
 
     data = json.dumps(value).encode() if is_primary() else b""
+    barrier("share")
     size = int(multihost_utils.broadcast_one_to_all(np.int32(len(data))))
-    buf = np.zeros(size, np.uint8)
+    buf = np.zeros(max(256, 1 << (size - 1).bit_length()), np.uint8)  # few shapes
     if is_primary():
-        buf[:] = np.frombuffer(data, np.uint8)
+        buf[:size] = np.frombuffer(data, np.uint8)
     buf = multihost_utils.broadcast_one_to_all(buf)
-    return json.loads(bytes(np.asarray(buf, np.uint8)).decode())
+    return json.loads(bytes(np.asarray(buf, np.uint8)[:size]).decode())
 
 
 def on_primary(fn: Callable[[], Any]) -> Any:
@@ -158,6 +220,7 @@ def any_process(flag: bool) -> bool:
         return bool(flag)
     from jax.experimental import multihost_utils
 
+    barrier("any_process")
     return bool(np.asarray(multihost_utils.process_allgather(np.int32(flag))).any())
 
 

@@ -129,12 +129,28 @@ class Progress:
 @dataclasses.dataclass(frozen=True)
 class Programs:
     """The compiled functions of an experiment: ``init(key, hp)`` and
-    ``block(state, hp, inputs, length)`` (the state is donated)."""
+    ``block(state, hp, inputs, length)`` (the state is donated).
+
+    Call them through :meth:`run`: with several processes it compiles a program
+    ahead of its first call and waits until every process has compiled it, so no
+    process waits inside the program's collectives while another still compiles.
+    """
 
     init: Callable[..., SimState]
     block: Callable[..., tuple[SimState, dict, dict]]
     advance: Callable[..., tuple[SimState, dict]]
     batched: bool
+    compiled: dict = dataclasses.field(default_factory=dict, compare=False)
+
+    def run(self, name: str, *args: Any) -> Any:
+        """Calls the program ``name`` (``init``, ``block`` or ``advance``)."""
+        fn = getattr(self, name)
+        if devices.process_count() == 1:
+            return fn(*args)
+        if name not in self.compiled:
+            self.compiled[name] = fn.lower(*args).compile()
+            devices.barrier(f"the compiled {name} program")
+        return self.compiled[name](*args)
 
 
 def programs(
@@ -243,11 +259,12 @@ def execute(
         evaluate = seg_end % c.eval_every == 0 or seg_end == c.rounds
         t0 = time.perf_counter()
         with _other_processes(done):
+            args = (state, hp, inputs, np.int32(length))
             if evaluate:
-                state, per_round, ev = progs.block(state, hp, inputs, np.int32(length))
+                state, per_round, ev = progs.run("block", *args)
                 per_round, ev = jax.device_get((per_round, ev))
             else:
-                state, per_round = progs.advance(state, hp, inputs, np.int32(length))
+                state, per_round = progs.run("advance", *args)
                 per_round, ev = jax.device_get(per_round), None
         dt = time.perf_counter() - t0
         first = all(log.first_block_s == 0.0 for log in logs)
@@ -424,7 +441,7 @@ def _run_config(config, progress, experiment, resume, stop) -> dict[str, Any]:
     error: BaseException | None = None
     try:
         if state is None:
-            state = progs.init(key, hp)
+            state = progs.run("init", key, hp)
         progress.stage(f"compiling and running the first {c.eval_every} rounds")
         execute(
             exp,

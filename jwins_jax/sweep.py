@@ -477,7 +477,7 @@ def _run_sweep(sweep: Sweep, batch: int | None, progress, stop) -> list[dict[str
             error: BaseException | None = None
             try:
                 stop.check(" between batches")
-                state = progs.init(key, hp)
+                state = progs.run("init", key, hp)
                 execute(
                     exp, progs, state, hp, inputs, logs, progress=progress, stop=stop
                 )

@@ -1,0 +1,183 @@
+"""Several processes (jax.distributed) on this machine: 2 processes of 2 CPU devices
+each (gloo collectives) give the metrics of one process; a lost process or a Ctrl-C
+stops both with a truthful summary.
+
+Every case starts ``python -m jwins_jax.cli`` twice, as a user would on two hosts.
+The configs differ only in their rounds, which the compiled block does not depend
+on, so the processes share the persistent compilation cache of the session.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from jwins_jax import runner
+from jwins_jax import sweep as sw
+from jwins_jax.config import Config
+from jwins_jax.results import read_metrics, read_summary
+
+FLAGS = {
+    "nodes": 8,
+    "topology": "ring",
+    "eval_every": 2,
+    "local_steps": 1,
+    "test_subset": 64,
+    "lr": 0.1,
+    "sharing": "full",
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _argv(command: list[str], flags: dict) -> list[str]:
+    out = list(command)
+    for k, v in flags.items():
+        out += ["--" + k.replace("_", "-"), str(v)]
+    return out
+
+
+def _start(argv: list[str], cwd) -> list[subprocess.Popen]:
+    """Process 1 then process 0 of ``jwins ARGV`` joined over a local coordinator."""
+    env = {
+        **os.environ,
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+        "JAX_PLATFORMS": "cpu",
+    }
+    port = _free_port()
+    procs = []
+    for pid in (1, 0):
+        cmd = [sys.executable, "-m", "jwins_jax.cli", *argv]
+        cmd += ["--coordinator", f"127.0.0.1:{port}", "--num-processes", "2"]
+        cmd += ["--process-id", str(pid), "--quiet"]
+        procs.append(
+            subprocess.Popen(
+                cmd,
+                cwd=cwd,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
+    return procs[::-1]  # [process 0, process 1]
+
+
+def _finish(procs, timeout=600) -> list[tuple[int, str, str]]:
+    results = []
+    for p in procs:
+        out, err = p.communicate(timeout=timeout)
+        results.append((p.returncode, out, err))
+    return results
+
+
+def _assert_same_metrics(a: list[dict], b: list[dict]) -> None:
+    """Equal up to the order of floating-point sums (as tests/test_devices.py)."""
+    assert [r["round"] for r in a] == [r["round"] for r in b]
+    for x, y in zip(a, b):
+        assert x["bytes_per_node"] == y["bytes_per_node"]
+        assert x["eval_nodes"] == y["eval_nodes"]
+        assert x["test_acc"]["mean"] == pytest.approx(y["test_acc"]["mean"], abs=0.05)
+        assert x["train_loss"]["mean"] == pytest.approx(
+            y["train_loss"]["mean"], rel=1e-4
+        )
+        assert x["consensus_distance"] == pytest.approx(
+            y["consensus_distance"], rel=1e-3, abs=1e-7
+        )
+
+
+def test_run_over_two_processes_equals_one(tmp_path):
+    flags = {**FLAGS, "rounds": 4, "name": "two", "out_dir": str(tmp_path)}
+    (rc0, out0, err0), (rc1, out1, err1) = _finish(
+        _start(_argv(["run"], flags), tmp_path)
+    )
+    assert rc0 == 0 and rc1 == 0, err0[-2000:] + err1[-2000:]
+    assert "results:" in out0 and "results:" not in out1  # process 0 reports
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["two"]  # one directory
+    summary = read_summary(tmp_path / "two")
+    assert summary["status"] == "finished" and summary["processes"] == 2
+    single = Config(**{k: v for k, v in flags.items()}).replace(
+        name="one", out_dir=str(tmp_path / "single")
+    )
+    runner.run_config(single)
+    _assert_same_metrics(
+        read_metrics(tmp_path / "two"), read_metrics(tmp_path / "single" / "one")
+    )
+
+
+def test_sweep_batch_over_two_processes_equals_one(tmp_path):
+    spec = {
+        "name": "two",
+        "batch": 2,
+        "base": {**FLAGS, "rounds": 2, "out_dir": str(tmp_path / "multi")},
+        "grid": {"lr": [0.05, 0.2]},
+    }
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps(spec))
+    (rc0, _, err0), (rc1, _, err1) = _finish(_start(["sweep", str(path)], tmp_path))
+    assert rc0 == 0 and rc1 == 0, err0[-2000:] + err1[-2000:]
+    local = sw.parse_spec(
+        {**spec, "base": {**spec["base"], "out_dir": str(tmp_path / "single")}}
+    )
+    sw.run_sweep(local)
+    multi = tmp_path / "multi" / "sweep-two"
+    assert (multi / "sweep.csv").is_file()
+    for sc in local.configs:
+        _assert_same_metrics(
+            read_metrics(multi / sc.config.name),
+            read_metrics(local.directory / sc.config.name),
+        )
+
+
+def _wait_for_metrics(run_dir, procs, timeout=300) -> None:
+    start = time.time()
+    while not read_metrics(run_dir):
+        assert all(p.poll() is None for p in procs), "a process ended early"
+        assert time.time() - start < timeout, "no evaluation came"
+        time.sleep(0.5)
+
+
+def test_a_lost_process_stops_the_other_with_a_failed_summary(tmp_path):
+    flags = {**FLAGS, "rounds": 100_000, "name": "lost", "out_dir": str(tmp_path)}
+    procs = _start(_argv(["run"], flags), tmp_path)
+    try:
+        _wait_for_metrics(tmp_path / "lost", procs)
+        procs[1].kill()
+        (rc0, _, err0), _ = _finish(procs, timeout=120)
+    finally:
+        for p in procs:
+            p.kill()
+    assert rc0 == 1
+    assert "another of the 2 processes stopped or failed" in err0
+    summary = read_summary(tmp_path / "lost")
+    assert summary["status"] == "failed"
+    assert "another of the 2 processes" in summary["error"]
+    assert summary["rounds_done"] == read_metrics(tmp_path / "lost")[-1]["round"]
+
+
+def test_ctrl_c_on_one_process_stops_both_after_the_same_round(tmp_path):
+    flags = {**FLAGS, "rounds": 100_000, "name": "stop", "out_dir": str(tmp_path)}
+    procs = _start(_argv(["run"], flags), tmp_path)
+    try:
+        _wait_for_metrics(tmp_path / "stop", procs)
+        procs[0].send_signal(signal.SIGINT)
+        (rc0, _, err0), (rc1, _, err1) = _finish(procs, timeout=300)
+    finally:
+        for p in procs:
+            p.kill()
+    assert rc0 == 130 and rc1 == 130, err0[-2000:] + err1[-2000:]
+    assert "interrupted" in err0 and "interrupted" in err1
+    summary = read_summary(tmp_path / "stop")
+    assert summary["status"] == "interrupted"
+    assert "stopped by Ctrl-C after round" in summary["error"]
+    done = summary["rounds_done"]
+    assert (tmp_path / "stop" / "checkpoints" / str(done)).is_dir()
