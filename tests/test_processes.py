@@ -30,6 +30,8 @@ FLAGS = {
     "test_subset": 64,
     "lr": 0.1,
     "sharing": "full",
+    "eval_nodes": 4,  # a sampled evaluation: the same nodes in every process
+    "rounds": 4,
 }
 
 
@@ -95,8 +97,16 @@ def _assert_same_metrics(a: list[dict], b: list[dict]) -> None:
         )
 
 
-def test_run_over_two_processes_equals_one(tmp_path):
-    flags = {**FLAGS, "rounds": 4, "name": "two", "out_dir": str(tmp_path)}
+@pytest.fixture(scope="module")
+def single(tmp_path_factory):
+    """The metrics of the config run in this one process (one device)."""
+    out = tmp_path_factory.mktemp("single")
+    runner.run_config(Config(**FLAGS, name="one", out_dir=str(out)))
+    return read_metrics(out / "one")
+
+
+def test_run_over_two_processes_equals_one(tmp_path, single):
+    flags = {**FLAGS, "name": "two", "out_dir": str(tmp_path)}
     (rc0, out0, err0), (rc1, out1, err1) = _finish(
         _start(_argv(["run"], flags), tmp_path)
     )
@@ -105,37 +115,32 @@ def test_run_over_two_processes_equals_one(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["two"]  # one directory
     summary = read_summary(tmp_path / "two")
     assert summary["status"] == "finished" and summary["processes"] == 2
-    single = Config(**{k: v for k, v in flags.items()}).replace(
-        name="one", out_dir=str(tmp_path / "single")
-    )
-    runner.run_config(single)
-    _assert_same_metrics(
-        read_metrics(tmp_path / "two"), read_metrics(tmp_path / "single" / "one")
-    )
+    records = read_metrics(tmp_path / "two")
+    assert [r["eval_nodes"] for r in records] == [4, 4]
+    _assert_same_metrics(records, single)
 
 
-def test_sweep_batch_over_two_processes_equals_one(tmp_path):
+def test_sweep_batch_over_two_processes_equals_one(tmp_path, single):
+    """A batch of two configs (lr 0.1 and 0.2) vmapped over 2 processes: the lr = 0.1
+    config gives the metrics of the same config run in one process (a config of a
+    batch equals the config alone, tests/test_sweep.py)."""
     spec = {
         "name": "two",
         "batch": 2,
-        "base": {**FLAGS, "rounds": 2, "out_dir": str(tmp_path / "multi")},
-        "grid": {"lr": [0.05, 0.2]},
+        "base": {**FLAGS, "out_dir": str(tmp_path / "multi")},
+        "grid": {"lr": [0.1, 0.2]},
     }
     path = tmp_path / "spec.json"
     path.write_text(json.dumps(spec))
     (rc0, _, err0), (rc1, _, err1) = _finish(_start(["sweep", str(path)], tmp_path))
     assert rc0 == 0 and rc1 == 0, err0[-2000:] + err1[-2000:]
-    local = sw.parse_spec(
-        {**spec, "base": {**spec["base"], "out_dir": str(tmp_path / "single")}}
-    )
-    sw.run_sweep(local)
-    multi = tmp_path / "multi" / "sweep-two"
-    assert (multi / "sweep.csv").is_file()
-    for sc in local.configs:
-        _assert_same_metrics(
-            read_metrics(multi / sc.config.name),
-            read_metrics(local.directory / sc.config.name),
-        )
+    root = tmp_path / "multi" / "sweep-two"
+    assert (root / "sweep.csv").is_file()
+    names = [sc.config.name for sc in sw.parse_spec(spec).configs]
+    first, second = (read_metrics(root / name) for name in names)
+    _assert_same_metrics(first, single)
+    assert [r["round"] for r in second] == [2, 4]
+    assert second[-1]["train_loss"]["mean"] != first[-1]["train_loss"]["mean"]
 
 
 def _wait_for_metrics(run_dir, procs, timeout=300) -> None:

@@ -354,7 +354,7 @@ def _bfs_connected(adj: np.ndarray) -> bool:
     return len(seen) == adj.shape[0]
 
 
-@pytest.mark.parametrize("n, d", [(8, 3), (16, 2), (12, 5)])
+@pytest.mark.parametrize("n, d", [(16, 2), (12, 5)])
 def test_random_regular_table_draws_connected_d_regular_graphs(n, d):
     """Drawn inside jit: symmetric, no loops, every degree d, connected (2-regular
     draws are mostly several cycles, joined by switches), the MH weights of SPEC 4.0
