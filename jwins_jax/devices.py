@@ -139,10 +139,14 @@ def barrier(name: str) -> None:
             pass
     except multihost_utils.ProcessFailureError as err:
         raise ProcessFailure(
-            f"a process stopped before {name}: its devices {err.failed_devices} failed"
+            f"another of the {process_count()} processes stopped or failed before "
+            f"{name} (devices {sorted(d.id for d in err.failed_devices)})"
         ) from err
     if len(live) < len(jax.devices()):
-        raise ProcessFailure(f"a process stopped before {name}")
+        raise ProcessFailure(
+            f"another of the {process_count()} processes stopped or failed before "
+            f"{name}"
+        )
 
 
 def leave() -> None:
@@ -220,7 +224,9 @@ def any_process(flag: bool) -> bool:
         return bool(flag)
     from jax.experimental import multihost_utils
 
-    barrier("any_process")
+    # No barrier: this follows a block (a collective), so the processes are in step
+    # but for their host work on its outputs; a barrier would hide a lost process
+    # until JAX's heartbeat notices it.
     return bool(np.asarray(multihost_utils.process_allgather(np.int32(flag))).any())
 
 
