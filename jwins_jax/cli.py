@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import pathlib
 import sys
 from collections.abc import Sequence
@@ -518,8 +519,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     with stop_on_signals() as stop:
         code = _main(argv, stop)
     devices = sys.modules.get("jwins_jax.devices")
-    if devices is not None:
-        devices.leave()  # several processes: all leave together
+    if devices is not None and devices.joined():
+        if code not in (0, 130):
+            # A failure, perhaps of this process alone: the others learn of it at
+            # their next collective. Waiting for them to leave together could take
+            # as long as JAX's heartbeat; go now.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+        devices.leave()  # finished or interrupted everywhere: leave together
     return code
 
 
@@ -574,14 +582,6 @@ def _main(argv: Sequence[str] | None, stop) -> int:
             f"jwins: failed: {type(err).__name__}: {text} (a started run records this "
             "in its summary.json; JWINS_DEBUG=1 shows the traceback)\n"
         )
-        from jwins_jax.devices import ProcessFailure
-
-        if isinstance(err, ProcessFailure):
-            # Another process is gone: JAX's exit would wait for it at the
-            # distributed shutdown barrier and then abort; leave at once instead.
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(1)
         return 1
 
 

@@ -109,6 +109,11 @@ def initialize(
 _joined = False
 
 
+def joined() -> bool:
+    """Whether this process joined a multi-process run (:func:`initialize`)."""
+    return _joined
+
+
 def process_count() -> int:
     """The number of processes of this run (1 without ``jax.distributed``)."""
     return jax.process_count()

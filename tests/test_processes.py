@@ -76,8 +76,13 @@ def _start(argv: list[str], cwd) -> list[subprocess.Popen]:
 
 def _finish(procs, timeout=600) -> list[tuple[int, str, str]]:
     results = []
-    for p in procs:
-        out, err = p.communicate(timeout=timeout)
+    for i, p in enumerate(procs):
+        try:
+            out, err = p.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            out, err = p.communicate()
+            raise AssertionError(f"process {i} did not end: {err[-3000:]}") from None
         results.append((p.returncode, out, err))
     return results
 
