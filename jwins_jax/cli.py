@@ -23,7 +23,6 @@ it computed, says so in its summary.json and exits with status 130.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import pathlib
 import sys
@@ -139,6 +138,49 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
         )
 
 
+def _add_process_flags(p: argparse.ArgumentParser) -> None:
+    """Flags that join the processes of a multi-process run (jax.distributed)."""
+    g = p.add_argument_group(
+        "several processes (jax.distributed; start the same command in every process)"
+    )
+    g.add_argument(
+        "--coordinator",
+        metavar="HOST:PORT",
+        default=None,
+        help="address of process 0 and a free port (default: JAX_COORDINATOR_ADDRESS)",
+    )
+    g.add_argument(
+        "--num-processes",
+        type=int,
+        metavar="P",
+        default=None,
+        help="number of processes",
+    )
+    g.add_argument(
+        "--process-id",
+        type=int,
+        metavar="I",
+        default=None,
+        help="this process's id, 0..P-1 (process 0 writes the results)",
+    )
+    g.add_argument(
+        "--distributed",
+        action="store_true",
+        help="join the processes that a cluster manager (Slurm, Open MPI, "
+        "Kubernetes, Cloud TPU) started, as JAX detects them",
+    )
+
+
+def _add_plan_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--device-memory",
+        metavar="SIZE",
+        default=None,
+        help="with --dry-run: plan for a device of this memory, e.g. 80GB, 141GB, "
+        "24GiB (default: this device's free memory)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="jwins",
@@ -163,6 +205,14 @@ def build_parser() -> argparse.ArgumentParser:
         "own config is used; only --quiet may be given besides)",
     )
     run.add_argument("--quiet", action="store_true", help="no progress output")
+    run.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="compile the round and print its memory, the state's bytes per node "
+        "and the largest n that fits --device-memory; run and write nothing",
+    )
+    _add_plan_flags(run)
+    _add_process_flags(run)
     comp = sub.add_parser(
         "compare", help="run several strategies on the same config (make run)"
     )
@@ -173,6 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_config_flags(comp)
     comp.add_argument("--quiet", action="store_true", help="no progress output")
+    _add_process_flags(comp)
     sweep = sub.add_parser(
         "sweep", help="run many configs side by side, one compiled program per group"
     )
@@ -180,7 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument(
         "--dry-run",
         action="store_true",
-        help="print the configs and their grouping and batching, run nothing",
+        help="print the configs, their grouping and batching, and each group's "
+        "memory plan (compiled, not run); write nothing",
     )
     sweep.add_argument(
         "--batch",
@@ -191,6 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_config_flags(sweep)
     sweep.add_argument("--quiet", action="store_true", help="no progress output")
+    _add_plan_flags(sweep)
+    _add_process_flags(sweep)
     show = sub.add_parser("show", help="print the summary of a run")
     show.add_argument("run_dir", help="a results directory written by jwins run")
     from jwins_jax import reproduce
@@ -404,13 +458,59 @@ def print_table(rows: list[dict[str, Any]], out=None) -> None:
 
 
 def _progress(args: argparse.Namespace, label: str):
+    from jwins_jax.devices import is_primary
     from jwins_jax.runner import Progress
 
-    return Progress(label, enabled=not args.quiet)
+    return Progress(label, enabled=not args.quiet and is_primary())
+
+
+def _primary() -> bool:
+    from jwins_jax.devices import is_primary
+
+    return is_primary()
+
+
+def _join_processes(args: argparse.Namespace) -> bool:
+    """Joins jax.distributed when asked to (flags or --distributed); before any
+    JAX computation. Returns whether this is a multi-process run."""
+    asked = (
+        getattr(args, "distributed", False)
+        or getattr(args, "coordinator", None) is not None
+        or getattr(args, "num_processes", None) is not None
+        or getattr(args, "process_id", None) is not None
+    )
+    if not asked or getattr(args, "dry_run", False):
+        return False
+    from jwins_jax import devices
+
+    devices.initialize(args.coordinator, args.num_processes, args.process_id)
+    return True
+
+
+def _device_memory(args: argparse.Namespace) -> int | None:
+    from jwins_jax.plan import parse_size
+
+    text = getattr(args, "device_memory", None)
+    if text is None:
+        return None
+    if not getattr(args, "dry_run", False):
+        raise ConfigError("--device-memory plans a run: give it with --dry-run")
+    return parse_size(text, "--device-memory")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from jwins_jax.runner import resumable, run_config
+
+    memory = _device_memory(args)
+    if args.dry_run:
+        from jwins_jax.plan import describe_run
+
+        if args.resume is not None:
+            raise ConfigError(
+                "--dry-run plans a new run; it is not allowed with --resume"
+            )
+        print(describe_run(config_from_args(args).validate(), memory))
+        return 0
 
     if args.resume is not None:
         given = sorted(config_overrides(args)) + (["config"] if args.config else [])
@@ -427,13 +527,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         config = config_from_args(args).validate()
         summary = run_config(config, progress=_progress(args, config.name))
-    print_table([summary])
-    print(f"results: {summary['run_dir']}")
+    if _primary():
+        print_table([summary])
+        print(f"results: {summary['run_dir']}")
     return 0
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from jwins_jax import experiment as ex
+    from jwins_jax.devices import is_primary, on_primary
     from jwins_jax.results import (
         check_out_dir,
         plot_accuracy_vs_bytes,
@@ -474,8 +576,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
         shared = inputs
         built.append((exp, inputs, ex.hparams(exp, c)))
     v = configs[0].validate()
-    out = unique_dir(
-        base.out_dir, base.name or f"compare-{v.dataset}-n{v.nodes}-s{v.seed}"
+    out = pathlib.Path(
+        on_primary(
+            lambda: str(
+                unique_dir(
+                    base.out_dir,
+                    base.name or f"compare-{v.dataset}-n{v.nodes}-s{v.seed}",
+                )
+            )
+        )
     )
     summaries = []
     for c, triple in zip(configs, built):
@@ -485,8 +594,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
             )
         except DivergenceError as err:
             progress.stage(f"{c.sharing} diverged: {err}; going on with the others")
-            summary = json.loads((out / c.name / "summary.json").read_text())
+            summary = err.summary  # type: ignore[attr-defined]
         summaries.append(summary)
+    if not is_primary():  # process 0 writes the comparison
+        return 1 if any(s["status"] == "diverged" for s in summaries) else 0
     runs = {s["sharing"]: read_metrics(s["run_dir"]) for s in summaries}
     title = f"{v.dataset}, {v.nodes} nodes"
     plot_accuracy_vs_bytes(runs, out / "accuracy_vs_bytes.png", title)
@@ -512,14 +623,19 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         raise ConfigError(
             f"--batch={args.batch} is not allowed: give a positive integer"
         )
+    memory = _device_memory(args)
     if args.dry_run:
+        from jwins_jax.plan import describe_sweep
+
         print(sw.describe(spec, args.batch))
+        print(describe_sweep(spec, args.batch, memory))
         return 0
     progress = _progress(args, f"sweep {spec.name}")
     summaries = sw.run_sweep(spec, batch=args.batch, progress=progress)
-    rows = [dict(s, label=s.get("name")) for s in summaries]
-    print_table(rows)
-    print(f"results: {spec.directory}")
+    if _primary():
+        rows = [dict(s, label=s.get("name")) for s in summaries]
+        print_table(rows)
+        print(f"results: {spec.directory}")
     return 0
 
 
@@ -700,7 +816,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     from jwins_jax.stopping import stop_on_signals
 
     with stop_on_signals() as stop:
-        return _main(argv, stop)
+        code = _main(argv, stop)
+    devices = sys.modules.get("jwins_jax.devices")
+    if devices is not None and devices.joined():
+        if code not in (0, 130):
+            # A failure, perhaps of this process alone: the others learn of it at
+            # their next collective. Waiting for them to leave together could take
+            # as long as JAX's heartbeat; go now.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+        devices.leave()  # finished or interrupted everywhere: leave together
+    return code
 
 
 def _main(argv: Sequence[str] | None, stop) -> int:
@@ -710,7 +837,9 @@ def _main(argv: Sequence[str] | None, stop) -> int:
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
-        if args.command in ("run", "compare", "sweep", "reproduce"):
+        if args.command in ("run", "compare", "sweep", "reproduce") and not getattr(
+            args, "dry_run", False
+        ):  # a dry run writes nothing, not even the cache
             from jwins_jax.cache import enable_compilation_cache
 
             enable_compilation_cache()
@@ -721,6 +850,8 @@ def _main(argv: Sequence[str] | None, stop) -> int:
     except (KeyboardInterrupt, Terminated):
         return _interrupted()
     try:
+        if args.command in ("run", "compare", "sweep"):
+            _join_processes(args)
         if args.command == "run":
             return cmd_run(args)
         if args.command == "compare":

@@ -51,7 +51,7 @@ from jwins_jax.errors import ConfigError
 from jwins_jax.models import MODELS
 from jwins_jax.options import Option
 from jwins_jax.sharing import OPTIONS as SHARING_OPTIONS
-from jwins_jax.topology import GRAPHS
+from jwins_jax.topology import GRAPHS, check_dynamic
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -340,6 +340,15 @@ class Config:
             "evaluate on the first K test samples (0: all)",
             int,
             opt.int_range(0, 10**9),
+        ),
+    )
+    eval_nodes: int = _field(
+        0,
+        Option(
+            "evaluate a random sample of K nodes at each evaluation, a new sample "
+            "each time, drawn from the run's seed (0, or K >= nodes: every node)",
+            int,
+            opt.int_range(0, 100_000),
         ),
     )
     # sharing (the options belong to the strategies, see jwins_jax.sharing)
@@ -637,11 +646,8 @@ class Config:
                 f"dynamic=True draws a fresh random d-regular graph each round; "
                 f"it is not allowed with topology={c.topology!r} (use 'regular')"
             )
-        if c.dynamic and c.degree >= c.nodes:
-            raise ConfigError(
-                f"degree={c.degree} is not allowed with nodes={c.nodes} on a dynamic "
-                "graph: a d-regular graph needs degree < nodes"
-            )
+        if c.dynamic:
+            check_dynamic(c.nodes, c.degree)
         if c.eval_every > c.rounds:
             c = c.replace(eval_every=c.rounds)
         object.__setattr__(c, "_validated", True)

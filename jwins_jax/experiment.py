@@ -17,7 +17,7 @@ One communication round (SPEC 1.3, 9 "Order within a round")::
 
     ids, w   = sample_batches(key, inputs.nodes, tau, b)    # fresh permutation per node
     x        = train_all(x, opt, ids, w)                    # vmap(local_train) by groups
-    table    = inputs.graph (or its round-t slice on dynamic graphs)
+    table    = inputs.graph (dynamic graphs: drawn from the round's key)
     x, s, st = sharing.step(s, x, key, table, hp.sharing)   # gossip on the node axis
     clock    = simtime.advance(clock, speeds, work, ..., st)  # simulated time
 
@@ -53,15 +53,17 @@ from jwins_jax.sharing import Sharing, make_sharing
 from jwins_jax.tasks import Task
 from jwins_jax.topology import (
     NeighborTable,
-    dynamic_bank,
+    check_dynamic,
     make_graph,
     neighbor_table,
-    table_at,
+    random_regular_table,
 )
 
-# Dynamic graphs: at most this many distinct rounds are drawn; round t uses graph
-# t mod DYNAMIC_BANK_ROUNDS.
-DYNAMIC_BANK_ROUNDS = 10_000
+# A dynamic graph is drawn from fold_in(round key, GRAPH_STREAM): a stream of its own,
+# so a dynamic graph changes no other random draw.
+GRAPH_STREAM = 0x06A9
+# The nodes an evaluation samples (eval_nodes) are drawn from fold_in(key, EVAL_STREAM).
+EVAL_STREAM = 0x0E7A1
 
 
 @struct.dataclass
@@ -87,7 +89,7 @@ class Inputs:
     test_y: jax.Array  # (D_test,) test targets
     nodes: NodeData  # (n, L) training-sample ids of each node
     tests: NodeData | None  # (n, L_test) local test ids per node; None: global test
-    graph: NeighborTable  # (n, d) tables, or (T, n, d) per round on dynamic graphs
+    graph: NeighborTable | None  # (n, d) tables; None on dynamic graphs (drawn)
     churn_schedule: jax.Array | None = None  # (K, 3) int32 (first, last round, node)
     node_profile: jax.Array | None = None  # (n, 3) float32 GFLOP/s, Mbit/s up, down
     straggler_trace: jax.Array | None = None  # (K, 3) float32 (round, node, factor)
@@ -170,9 +172,17 @@ class Experiment:
         )
 
     # ------------------------------------------------------------------ rounds
-    def table(self, inputs: Inputs, t: jax.Array) -> NeighborTable:
-        """The neighbour table of round ``t``."""
-        return table_at(inputs.graph, t) if self.dynamic else inputs.graph
+    def table(self, inputs: Inputs, state: SimState) -> NeighborTable:
+        """The neighbour table of the round that starts from ``state``.
+
+        A dynamic graph is drawn inside the program from the round's key
+        (:func:`~jwins_jax.topology.random_regular_table`), so nothing grows with
+        the number of rounds; a static graph is ``inputs.graph``.
+        """
+        if not self.dynamic:
+            return inputs.graph
+        key = jax.random.fold_in(state.key, GRAPH_STREAM)
+        return random_regular_table(key, self.nodes, self.config.degree)
 
     def round_step(
         self, state: SimState, hp: Hparams, inputs: Inputs
@@ -206,7 +216,7 @@ class Experiment:
             w,
             c.train_chunk,
         )
-        table = self.table(inputs, state.round)
+        table = self.table(inputs, state)
         link_up = None
         if self.has_faults:
             k_fault = jax.random.fold_in(state.key, faults.FAULT_STREAM)
@@ -288,15 +298,47 @@ class Experiment:
         return state, per_round, self.evaluate(state, inputs)
 
     # -------------------------------------------------------------- evaluation
-    def evaluate(self, state: SimState, inputs: Inputs) -> dict[str, jax.Array]:
-        """Every node's own model on the test split and on its own training data.
+    @property
+    def eval_count(self) -> int:
+        """How many nodes an evaluation tests: ``eval_nodes``, or every node."""
+        k = self.config.eval_nodes
+        return self.nodes if k == 0 or k >= self.nodes else k
 
-        Returns ``(n,)`` arrays ``test_acc`` (percent), ``test_loss``, ``train_loss``,
-        ``train_acc`` and ``finite``, and the scalar ``consensus`` distance (mean over
-        nodes of ``||x_i - mean x||^2``). On datasets with local test sets
+    def eval_ids(self, state: SimState) -> jax.Array:
+        """``(eval_count,)`` int32 ascending ids of the nodes an evaluation tests.
+
+        With ``eval_nodes`` below n, a uniform sample without replacement drawn from
+        the state's key (a fresh sample at every evaluation, the same for the same
+        seed, alone or in a sweep); otherwise every node.
+        """
+        n, k = self.nodes, self.eval_count
+        if k == n:
+            return jnp.arange(n, dtype=jnp.int32)
+        key = jax.random.fold_in(state.key, EVAL_STREAM)
+        return jnp.sort(jax.random.choice(key, n, (k,), replace=False)).astype(
+            jnp.int32
+        )
+
+    def evaluate(self, state: SimState, inputs: Inputs) -> dict[str, jax.Array]:
+        """The evaluated nodes' own models on the test split and their training data.
+
+        Every node is evaluated, or a fresh random sample of ``eval_nodes`` of them
+        (:meth:`eval_ids`): evaluating all n nodes on the whole test set costs
+        n x test size forward passes.
+
+        Returns ``(K,)`` arrays over the K evaluated nodes: ``test_acc`` (percent),
+        ``test_loss``, ``train_loss``, ``train_acc`` and ``eval_ids`` (their ids);
+        over all nodes: ``finite`` ``(n,)`` and the scalar ``consensus`` distance
+        (mean over nodes of ``||x_i - mean x||^2``). On datasets with local test sets
         (MovieLens) each node tests on its own users' samples (SPEC 7.3).
         """
-        x = state.x
+        ids = self.eval_ids(state)
+        sampled = self.eval_count < self.nodes
+
+        def rows(a: jax.Array) -> jax.Array:  # the evaluated nodes' rows
+            return a[ids] if sampled else a
+
+        x = rows(state.x)
         if inputs.tests is None:
             test_loss, test_acc = evaluation.shared_metrics(
                 self.model, self.task, x, inputs.test_x, inputs.test_y
@@ -308,8 +350,8 @@ class Experiment:
                 x,
                 inputs.test_x,
                 inputs.test_y,
-                inputs.tests.index,
-                inputs.tests.size,
+                rows(inputs.tests.index),
+                rows(inputs.tests.size),
             )
         train_loss, train_acc = evaluation.per_node_metrics(
             self.model,
@@ -317,16 +359,17 @@ class Experiment:
             x,
             inputs.train_x,
             inputs.train_y,
-            inputs.nodes.index,
-            inputs.nodes.size,
+            rows(inputs.nodes.index),
+            rows(inputs.nodes.size),
         )
         return {
             "test_acc": test_acc,
             "test_loss": test_loss,
             "train_loss": train_loss,
             "train_acc": train_acc,
-            "consensus": gossip.consensus_distance(x),
-            "finite": jnp.all(jnp.isfinite(x), axis=1),
+            "eval_ids": ids,
+            "consensus": gossip.consensus_distance(state.x),
+            "finite": jnp.all(jnp.isfinite(state.x), axis=1),
         }
 
 
@@ -472,15 +515,14 @@ def build_adjacency(config: Config) -> np.ndarray:
     )
 
 
-def build_graph(config: Config) -> NeighborTable:
-    """The round's neighbour table, or the stacked per-round tables when dynamic."""
+def build_graph(config: Config) -> NeighborTable | None:
+    """The static graph's neighbour table; None for a dynamic graph (drawn per round
+    inside the program, :meth:`Experiment.table`)."""
     c = config
-    adj = build_adjacency(c)
     if c.dynamic:
-        return dynamic_bank(
-            c.nodes, c.degree, c.seed, min(c.rounds, DYNAMIC_BANK_ROUNDS)
-        )
-    return neighbor_table(adj)
+        check_dynamic(c.nodes, c.degree)
+        return None
+    return neighbor_table(build_adjacency(c))
 
 
 def build_inputs(
@@ -631,11 +673,14 @@ def stack_inputs(
     """
     pool = list(like) if like is not None else list(items)
     first = items[0]
+    stack = lambda *a: jnp.stack(a)  # noqa: E731
     width = max(i.nodes.index.shape[1] for i in pool)
     min_size = min(i.nodes.min_size for i in pool)
     nodes = [_pad_nodes(i.nodes, width, min_size) for i in items]
-    d = max(i.graph.idx.shape[-1] for i in pool)
-    graphs = [_pad_table(i.graph, d) for i in items]
+    graph = None
+    if first.graph is not None:
+        d = max(i.graph.idx.shape[-1] for i in pool)
+        graph = jax.tree.map(stack, *[_pad_table(i.graph, d) for i in items])
     tests = None
     if first.tests is not None:
         tw = max(i.tests.index.shape[1] for i in pool)
@@ -643,10 +688,9 @@ def stack_inputs(
         tests = jax.tree.map(
             lambda *a: jnp.stack(a), *[_pad_nodes(i.tests, tw, tmin) for i in items]
         )
-    stack = lambda *a: jnp.stack(a)  # noqa: E731
     return first.replace(
         nodes=jax.tree.map(stack, *nodes),
-        graph=jax.tree.map(stack, *graphs),
+        graph=graph,
         tests=tests,
     )
 

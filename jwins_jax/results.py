@@ -274,6 +274,8 @@ class RunLog:
         run_dir: an existing directory to write into.
         info: extra facts for summary.json (parameter count, strategy parameters).
         counters: when continuing a stopped run, its byte counters and rounds done.
+        write: whether this log writes its files (False on the processes other
+            than process 0 of a multi-process run: they keep the same records).
     """
 
     def __init__(
@@ -282,9 +284,11 @@ class RunLog:
         run_dir: pathlib.Path,
         info: dict[str, Any],
         counters: dict[str, Any] | None = None,
+        write: bool = True,
     ):
         self.config = config
         self.run_dir = pathlib.Path(run_dir)
+        self.write = write
         self.info = dict(info)
         n = config.nodes
         self.value_cum = np.zeros(n, np.int64)
@@ -311,12 +315,17 @@ class RunLog:
 
     @classmethod
     def create(
-        cls, config: Config, run_dir: pathlib.Path, info: dict[str, Any]
+        cls,
+        config: Config,
+        run_dir: pathlib.Path,
+        info: dict[str, Any],
+        write: bool = True,
     ) -> RunLog:
         """A log for a new run: writes config.json and an empty metrics.jsonl."""
-        write_json(run_dir / "config.json", config.to_dict())
-        (run_dir / "metrics.jsonl").write_text("")
-        return cls(config, run_dir, info)
+        if write:
+            write_json(run_dir / "config.json", config.to_dict())
+            (run_dir / "metrics.jsonl").write_text("")
+        return cls(config, run_dir, info, write=write)
 
     # ---------------------------------------------------------------- counters
     def counters(self) -> dict[str, Any]:
@@ -377,6 +386,10 @@ class RunLog:
         Raises:
             ConfigError: metrics.jsonl does not hold what the checkpoint saw.
         """
+        if not self.write:  # process 0 of a multi-process run keeps the files
+            self.load_counters(meta["counters"])
+            self.resumed = True
+            return
         path = self.run_dir / "metrics.jsonl"
         if "records" in meta:  # format 1
             data = "".join(dumps(r) + "\n" for r in meta["records"]).encode()
@@ -458,6 +471,7 @@ class RunLog:
             "test_loss": summarize_nodes(ev["test_loss"]),
             "train_loss": summarize_nodes(ev["train_loss"]),
             "train_acc": summarize_nodes(ev["train_acc"]),
+            "eval_nodes": int(np.asarray(ev["test_acc"]).shape[0]),
             "minibatch_loss": _online_mean(rounds),
             "consensus_distance": float(ev["consensus"]),
             "bytes_per_node": float((self.value_cum + self.meta_cum).mean()),
@@ -474,7 +488,10 @@ class RunLog:
             record["sim_time_s"] = summarize_nodes(self.clock.absolute(offsets))
             record["sim_compute_s"] = float(self.clock.compute.mean())
         record = clean(record)
-        line = append_line(self.run_dir / "metrics.jsonl", record)
+        if self.write:
+            line = append_line(self.run_dir / "metrics.jsonl", record)
+        else:
+            line = (dumps(record) + "\n").encode()
         self.lines += 1
         self.metrics_bytes += len(line)
         self._digest.update(line)
@@ -524,6 +541,8 @@ class RunLog:
         if status is not None and self.status in ("running", "finished"):
             self.status = status
             self.error = error
+        if not self.write:
+            return self.summary()
         if self.lines:
             try:
                 records = read_metrics(self.run_dir)

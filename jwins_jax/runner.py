@@ -10,6 +10,7 @@ single run calls it unbatched. The host wakes up once per block.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import pathlib
@@ -23,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jwins_jax import compiler
+from jwins_jax import compiler, devices
 from jwins_jax.config import Config
 from jwins_jax.errors import ConfigError, DivergenceError, RunFailed, Terminated
 from jwins_jax.experiment import (
@@ -130,12 +131,28 @@ class Progress:
 @dataclasses.dataclass(frozen=True)
 class Programs:
     """The compiled functions of an experiment: ``init(key, hp)`` and
-    ``block(state, hp, inputs, length)`` (the state is donated)."""
+    ``block(state, hp, inputs, length)`` (the state is donated).
+
+    Call them through :meth:`run`: with several processes it compiles a program
+    ahead of its first call and waits until every process has compiled it, so no
+    process waits inside the program's collectives while another still compiles.
+    """
 
     init: Callable[..., SimState]
     block: Callable[..., tuple[SimState, dict, dict]]
     advance: Callable[..., tuple[SimState, dict]]
     batched: bool
+    compiled: dict = dataclasses.field(default_factory=dict, compare=False)
+
+    def run(self, name: str, *args: Any) -> Any:
+        """Calls the program ``name`` (``init``, ``block`` or ``advance``)."""
+        fn = getattr(self, name)
+        if devices.process_count() == 1:
+            return fn(*args)
+        if name not in self.compiled:
+            self.compiled[name] = fn.lower(*args).compile()
+            devices.barrier(f"the compiled {name} program")
+        return self.compiled[name](*args)
 
 
 def programs(
@@ -170,8 +187,6 @@ def programs(
             advance=compiler.jit(advance, donate_argnums=0),
             batched=batched,
         )
-    from jwins_jax import devices
-
     key = jax.random.PRNGKey(0)
     if batched:
         key = jnp.stack([key] * jax.tree.leaves(hp)[0].shape[0])
@@ -245,12 +260,14 @@ def execute(
         length = seg_end - done
         evaluate = seg_end % c.eval_every == 0 or seg_end == c.rounds
         t0 = time.perf_counter()
-        if evaluate:
-            state, per_round, ev = progs.block(state, hp, inputs, jnp.int32(length))
-            per_round, ev = jax.device_get((per_round, ev))
-        else:
-            state, per_round = progs.advance(state, hp, inputs, jnp.int32(length))
-            per_round, ev = jax.device_get(per_round), None
+        with _other_processes(done):
+            args = (state, hp, inputs, np.int32(length))
+            if evaluate:
+                state, per_round, ev = progs.run("block", *args)
+                per_round, ev = jax.device_get((per_round, ev))
+            else:
+                state, per_round = progs.run("advance", *args)
+                per_round, ev = jax.device_get(per_round), None
         dt = time.perf_counter() - t0
         first = all(log.first_block_s == 0.0 for log in logs)
         for i, log in enumerate(logs):
@@ -276,14 +293,18 @@ def execute(
             progress.update(progress.offset + done * len(logs), f"acc {best:.1f}%")
         if not any(log.active for log in logs):
             break
-        stopping = stop is not None and stop.requested is not None and done < end
-        if checkpoint is not None and (
-            stopping
-            or (checkpoint_every and done % checkpoint_every == 0 and done < end)
-        ):
-            checkpoint(state)
+        with _other_processes(done):
+            # every process stops after the same round (a stop request is agreed on)
+            asked = stop is not None and stop.requested is not None
+            stopping = devices.any_process(asked) and done < end
+            if checkpoint is not None and (
+                stopping
+                or (checkpoint_every and done % checkpoint_every == 0 and done < end)
+            ):
+                checkpoint(state)
         if stopping:
-            raise Stopped(f"stopped by {stop.requested} after round {done}")
+            who = stop.requested if asked else "a stop request of another process"
+            raise Stopped(f"stopped by {who} after round {done}")
     return state
 
 
@@ -340,6 +361,22 @@ def resume_advice(log: RunLog, error: BaseException | None = None) -> str:
         f"{kept}; no checkpoint was saved: {first}jwins run --resume {run_dir} "
         "runs it again from round 0"
     )
+
+
+@contextlib.contextmanager
+def _other_processes(done: int):
+    """Turns a collective that failed because another process of a multi-process run
+    went away into :class:`~jwins_jax.devices.ProcessFailure`."""
+    try:
+        yield
+    except jax.errors.JaxRuntimeError as err:
+        if devices.process_count() == 1:
+            raise
+        text = " ".join(str(err).split())[:200]
+        raise devices.ProcessFailure(
+            f"another of the {devices.process_count()} processes stopped or failed "
+            f"after round {done} ({text})"
+        ) from err
 
 
 def close_logs(
@@ -403,7 +440,8 @@ def run_config(
 
     Raises:
         ConfigError: bad configuration or checkpoint (before anything is written).
-        DivergenceError: a model became NaN/inf; metrics up to that point are kept.
+        DivergenceError: a model became NaN/inf; metrics up to that point are kept
+            (the error's ``summary`` is the run's summary).
     """
     progress = (
         progress
@@ -415,11 +453,16 @@ def run_config(
 
 
 def _run_config(config, progress, experiment, resume, stop) -> dict[str, Any]:
-    from jwins_jax import devices
     from jwins_jax.checkpoint import Checkpointer
 
     if resume is not None:
-        config, run_dir = resumable(resume)
+        # process 0 reads the stopped run's config; every process gets it
+        def read() -> list:
+            config, run_dir = resumable(resume)
+            return [config.to_dict(), str(run_dir)]
+
+        saved, path = devices.on_primary(read)
+        config, run_dir = Config.from_dict(saved, source=path), pathlib.Path(path)
     c = config.validate()
     if resume is None:
         check_out_dir(c.out_dir)
@@ -428,19 +471,27 @@ def _run_config(config, progress, experiment, resume, stop) -> dict[str, Any]:
     )
     stop.check(" before the run started")
     mesh = devices.node_mesh(c.nodes, c.shard_nodes)
+    key = jax.random.PRNGKey(c.seed)
     if mesh is not None:
-        progress.stage(f"sharding the {c.nodes} nodes over {mesh.size} devices")
+        where = f"{mesh.size} devices"
+        if devices.process_count() > 1:
+            where += f" of {devices.process_count()} processes"
+        progress.stage(f"sharding the {c.nodes} nodes over {where}")
         inputs = devices.place_inputs(inputs, mesh, c.nodes)
+        hp, key = devices.place_replicated((hp, key), mesh)
     progs = programs(exp, mesh=mesh, hp=hp)
+    write = devices.is_primary()
     if resume is not None:
         STARTED.append(run_dir)
         ckpt = Checkpointer(run_dir)
-        log = RunLog(exp.config, run_dir, run_info(exp))
-        state = _restore(ckpt, log, progs, hp, progress)
+        log = RunLog(exp.config, run_dir, run_info(exp), write=write)
+        state = _restore(ckpt, log, progs, key, hp, progress)
     else:
-        run_dir = unique_dir(c.out_dir, c.name)
+        run_dir = pathlib.Path(
+            devices.on_primary(lambda: str(unique_dir(c.out_dir, c.name)))
+        )
         STARTED.append(run_dir)
-        log = _create_log(exp, run_dir)
+        log = _create_log(exp, run_dir, write)
         ckpt = Checkpointer(run_dir)
         state = None
     progress.label, progress.total = c.name, c.rounds
@@ -451,7 +502,7 @@ def _run_config(config, progress, experiment, resume, stop) -> dict[str, Any]:
     error: BaseException | None = None
     try:
         if state is None:
-            state = progs.init(jax.random.PRNGKey(c.seed), hp)
+            state = progs.run("init", key, hp)
         progress.stage(f"compiling and running the first {c.eval_every} rounds")
         execute(
             exp,
@@ -478,14 +529,16 @@ def _run_config(config, progress, experiment, resume, stop) -> dict[str, Any]:
     if error is not None:
         raise failure(error, [log], advice) from error
     if summary["status"] == "diverged":
-        raise DivergenceError(summary["error"])
+        diverged = DivergenceError(summary["error"])
+        diverged.summary = summary  # type: ignore[attr-defined]
+        raise diverged
     return summary
 
 
-def _create_log(exp: Experiment, run_dir: pathlib.Path) -> RunLog:
+def _create_log(exp: Experiment, run_dir: pathlib.Path, write: bool) -> RunLog:
     """The log of a new run; a directory that cannot be filled is removed again."""
     try:
-        return RunLog.create(exp.config, run_dir, run_info(exp))
+        return RunLog.create(exp.config, run_dir, run_info(exp), write=write)
     except OSError as err:
         shutil.rmtree(run_dir, ignore_errors=True)
         STARTED.remove(run_dir)
@@ -495,7 +548,9 @@ def _create_log(exp: Experiment, run_dir: pathlib.Path) -> RunLog:
         ) from err
 
 
-def _restore(ckpt, log: RunLog, progs: Programs, hp: Hparams, progress) -> Any:
+def _restore(
+    ckpt, log: RunLog, progs: Programs, key: jax.Array, hp: Hparams, progress
+) -> Any:
     """Restores a stopped run's newest good checkpoint into ``log``; returns the
     state (None when the run saved no checkpoint: it runs again from round 0)."""
     c = log.config
@@ -505,14 +560,15 @@ def _restore(ckpt, log: RunLog, progs: Programs, hp: Hparams, progress) -> Any:
         state, meta["round"] = None, 0
     else:
         progress.stage(f"restoring the newest checkpoint of {log.run_dir}")
-        abstract = jax.eval_shape(progs.init, jax.random.PRNGKey(c.seed), hp)
+        abstract = jax.eval_shape(progs.init, key, hp)
         state, meta = ckpt.restore(abstract, c.to_dict())
         for text in meta["skipped"]:
             progress.stage(f"skipped: {text}")
         if meta["skipped"]:
             log.info["skipped_checkpoints"] = list(meta["skipped"])
     log.resume(meta)
-    ckpt.discard_after(meta["round"])
+    if log.write:  # process 0 of a multi-process run keeps the files
+        ckpt.discard_after(meta["round"])
     progress.stage(f"resuming at round {log.done} of {c.rounds}")
     return state
 
@@ -543,4 +599,5 @@ def run_info(exp: Experiment) -> dict[str, Any]:
         "sharing_params": exp.sharing.params,
         "jax_version": jax.__version__,
         "device": str(jax.devices()[0].device_kind),
+        "processes": devices.process_count(),
     }

@@ -420,6 +420,7 @@ def run_sweep(
 
 
 def _run_sweep(sweep: Sweep, batch: int | None, progress, stop) -> list[dict[str, Any]]:
+    from jwins_jax import devices
     from jwins_jax import experiment as ex
     from jwins_jax.runner import close_logs, execute, failure, programs, run_info
 
@@ -441,27 +442,34 @@ def _run_sweep(sweep: Sweep, batch: int | None, progress, stop) -> list[dict[str
         hps = [ex.hparams(exp, sc.config) for sc in group]
         built.append((group, size, exp, items, hps))
     stop.check(" before the sweep started")
-    root = prepare_directory(sweep)
+    # process 0 owns the directory: it prepares it and says what finished before
+    root = pathlib.Path(devices.on_primary(lambda: str(prepare_directory(sweep))))
     from jwins_jax.runner import STARTED
 
     STARTED.append(root)
-    summaries: dict[int, dict[str, Any]] = {}
-    todo_total = 0
-    for group, *_ in built:
-        for sc in group:
+
+    def finished() -> list:
+        found = []
+        for sc in sweep.configs:
             summary = read_summary(root / sc.config.name)
             if summary is not None and summary.get("status") == "finished":
-                summaries[sc.index] = summary
-            else:
-                todo_total += 1
+                found.append([sc.index, summary])
+        return found
+
+    summaries: dict[int, dict[str, Any]] = dict(
+        (int(i), s) for i, s in devices.on_primary(finished)
+    )
+    todo_total = len(sweep.configs) - len(summaries)
+    write = devices.is_primary()
     progress.total = todo_total * sweep.configs[0].config.rounds
     progress.offset = 0
     for g, (group, size, exp, items, hps) in enumerate(built):
         todo = [i for i, sc in enumerate(group) if sc.index not in summaries]
         if not todo:
             continue
-        size = size or auto_batch(exp, len(todo))
+        size = size or devices.on_primary(lambda: auto_batch(exp, len(todo)))
         size = min(size, len(todo))
+        mesh = devices.node_mesh(exp.nodes, exp.config.shard_nodes)
         progress.stage(
             f"group {g}: {len(todo)} configs in batches of {size} "
             f"(compiling once for the group)"
@@ -477,27 +485,36 @@ def _run_sweep(sweep: Sweep, batch: int | None, progress, stop) -> list[dict[str
                 for i in chunk:
                     sc = group[i]
                     run_dir = root / sc.config.name
-                    if run_dir.exists():
-                        shutil.rmtree(run_dir)
-                    run_dir.mkdir(parents=True)
+                    if write:
+                        if run_dir.exists():
+                            shutil.rmtree(run_dir)
+                        run_dir.mkdir(parents=True)
                     logs.append(
                         RunLog.create(
-                            sc.config.replace(out_dir=str(root)), run_dir, run_info(exp)
+                            sc.config.replace(out_dir=str(root)),
+                            run_dir,
+                            run_info(exp),
+                            write=write,
                         )
                     )
                 if size == 1:
-                    progs = progs or programs(exp)
                     inputs, hp = items[chunk[0]], hps[chunk[0]]
                     key = jax.random.PRNGKey(group[chunk[0]].config.seed)
                 else:
                     inputs = ex.stack_inputs([items[i] for i in padded], like=like)
                     hp = ex.stack_hparams([hps[i] for i in padded])
-                    progs = progs or programs(exp, inputs, batched=True)
                     key = jax.numpy.stack(
                         [jax.random.PRNGKey(group[i].config.seed) for i in padded]
                     )
+                if mesh is not None:
+                    axis = int(size > 1)
+                    inputs = devices.place_inputs(inputs, mesh, exp.nodes, axis=axis)
+                    hp, key = devices.place_replicated((hp, key), mesh)
+                progs = progs or programs(
+                    exp, inputs, batched=size > 1, mesh=mesh, hp=hp
+                )
                 stop.check(" between batches")
-                state = progs.init(key, hp)
+                state = progs.run("init", key, hp)
                 execute(
                     exp, progs, state, hp, inputs, logs, progress=progress, stop=stop
                 )
@@ -507,17 +524,19 @@ def _run_sweep(sweep: Sweep, batch: int | None, progress, stop) -> list[dict[str
             for i, s in zip(chunk, close_logs(logs, error, advice)):
                 summaries[group[i].index] = s
             progress.offset += len(chunk) * exp.config.rounds
-            try:
-                write_table(sweep, root, runs_of(sweep, root, summaries))
-            except OSError as err:
-                error = error or err
+            if write:
+                try:
+                    write_table(sweep, root, runs_of(sweep, root, summaries))
+                except OSError as err:
+                    error = error or err
             if isinstance(error, (KeyboardInterrupt, Terminated)):
                 raise error
             if error is not None:
                 raise failure(error, logs, _advice(root, error)) from error
-    runs = runs_of(sweep, root, summaries)
-    write_table(sweep, root, runs)
-    plot_sweep(sweep, root, runs)
+    if write:
+        runs = runs_of(sweep, root, summaries)
+        write_table(sweep, root, runs)
+        plot_sweep(sweep, root, runs)
     return [summaries[sc.index] for sc in sweep.configs if sc.index in summaries]
 
 

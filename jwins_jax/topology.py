@@ -12,12 +12,13 @@ fixed width ``D`` together with their Metropolis-Hastings weights
 always computed from the degrees of the graph in use (SPEC "Our decisions"), so the
 mixing matrix W is symmetric and doubly stochastic, also on dynamic graphs.
 
-Dynamic topologies (SPEC 6.4) draw a fresh random d-regular graph per round with seed
-``seed * 100000 + t``. :func:`dynamic_bank` builds all rounds' tables once on the host
-and stacks them; a jitted round loop picks its table with :func:`table_at`.
+Dynamic topologies (SPEC 6.4) draw a fresh random d-regular graph every round, inside
+the jitted round from the round's key (:func:`random_regular_table`): no table is
+banked, so memory does not grow with the number of rounds.
 
-The random regular generator is our own (random stub pairings, see :func:`regular`),
-so the graphs differ from the networkx graphs of the original for the same seed.
+The random regular generators are our own (random stub pairings, see :func:`regular`
+and :func:`random_regular_table`), so the graphs differ from the networkx graphs of
+the original for the same seed.
 """
 
 from __future__ import annotations
@@ -45,9 +46,6 @@ GRAPHS: tuple[str, ...] = (
 
 # The paper's 96-node graph (SPEC 6.3), installed with the package.
 PAPER_GRAPH: pathlib.Path = resources.path(resources.PAPER_GRAPH_NAME)
-
-# Seed of round t of a dynamic topology: seed * _ROUND_SEED_STRIDE + t (SPEC 6.4).
-_ROUND_SEED_STRIDE = 100000
 
 
 # --------------------------------------------------------------------------- files
@@ -407,11 +405,7 @@ def mh_matrix(adj: np.ndarray) -> np.ndarray:
 
 @flax.struct.dataclass
 class NeighborTable:
-    """Padded neighbour lists with Metropolis-Hastings weights.
-
-    A dynamic bank (:func:`dynamic_bank`) stores the same fields with an extra leading
-    ``(rounds,)`` axis.
-    """
+    """Padded neighbour lists with Metropolis-Hastings weights."""
 
     idx: jax.Array  # (n, D) int32 neighbour ids ascending, padded with own id
     weight: jax.Array  # (n, D) float32 MH weight w_ij, 0 on padding
@@ -438,65 +432,192 @@ def neighbor_table(adj: np.ndarray, d_max: int | None = None) -> NeighborTable:
     return NeighborTable(**{k: jnp.asarray(v) for k, v in arrays.items()})
 
 
-def dynamic_bank(n: int, d: int, seed: int, rounds: int) -> NeighborTable:
-    """Stacked tables of a dynamic topology (SPEC 6.4).
-
-    Round t uses ``regular(n, d, seed * 100000 + t)``: a fresh random d-regular graph,
-    with the ring added when it is disconnected. All tables share the width D = the
-    largest degree over the rounds.
-
-    Args:
-        n: number of nodes.
-        d: degree of every round's graph.
-        seed: the run's graph seed, non-negative.
-        rounds: number of rounds in the bank, at least 1.
-
-    Returns:
-        NeighborTable whose fields have a leading ``(rounds,)`` axis: idx / weight
-        ``(rounds, n, D)``, self_weight / degree ``(rounds, n)``.
+def check_dynamic(n: int, d: int) -> None:
+    """Checks that :func:`random_regular_table` can draw ``d``-regular graphs on ``n``.
 
     Raises:
-        ConfigError: for bad n, d, seed or rounds.
+        ConfigError: for ``d`` outside ``2..n-1`` or ``n * d`` odd.
     """
-    rounds = int(rounds)
-    if rounds < 1:
-        raise ConfigError(f"dynamic graph rounds={rounds} is not allowed: must be >= 1")
-    seed = int(seed)
-    if seed < 0:
-        raise ConfigError(f"graph seed={seed} is not allowed: must be >= 0")
-    tables = [
-        _table_arrays(regular(n, d, seed * _ROUND_SEED_STRIDE + t), None)
-        for t in range(rounds)
-    ]
-    width = max(table["idx"].shape[1] for table in tables)
-    stacked = {}
-    for key in ("idx", "weight"):
-        padded = []
-        for table in tables:
-            extra = width - table[key].shape[1]
-            if key == "idx":
-                fill = np.repeat(np.arange(n, dtype=np.int32)[:, None], extra, axis=1)
-            else:
-                fill = np.zeros((n, extra), dtype=np.float32)
-            padded.append(np.concatenate([table[key], fill], axis=1))
-        stacked[key] = np.stack(padded)
-    for key in ("self_weight", "degree"):
-        stacked[key] = np.stack([table[key] for table in tables])
-    return NeighborTable(**{k: jnp.asarray(v) for k, v in stacked.items()})
+    n, d = _check_n(n), int(d)
+    if not 2 <= d < n:
+        raise ConfigError(
+            f"degree={d} is not allowed with nodes={n} on a dynamic graph: the degree "
+            f"must be in 2..{n - 1} (a 1-regular graph is a matching, never connected)"
+        )
+    if n * d % 2:
+        raise ConfigError(
+            f"a dynamic d-regular graph needs nodes*degree even, got nodes={n}, "
+            f"degree={d}"
+        )
 
 
-def table_at(bank: NeighborTable, t: int | jax.Array) -> NeighborTable:
-    """The table of round t of a bank, wrapping around after the last round.
+# Bounds of the loops of random_regular_table: switches that repair loops and repeated
+# edges, and rounds of component merging.
+REPAIR_STEPS = 4096
+MERGE_STEPS = 64
+
+
+def random_regular_table(key: jax.Array, n: int, d: int) -> NeighborTable:
+    """A random d-regular graph drawn inside a jitted program (SPEC 6.4 dynamic rounds).
+
+    ``jax``-only and of static shape, so a round draws its graph from its own key
+    instead of reading it from a bank of tables: nothing on the host or device grows
+    with the number of rounds.
+
+    1. **Configuration model**: the ``n * d`` stubs (d per node) are paired by a
+       random permutation.
+    2. **Repair**: while a pair is a self loop or repeats an earlier pair, it is
+       switched with a random other pair ``{u, v}, {x, y} -> {u, x}, {v, y}``, one
+       switch per step (a draw has about ``(d - 1) / 2 + (d - 1)^2 / 4`` bad pairs).
+    3. **Connectivity**: components are found by min-label propagation with pointer
+       jumping; while there are several, the components are taken in pairs and a
+       random edge of each is switched with the other's (the two new edges join the
+       two components and can be neither loops nor repeats).
+
+    Every node then has exactly ``d`` neighbours and the graph is connected.
+    Exceptions, both very rare and bounded so the program always ends: pairs still bad
+    after :data:`REPAIR_STEPS` switches are dropped (their two nodes get degree
+    ``d - 1``, their table slot is padding); with odd ``d`` a switch of two bridges
+    joins nothing, and a graph still disconnected after :data:`MERGE_STEPS` rounds of
+    merging is used as drawn. The distribution is close to, not exactly, uniform over
+    connected d-regular graphs.
+
+    This differs from the original (SPEC 6.4: networkx's ``random_regular_graph``
+    with seed ``s * 100000 + t``, plus the ring when disconnected): the graphs are
+    other draws of the same family, and a disconnected draw is joined by switches that
+    keep every degree ``d`` (a ring would raise some degrees to ``d + 2``).
 
     Args:
-        bank: a stacked table from :func:`dynamic_bank`.
-        t: the round, a Python int or a traced int scalar.
+        key: the round's graph key.
+        n: number of nodes (static).
+        d: degree (static), ``2 <= d < n`` and ``n * d`` even
+            (:func:`check_dynamic`).
 
     Returns:
-        NeighborTable of round ``t % rounds_in_bank``.
+        NeighborTable of width ``d`` with Metropolis-Hastings weights from the drawn
+        degrees, neighbour ids ascending.
     """
-    rounds_in_bank = bank.idx.shape[0]
-    return jax.tree_util.tree_map(lambda a: a[t % rounds_in_bank], bank)
+    k_perm, k_repair, k_merge = jax.random.split(key, 3)
+    stubs = jnp.repeat(jnp.arange(n, dtype=jnp.int32), d)
+    _, stubs = jax.lax.sort((jax.random.bits(k_perm, stubs.shape), stubs), num_keys=2)
+    u, v = stubs[0::2], stubs[1::2]
+    u, v = _repair(k_repair, u, v)
+    bad = _bad_pairs(u, v)
+    u, v = _merge_components(k_merge, u, v, bad, n)
+    return _pairs_table(u, v, bad, n, d)
+
+
+def _bad_pairs(u: jax.Array, v: jax.Array) -> jax.Array:
+    """(E,) bool: self loops and every repeat of an earlier pair (first one kept)."""
+    lo, hi = jnp.minimum(u, v), jnp.maximum(u, v)
+    order = jnp.arange(u.shape[0], dtype=jnp.int32)
+    lo_s, hi_s, pos = jax.lax.sort((lo, hi, order), num_keys=3)
+    repeat = jnp.concatenate(
+        [jnp.zeros(1, bool), (lo_s[1:] == lo_s[:-1]) & (hi_s[1:] == hi_s[:-1])]
+    )
+    return (u == v) | jnp.zeros_like(repeat).at[pos].set(repeat)
+
+
+def _repair(key: jax.Array, u: jax.Array, v: jax.Array) -> tuple[jax.Array, jax.Array]:
+    edges = u.shape[0]
+
+    def cond(carry):
+        step, u, v, bad = carry
+        return (step < REPAIR_STEPS) & bad.any()
+
+    def body(carry):
+        step, u, v, bad = carry
+        k_pick, k_flip = jax.random.split(jax.random.fold_in(key, step))
+        e = jnp.argmax(bad)
+        f = (e + 1 + jax.random.randint(k_pick, (), 0, edges - 1)) % edges
+        flip = jax.random.bernoulli(k_flip)
+        x, y = jnp.where(flip, v[f], u[f]), jnp.where(flip, u[f], v[f])
+        # {a, b}, {x, y} -> {a, x}, {b, y}
+        u2, v2 = u.at[f].set(v[e]), v.at[e].set(x).at[f].set(y)
+        return step + 1, u2, v2, _bad_pairs(u2, v2)
+
+    init = (jnp.int32(0), u, v, _bad_pairs(u, v))
+    _, u, v, _ = jax.lax.while_loop(cond, body, init)
+    return u, v
+
+
+def _components(u: jax.Array, v: jax.Array, live: jax.Array, n: int) -> jax.Array:
+    """(n,) the smallest node id of each node's component (over the ``live`` pairs)."""
+    uu = jnp.where(live, u, v)  # a dead pair joins a node to itself
+
+    def body(carry):
+        label, _ = carry
+        new = label.at[uu].min(label[v]).at[v].min(label[uu])
+        new = new[new]  # pointer jumping: a label is a node of the same component
+        return new, (new != label).any()
+
+    label0 = jnp.arange(n, dtype=jnp.int32)
+    return jax.lax.while_loop(lambda c: c[1], body, (label0, jnp.bool_(True)))[0]
+
+
+def _merge_components(
+    key: jax.Array, u: jax.Array, v: jax.Array, bad: jax.Array, n: int
+) -> tuple[jax.Array, jax.Array]:
+    edges = u.shape[0]
+    live = ~bad
+
+    def cond(carry):
+        step, u, v, label = carry
+        return (step < MERGE_STEPS) & (label != 0).any()
+
+    def body(carry):
+        step, u, v, label = carry
+        # one random live edge per component: the live edge of least random priority
+        top = jnp.uint32(0xFFFFFFFF)
+        prio = jax.random.bits(jax.random.fold_in(key, step), (edges,))
+        prio = jnp.where(live, prio, top)
+        comp = label[u]
+        least = jnp.full(n, top, jnp.uint32).at[comp].min(prio)
+        chosen = live & (prio == least[comp])
+        ids = jnp.where(chosen, jnp.arange(edges, dtype=jnp.int32), edges)
+        best = jnp.full(n, edges, jnp.int32).at[comp].min(ids)
+        roots = jnp.sort(jnp.where(label == jnp.arange(n), jnp.arange(n), n))
+        # components 2j and 2j+1 (in root order) swap an edge each
+        first, second = roots[0::2], roots[1::2]
+        if second.shape[0] < first.shape[0]:
+            second = jnp.concatenate([second, jnp.full(1, n, second.dtype)])
+        e1 = best[jnp.minimum(first, n - 1)]
+        e2 = best[jnp.minimum(second, n - 1)]
+        pair = (first < n) & (second < n) & (e1 < edges) & (e2 < edges)
+        e1 = jnp.where(pair, e1, edges)  # edges: out of range, dropped by the scatter
+        e2 = jnp.where(pair, e2, edges)
+        c = u[jnp.minimum(e2, edges - 1)]
+        b = v[jnp.minimum(e1, edges - 1)]
+        # {a, b}, {c, e} -> {a, c}, {b, e}
+        u = u.at[e2].set(b, mode="drop")
+        v = v.at[e1].set(c, mode="drop")
+        return step + 1, u, v, _components(u, v, live, n)
+
+    init = (jnp.int32(0), u, v, _components(u, v, live, n))
+    _, u, v, _ = jax.lax.while_loop(cond, body, init)
+    return u, v
+
+
+def _pairs_table(
+    u: jax.Array, v: jax.Array, bad: jax.Array, n: int, d: int
+) -> NeighborTable:
+    """The (n, d) table of a pairing in which every node has d stubs."""
+    src = jnp.concatenate([u, v])
+    dst = jnp.concatenate([jnp.where(bad, u, v), jnp.where(bad, v, u)])
+    pad = jnp.concatenate([bad, bad]).astype(jnp.int32)
+    src, pad, dst = jax.lax.sort((src, pad, dst), num_keys=3)
+    idx = dst.reshape(n, d)
+    valid = pad.reshape(n, d) == 0
+    degree = valid.sum(axis=1).astype(jnp.int32)
+    weight = jnp.where(
+        valid, 1.0 / (1.0 + jnp.maximum(degree[:, None], degree[idx])), 0.0
+    ).astype(jnp.float32)
+    return NeighborTable(
+        idx=idx,
+        weight=weight,
+        self_weight=1.0 - weight.sum(axis=1),
+        degree=degree,
+    )
 
 
 # ------------------------------------------------------------------------ helpers
@@ -549,12 +670,12 @@ def _table_arrays(adj: np.ndarray, d_max: int | None) -> dict[str, np.ndarray]:
         raise ConfigError(
             f"d_max={width} is too small: the graph has a node of degree {max_deg}"
         )
-    own = np.arange(n)[:, None]
-    # Neighbours (False in ~adj) first, in ascending id order thanks to the stable sort.
-    order = np.argsort(~adj, axis=1, kind="stable")[:, : min(width, n)]
-    order = np.concatenate([order, np.repeat(own, width - order.shape[1], axis=1)], 1)
+    rows, cols = np.nonzero(adj)  # row-major: each node's neighbours ascending
+    start = np.concatenate([[0], np.cumsum(deg)[:-1]])
+    slot = np.arange(rows.size) - start[rows]
+    idx = np.repeat(np.arange(n)[:, None], width, axis=1)  # padding: own id
+    idx[rows, slot] = cols
     valid = np.arange(width)[None, :] < deg[:, None]
-    idx = np.where(valid, order, own)
     weight = np.where(valid, 1.0 / (1.0 + np.maximum(deg[:, None], deg[idx])), 0.0)
     return {
         "idx": idx.astype(np.int32),

@@ -166,23 +166,30 @@ def test_consensus_distance():
     assert gossip.consensus_distance(x).shape == ()
 
 
-def test_mixing_with_a_dynamic_bank_inside_scan():
-    bank = topology.dynamic_bank(12, 3, 2, rounds=5)
+def test_mixing_with_graphs_drawn_inside_scan():
+    """A fresh random regular graph per step, drawn inside the scan, mixes like the
+    dense W of the same graph."""
+    key = jax.random.PRNGKey(2)
     x0 = random_x(12, seed=10)
+
+    def table(t):
+        return topology.random_regular_table(jax.random.fold_in(key, t), 12, 3)
 
     @jax.jit
     def run(x):
         def body(x, t):
-            table = topology.table_at(bank, t)
-            return gossip.mix(table, x), gossip.consensus_distance(x)
+            return gossip.mix(table(t), x), gossip.consensus_distance(x)
 
         return jax.lax.scan(body, x, jnp.arange(7))
 
     x, dists = run(x0)
     expected = np.asarray(x0, dtype=np.float64)
+    graphs = set()
     for t in range(7):
-        table = topology.table_at(bank, t % 5)
-        expected = np.asarray(gossip.dense_matrix(table), np.float64) @ expected
+        tab = jax.jit(table)(t)
+        graphs.add(np.asarray(tab.idx).tobytes())
+        expected = np.asarray(gossip.dense_matrix(tab), np.float64) @ expected
+    assert len(graphs) == 7
     np.testing.assert_allclose(x, expected, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(x.mean(axis=0), x0.mean(axis=0), atol=1e-5)
     assert dists.shape == (7,) and (np.diff(np.asarray(dists)) <= 1e-6).all()

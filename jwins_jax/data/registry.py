@@ -198,6 +198,13 @@ _ENTRIES = (
         stands_in_for="reddit",
     ),
     DatasetInfo(
+        "synthetic_digits",
+        "200,000 digits-shaped samples for thousands of nodes (fixed seed)",
+        lambda a: synthetic.synthetic_digits(),
+        _DIGITS,
+        LABEL_PARTITIONS,
+    ),
+    DatasetInfo(
         "synthetic_movielens",
         "MovieLens-shaped synthetic ratings",
         lambda a: synthetic.synthetic_movielens(),

@@ -1,4 +1,5 @@
-"""Synthetic stand-ins of FEMNIST, CelebA, Shakespeare, Reddit and MovieLens (SPEC 7.2).
+"""Synthetic stand-ins of FEMNIST, CelebA, Shakespeare, Reddit and MovieLens (SPEC 7.2),
+and a large digits-shaped set for runs with many nodes.
 
 Each has its workload's input shape and dtype, number of classes (or ratings), task,
 users and natural-partition rule, so that the paper's models and the natural
@@ -37,6 +38,15 @@ next-character rule, a low-rank rating structure), so the models learn them:
   model's tables); ratings in {0.5, ..., 5} from a rank-3 model with user and item
   biases plus noise; per-user 70/30 split and local test sets exactly as the real
   loader (``movielens.ratings_dataset``), ``natural="contiguous"``.
+
+* ``synthetic_digits``: 200,000 training and 10,000 test samples shaped like the
+  embedded digits, (8, 8, 1) float32 in [-1, 1], 10 classes (balanced), for runs with
+  thousands of nodes (the embedded digits have 1,437 training samples: not one per
+  node at n = 10,000). An image is its class's template (a smooth 8x8 stroke pattern:
+  a 4x4 grid upsampled and blurred) shifted by up to one pixel, scaled by a random
+  contrast, plus pixel noise, clipped and normalised like the digits
+  (``Normalize(0.5, 0.5)``). The digits CNN learns it (test accuracy well above
+  chance after a few rounds, but below 100 %: the classes overlap through the noise).
 
 All natural stand-ins set ``users_train`` (and ``users_test`` for MovieLens).
 """
@@ -208,6 +218,48 @@ def synthetic_movielens() -> Dataset:
     ratings = np.clip(np.round(score * 2.0) / 2.0, 0.5, 5.0).astype(np.float32)
     return ratings_dataset(
         "synthetic_movielens", user_ids, item_ids, ratings, SYNTHETIC_SEED
+    )
+
+
+DIGITS_TRAIN, DIGITS_TEST = 200_000, 10_000
+
+
+def synthetic_digits() -> Dataset:
+    """Digits-shaped data for many nodes: 200,000 + 10,000 (8, 8, 1) images, 10 classes."""
+    rng = _rng(6)
+    classes, side = 10, 8
+    coarse = rng.uniform(0.0, 1.0, (classes, 4, 4)) ** 2  # sparse-ish strokes
+    fine = _upsample(coarse, 2)  # (10, 8, 8)
+    padded = np.pad(fine, ((0, 0), (1, 1), (1, 1)), mode="edge")
+    blur = sum(
+        padded[:, 1 + dy : 1 + dy + side, 1 + dx : 1 + dx + side]
+        for dy in (-1, 0, 1)
+        for dx in (-1, 0, 1)
+    )
+    templates = np.pad(
+        blur / blur.max(axis=(1, 2), keepdims=True), ((0, 0), (1, 1), (1, 1))
+    )
+
+    def draw(count: int) -> tuple[np.ndarray, np.ndarray]:
+        labels = rng.permutation(np.arange(count) % classes)
+        dy, dx = rng.integers(0, 3, size=(2, count))  # shift by -1, 0 or +1 pixel
+        rows = dy[:, None] + np.arange(side)[None, :]  # (count, 8)
+        cols = dx[:, None] + np.arange(side)[None, :]
+        x = templates[labels[:, None, None], rows[:, :, None], cols[:, None, :]]
+        x = x * rng.uniform(0.6, 1.0, (count, 1, 1))
+        x = x + rng.normal(0.0, 0.35, x.shape)
+        x = (np.clip(x, 0.0, 1.0) - 0.5) / 0.5
+        return x.astype(np.float32)[..., None], labels.astype(np.int32)
+
+    x_train, y_train = draw(DIGITS_TRAIN)
+    x_test, y_test = draw(DIGITS_TEST)
+    return Dataset(
+        name="synthetic_digits",
+        x_train=x_train,
+        y_train=y_train,
+        x_test=x_test,
+        y_test=y_test,
+        num_classes=classes,
     )
 
 
