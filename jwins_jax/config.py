@@ -362,6 +362,7 @@ class Config:
     selection: str | None = _sharing_field("selection")
     wavelet_backend: str | None = _sharing_field("wavelet_backend")
     topk_method: str | None = _sharing_field("topk_method")
+    float_precision: int | None = _sharing_field("float_precision")
     sharing_options: tuple[tuple[str, Any], ...] = _field(
         (),
         Option(
