@@ -10,7 +10,10 @@ wire, following the "bytes" row of SPEC's decisions table:
 * JWINS and wavelet top-k: the exact size of the Elias-gamma index code (SPEC 5.3),
   computed from the selection mask inside the jitted step by
   :func:`elias_gamma_bytes`;
-* a full share: no index metadata.
+* a full share: no index metadata;
+* quantized values (the ``float_precision`` codec, SPEC 5.4): each value's
+  components packed at :func:`quantized_bits` bits, plus one float32 scale per
+  message (:func:`quantized_bytes`).
 
 Elias-gamma size (SPEC 5.3, boxed formula). For sorted selected indices
 ``s_0 < ... < s_{k-1}`` the coder sends the gamma codes of the gaps
@@ -37,6 +40,8 @@ SEED_BYTES = 8
 """Random sampling sends a 64-bit seed instead of indices."""
 ELIAS_HEADER_BYTES = 16
 """Elias-gamma trailer: ``s_0`` and the bit count, both int64."""
+QUANT_SCALE_BYTES = 4
+"""A quantized message's scale ``max|x| / K``, one float32."""
 
 _CHUNKS = 32  # rows are reduced as (_CHUNKS, M / _CHUNKS) slabs (see _row_sum)
 
@@ -200,13 +205,52 @@ def elias_gamma_bytes_np(indices: np.ndarray) -> int:
     return (bits + 7) // 8 + ELIAS_HEADER_BYTES
 
 
+def quantized_bits(levels: int) -> int:
+    """Bits per quantized number for integers in ``[-K, K]``, ``K = levels``.
+
+    SPEC 5.4: ``log2 P + 1`` with ``P`` the smallest power of two >= ``K``, doubled
+    if equal, i.e. the smallest power of two > K: 16 bits for K = 32767, 8 for
+    K = 127, 9 for K = 128.
+    """
+    levels = int(levels)
+    if levels < 1:
+        raise ValueError(f"levels must be >= 1, got {levels}")
+    return levels.bit_length() + 1
+
+
+def quantized_bytes(count: jax.Array, numbers_per_value: int, bits: int) -> jax.Array:
+    """Bytes of the quantized values of each message: the packed numbers rounded up to
+    a whole byte plus the float32 scale; 0 for a message without values.
+
+    Computed as ``(count // 8) * w + ceil((count % 8) * w / 8)`` with ``w =
+    numbers_per_value * bits`` bits per value, so the count times the bits never
+    has to fit an int32.
+
+    Args:
+        count: (B,) int32 values per message.
+        numbers_per_value: numbers quantized per value (1 for a float, 2 for a
+            complex value: its real and imaginary parts).
+        bits: bits per number (:func:`quantized_bits`).
+
+    Returns:
+        (B,) int32 byte counts.
+    """
+    count = jnp.asarray(count, jnp.int32)
+    width = int(numbers_per_value) * int(bits)  # bits per value
+    packed = (count // 8) * width + ((count % 8) * width + 7) // 8
+    return jnp.where(count > 0, packed + QUANT_SCALE_BYTES, 0).astype(jnp.int32)
+
+
 __all__ = [
     "CHOCO_INDEX_BYTES",
     "ELIAS_HEADER_BYTES",
     "FLOAT_BYTES",
+    "QUANT_SCALE_BYTES",
     "RAW_INDEX_BYTES",
     "SEED_BYTES",
     "elias_gamma_bits",
     "elias_gamma_bytes",
     "elias_gamma_bytes_np",
+    "quantized_bits",
+    "quantized_bytes",
 ]

@@ -37,8 +37,8 @@ import pathlib
 import sys
 from typing import Any
 
+from jwins_jax import hostcodec, platform
 from jwins_jax import options as opt
-from jwins_jax import platform
 from jwins_jax import sharing as sharing_registry
 from jwins_jax.data.partition import PARTITIONS
 from jwins_jax.data.registry import (
@@ -371,6 +371,7 @@ class Config:
     selection: str | None = _sharing_field("selection")
     wavelet_backend: str | None = _sharing_field("wavelet_backend")
     topk_method: str | None = _sharing_field("topk_method")
+    float_precision: int | None = _sharing_field("float_precision")
     sharing_options: tuple[tuple[str, Any], ...] = _field(
         (),
         Option(
@@ -378,6 +379,18 @@ class Config:
             "field: --NAME, NAME = ... in files and sweeps)",
             dict,
             _sharing_options,
+        ),
+    )
+    # a real float codec, measured on the host (jwins_jax.hostcodec)
+    fpzip_every: int = _field(
+        0,
+        Option(
+            "every K-th round (0, K, 2K, ...) compress each node's sent values with "
+            "lossless fpzip on the host and report the bytes next to the counted "
+            "ones (fpzip_* in metrics.jsonl; the simulated clock keeps the counted "
+            "bytes; needs the fpzip extra); 0: off",
+            int,
+            opt.int_range(0, MAX_ROUNDS),
         ),
     )
     # output
@@ -648,6 +661,15 @@ class Config:
             )
         if c.dynamic:
             check_dynamic(c.nodes, c.degree)
+        if c.fpzip_every:
+            hostcodec.require_fpzip(c.fpzip_every)
+            levels = c.sharing_params().get("float_precision") or 0
+            if levels:
+                raise ConfigError(
+                    f"fpzip_every={c.fpzip_every} is not allowed with "
+                    f"float_precision={levels}: fpzip measures the lossless "
+                    "compression of raw float32 values; set one of them to 0"
+                )
         if c.eval_every > c.rounds:
             c = c.replace(eval_every=c.rounds)
         object.__setattr__(c, "_validated", True)

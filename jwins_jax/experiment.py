@@ -49,7 +49,7 @@ from jwins_jax.data.batches import NodeData, node_data, sample_batches
 from jwins_jax.data.partition import local_test_parts, partition, user_nodes
 from jwins_jax.errors import ConfigError
 from jwins_jax.models import ModelSpec, get_model
-from jwins_jax.sharing import Sharing, make_sharing
+from jwins_jax.sharing import RoundInputs, Sharing, make_sharing
 from jwins_jax.tasks import Task
 from jwins_jax.topology import (
     NeighborTable,
@@ -199,6 +199,27 @@ class Experiment:
             ``compute_s`` (each node's compute seconds) and the scalar
             ``clock_shift``.
         """
+        new, metrics, _ = self._round(state, hp, inputs, messages=False)
+        return new, metrics
+
+    def measured_round(
+        self, state: SimState, hp: Hparams, inputs: Inputs
+    ) -> tuple[SimState, dict[str, jax.Array], tuple[jax.Array, jax.Array]]:
+        """One round (:meth:`round_step`) that also returns every node's message.
+
+        The messages come from the same computation as the round
+        (:attr:`~jwins_jax.sharing.base.Sharing.message` on the trained models and
+        the round's key), so they are what the nodes sent; the host measures real
+        codecs on them (``fpzip_every``, :mod:`jwins_jax.hostcodec`). An offline
+        node's message is computed but not sent (its ``receivers`` are 0).
+
+        Returns:
+            The new state, the round's metrics and ``(values (n, L), mask (n, L)
+            bool)``: each node's values as decoded at the entries it sends.
+        """
+        return self._round(state, hp, inputs, messages=True)
+
+    def _round(self, state: SimState, hp: Hparams, inputs: Inputs, messages: bool):
         c = self.config
         key, k_batch, k_share = jax.random.split(state.key, 3)
         ids, w = sample_batches(
@@ -218,6 +239,7 @@ class Experiment:
         )
         table = self.table(inputs, state)
         link_up = None
+        round_inputs = RoundInputs()
         if self.has_faults:
             k_fault = jax.random.fold_in(state.key, faults.FAULT_STREAM)
             offline = None
@@ -229,6 +251,8 @@ class Experiment:
             x = jnp.where(online[:, None], x, state.x)  # offline nodes do not train
             opt = faults.keep_offline(online, opt, state.opt)
             loss = jnp.where(online, loss, jnp.nan)
+            round_inputs = RoundInputs(online=online)
+            x_sent = x
             x, share, stats = faults.sharing_step(
                 self.sharing,
                 state.share,
@@ -240,10 +264,16 @@ class Experiment:
                 link_up,
             )
         else:
+            x_sent = x
             x, share, stats = self.sharing.step(
                 state.share, x, k_share, table, hp.sharing
             )
             stats = faults.fault_free_stats(stats, table)
+        sent = None
+        if messages:
+            sent = self.sharing.message(
+                state.share, x_sent, k_share, hp.sharing, round_inputs
+            )
         clock, shift, compute = simtime.advance(
             state.clock,
             simtime.node_speeds(hp.time, self.nodes, inputs.node_profile),
@@ -260,7 +290,7 @@ class Experiment:
         new = state.replace(
             x=x, opt=opt, share=share, key=key, round=state.round + 1, clock=clock
         )
-        return new, metrics
+        return new, metrics, sent
 
     def advance(
         self, state: SimState, hp: Hparams, inputs: Inputs, length: int | jax.Array
@@ -428,6 +458,12 @@ def build_experiment(config: Config, dataset: Dataset) -> Experiment:
             f"dataset={c.dataset!r} has {dataset.input_shape}"
         )
     sharing = make_sharing(c.sharing, model.num_params, **c.sharing_params())
+    if c.fpzip_every and sharing.message is None:
+        raise ConfigError(
+            f"fpzip_every={c.fpzip_every} needs each node's message, and sharing "
+            f"strategy {c.sharing!r} does not provide one (Sharing.message; "
+            "strategies built with jwins_jax.sharing.blocks.compose do)"
+        )
     return Experiment(
         config=c,
         model=model,

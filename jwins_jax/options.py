@@ -57,6 +57,7 @@ class Option:
             float: "a number",
             str: "a string",
             tuple: "a list of numbers",
+            dict: "a table of NAME = value",
         }[self.kind]
 
     def validate(self, name: str, value: Any) -> Any:

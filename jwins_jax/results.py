@@ -16,6 +16,15 @@ mean over nodes of the cumulative bytes each node sent (values plus metadata, on
 per receiver), the paper's "bytes" axis; ``received_bytes_per_node`` is the mean over
 nodes of the bytes each node received, which is less when links fail or nodes are
 offline (:mod:`jwins_jax.faults`). Counters are 64-bit integers on the host.
+
+With ``fpzip_every = K`` (:mod:`jwins_jax.hostcodec`) the records also hold what the
+real fpzip codec made of the values of the rounds measured so far (0, K, 2K, ...),
+each message counted once per receiver like ``value_bytes_per_node``:
+``fpzip_rounds`` (how many rounds were measured), ``fpzip_value_bytes_per_node``
+(their values compressed, mean over nodes), ``fpzip_counted_value_bytes_per_node``
+(the same values at 4 bytes per float32), ``fpzip_ratio`` (the first over the second)
+and ``fpzip_bytes_per_node``: ``bytes_per_node`` with every round's values scaled by
+that ratio (exact when K = 1, an estimate otherwise).
 JSON files hold no NaN or infinity: such values are written as ``null``.
 """
 
@@ -295,6 +304,9 @@ class RunLog:
         self.meta_cum = np.zeros(n, np.int64)
         self.full_count = np.zeros(n, np.int64)
         self.delivered_cum = np.zeros(n, np.int64)  # bytes of its copies that arrived
+        self.fpzip_cum = np.zeros(n, np.int64)  # fpzip bytes of the measured rounds
+        self.fpzip_counted_cum = np.zeros(n, np.int64)  # their counted value bytes
+        self.fpzip_rounds = 0  # rounds measured
         self.clock = simtime.Clock(n)  # the simulated clocks' base, compute seconds
         self.done = 0
         self.last: dict[str, Any] | None = None  # the newest record
@@ -336,6 +348,9 @@ class RunLog:
             "meta_cum": self.meta_cum.copy(),
             "full_count": self.full_count.copy(),
             "delivered_cum": self.delivered_cum.copy(),
+            "fpzip_cum": self.fpzip_cum.copy(),
+            "fpzip_counted_cum": self.fpzip_counted_cum.copy(),
+            "fpzip_rounds": self.fpzip_rounds,
             "clock": self.clock.state(),
             "done": self.done,
             "pending": [dict(seg) for seg in self.pending],
@@ -348,6 +363,12 @@ class RunLog:
         # counters written before faults existed: every copy arrived
         delivered = counters.get("delivered_cum", self.value_cum + self.meta_cum)
         self.delivered_cum = np.asarray(delivered, np.int64).copy()
+        zeros = np.zeros(self.config.nodes, np.int64)
+        self.fpzip_cum = np.asarray(counters.get("fpzip_cum", zeros), np.int64).copy()
+        self.fpzip_counted_cum = np.asarray(
+            counters.get("fpzip_counted_cum", zeros), np.int64
+        ).copy()
+        self.fpzip_rounds = int(counters.get("fpzip_rounds", 0))
         clock = counters.get("clock") or {}
         self.clock = simtime.Clock(
             self.config.nodes, clock.get("base", 0.0), clock.get("compute")
@@ -463,6 +484,8 @@ class RunLog:
         self.meta_cum += meta.sum(axis=0)
         self.full_count += np.asarray(rounds["full"]).sum(axis=0)
         self.delivered_cum += delivered_bytes(rounds).sum(axis=0)
+        if "fpzip_bytes" in rounds:
+            self._add_fpzip(rounds, values)
         offsets = self.clock.add(rounds)
         done, n = self.done, self.config.nodes
         record = {
@@ -487,6 +510,8 @@ class RunLog:
         if offsets is not None:
             record["sim_time_s"] = summarize_nodes(self.clock.absolute(offsets))
             record["sim_compute_s"] = float(self.clock.compute.mean())
+        if self.config.fpzip_every:
+            record.update(self._fpzip_record())
         record = clean(record)
         if self.write:
             line = append_line(self.run_dir / "metrics.jsonl", record)
@@ -507,6 +532,31 @@ class RunLog:
                 f"(try a smaller lr, now {self.config.lr})"
             )
         return record
+
+    def _add_fpzip(self, rounds: dict[str, np.ndarray], values: np.ndarray) -> None:
+        """Adds the measured rounds' fpzip bytes (one copy per receiver) and their
+        counted value bytes (``values``: ``(rounds, n)`` per node, all receivers)."""
+        sizes = np.asarray(rounds["fpzip_bytes"], np.int64)
+        measured = np.all(sizes >= 0, axis=1)
+        receivers = np.asarray(rounds["receivers"], np.int64)
+        self.fpzip_cum += (sizes[measured] * receivers[measured]).sum(axis=0)
+        self.fpzip_counted_cum += values[measured].sum(axis=0)
+        self.fpzip_rounds += int(measured.sum())
+
+    def _fpzip_record(self) -> dict[str, Any]:
+        """The ``fpzip_*`` fields of a record (the module docstring)."""
+        counted = int(self.fpzip_counted_cum.sum())
+        ratio = float(self.fpzip_cum.sum()) / counted if counted else None
+        estimate = None
+        if ratio is not None:
+            estimate = float((self.meta_cum + ratio * self.value_cum).mean())
+        return {
+            "fpzip_rounds": self.fpzip_rounds,
+            "fpzip_value_bytes_per_node": float(self.fpzip_cum.mean()),
+            "fpzip_counted_value_bytes_per_node": float(self.fpzip_counted_cum.mean()),
+            "fpzip_ratio": ratio,
+            "fpzip_bytes_per_node": estimate,
+        }
 
     # ----------------------------------------------------------------- closing
     def summary(self) -> dict[str, Any]:

@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jwins_jax import compiler, devices
+from jwins_jax import compiler, devices, hostcodec
 from jwins_jax.config import Config
 from jwins_jax.errors import ConfigError, DivergenceError, RunFailed, Terminated
 from jwins_jax.experiment import (
@@ -130,8 +130,11 @@ class Progress:
 # --------------------------------------------------------------------- programs
 @dataclasses.dataclass(frozen=True)
 class Programs:
-    """The compiled functions of an experiment: ``init(key, hp)`` and
-    ``block(state, hp, inputs, length)`` (the state is donated).
+    """The compiled functions of an experiment: ``init(key, hp)``,
+    ``block(state, hp, inputs, length)``, ``advance(state, hp, inputs, length)`` and,
+    when the config measures a codec on the host (``fpzip_every``), ``measure(state,
+    hp, inputs)``, one round that also returns the messages (the state is
+    donated).
 
     Call them through :meth:`run`: with several processes it compiles a program
     ahead of its first call and waits until every process has compiled it, so no
@@ -142,10 +145,12 @@ class Programs:
     block: Callable[..., tuple[SimState, dict, dict]]
     advance: Callable[..., tuple[SimState, dict]]
     batched: bool
+    measure: Callable[..., tuple[SimState, dict, tuple]] | None = None
     compiled: dict = dataclasses.field(default_factory=dict, compare=False)
 
     def run(self, name: str, *args: Any) -> Any:
-        """Calls the program ``name`` (``init``, ``block`` or ``advance``)."""
+        """Calls the program ``name`` (``init``, ``block``, ``advance`` or
+        ``measure``)."""
         fn = getattr(self, name)
         if devices.process_count() == 1:
             return fn(*args)
@@ -175,17 +180,21 @@ def programs(
     """
     if not batched:
         init, block, advance = exp.init, exp.block, exp.advance
+        measure = exp.measured_round
     else:
         axes = inputs_axes(inputs)
         init = jax.vmap(exp.init, in_axes=(0, 0))
         block = jax.vmap(exp.block, in_axes=(0, 0, axes, None))
         advance = jax.vmap(exp.advance, in_axes=(0, 0, axes, None))
+        measure = jax.vmap(exp.measured_round, in_axes=(0, 0, axes))
+    measuring = exp.config.fpzip_every > 0
     if mesh is None:
         return Programs(
             init=compiler.jit(init),
             block=compiler.jit(block, donate_argnums=0),
             advance=compiler.jit(advance, donate_argnums=0),
             batched=batched,
+            measure=compiler.jit(measure, donate_argnums=0) if measuring else None,
         )
     key = jax.random.PRNGKey(0)
     if batched:
@@ -198,6 +207,11 @@ def programs(
         block=compiler.jit(block, donate_argnums=0, out_shardings=(state_sh, rep, rep)),
         advance=compiler.jit(advance, donate_argnums=0, out_shardings=(state_sh, rep)),
         batched=batched,
+        measure=(
+            compiler.jit(measure, donate_argnums=0, out_shardings=(state_sh, rep, rep))
+            if measuring
+            else None
+        ),
     )
 
 
@@ -230,7 +244,12 @@ def execute(
 
     Rounds run in segments that end at the next evaluation (every ``eval_every``
     rounds, with :meth:`~Experiment.block`), or earlier at the next checkpoint
-    (every ``checkpoint_every`` rounds, with :meth:`~Experiment.advance`).
+    (every ``checkpoint_every`` rounds, with :meth:`~Experiment.advance`) or the
+    next measured round. With ``fpzip_every = K`` rounds 0, K, 2K, ... run alone
+    through ``progs.measure``, which also returns the round's messages; their
+    values are compressed with fpzip here (:func:`jwins_jax.hostcodec.
+    message_bytes`) and the bytes go to the logs with the round's statistics
+    (``fpzip_bytes``: ``(rounds, n)`` int64, -1 in rounds not measured).
 
     Args:
         exp: the experiment; its config fixes rounds and eval_every.
@@ -251,23 +270,40 @@ def execute(
         The final state.
     """
     c = exp.config
+    every = c.fpzip_every
     end = c.rounds if stop_at is None else min(stop_at, c.rounds)
     done = logs[0].done
     while done < end:
         seg_end = min(end, (done // c.eval_every + 1) * c.eval_every)
         if checkpoint_every:
             seg_end = min(seg_end, (done // checkpoint_every + 1) * checkpoint_every)
+        if every:
+            seg_end = min(seg_end, (done // every + 1) * every)
         length = seg_end - done
         evaluate = seg_end % c.eval_every == 0 or seg_end == c.rounds
         t0 = time.perf_counter()
         with _other_processes(done):
-            args = (state, hp, inputs, np.int32(length))
+            measured = None
+            if every and done % every == 0:
+                state, first_round, sent = progs.run("measure", state, hp, inputs)
+                measured = jax.device_get((first_round, sent))
+            rest = length - (measured is not None)
+            per_round = ev = None
+            args = (state, hp, inputs, np.int32(rest))
             if evaluate:
                 state, per_round, ev = progs.run("block", *args)
                 per_round, ev = jax.device_get((per_round, ev))
-            else:
+            elif rest:
                 state, per_round = progs.run("advance", *args)
-                per_round, ev = jax.device_get(per_round), None
+                per_round = jax.device_get(per_round)
+        segments = []
+        for i, log in enumerate(logs):
+            idx = i if progs.batched else None
+            segments.append(
+                _segment(per_round, rest, measured, idx, length, c.nodes, every)
+                if log.active
+                else None
+            )
         dt = time.perf_counter() - t0
         first = all(log.first_block_s == 0.0 for log in logs)
         for i, log in enumerate(logs):
@@ -277,9 +313,9 @@ def execute(
                 continue
             idx = i if progs.batched else None
             if evaluate:
-                log.record(_take(per_round, idx, length), _take(ev, idx))
+                log.record(segments[i], _take(ev, idx))
             else:
-                log.add_segment(_take(per_round, idx, length))
+                log.add_segment(segments[i])
         done = seg_end
         if progress is not None:
             best = max(
@@ -306,6 +342,33 @@ def execute(
             who = stop.requested if asked else "a stop request of another process"
             raise Stopped(f"stopped by {who} after round {done}")
     return state
+
+
+def _segment(
+    per_round: dict | None,
+    rest: int,
+    measured: tuple | None,
+    idx: int | None,
+    length: int,
+    nodes: int,
+    every: int,
+) -> dict[str, np.ndarray]:
+    """One config's per-round statistics of a segment: the measured round (if any)
+    followed by the ``rest`` rounds of the block; with ``every`` (``fpzip_every``)
+    the fpzip bytes of each node's message, -1 in rounds not measured."""
+    parts = []
+    if measured is not None:
+        parts.append(jax.tree.map(lambda a: a[None], _take(measured[0], idx)))
+    if rest:
+        parts.append(_take(per_round, idx, rest))
+    rounds = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    if every:
+        sizes = np.full((length, nodes), -1, np.int64)
+        if measured is not None:
+            values, mask = _take(measured[1], idx)
+            sizes[0] = hostcodec.message_bytes(values, mask)
+        rounds["fpzip_bytes"] = sizes
+    return rounds
 
 
 def disk_full(error: BaseException) -> bool:

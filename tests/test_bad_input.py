@@ -104,6 +104,9 @@ FLAG_CASES = [
     (["--sharing", "wavelet", "--level", "40"], "level=40"),
     (["--sharing", "wavelet", "--level", "0"], "level=0"),
     (["--sharing", "choco", "--gamma", "0"], "gamma=0.0"),
+    (["--sharing", "fft", "--float-precision", "-1"], "float_precision=-1"),
+    (["--float-precision", "16777216"], "float_precision=16777216"),
+    (["--fpzip-every", "-2"], "fpzip_every=-2"),
     # flag syntax
     (["--rounds", "abc"], "invalid int value"),
     (["--lr", "fast"], "invalid float value"),
@@ -127,6 +130,10 @@ FLAG_CASES = [
     (
         ["--partition", "natural"],
         "partition='natural' is not allowed with dataset='digits'",
+    ),
+    (
+        ["--sharing", "jwins", "--fpzip-every", "2", "--float-precision", "127"],
+        "fpzip_every=2 is not allowed with float_precision=127",
     ),
 ]
 

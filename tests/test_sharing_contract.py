@@ -27,6 +27,7 @@ PARAMS = {
     "topk": {"alpha": 0.2, "accumulation": "legacy"},
     "wavelet": {"alpha": 0.2, "level": 3},
     "jwins": {"level": 3},
+    "fft": {"alpha": 0.2, "accumulation": "legacy"},
     "choco": {"alpha": 0.2, "gamma": 0.5},
 }
 # two values of each strategy's traced options (the same list lengths: one program)
@@ -42,6 +43,7 @@ VMAP = {
         {"alpha_list": [0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 1.0]},
         {"alpha_list": [0.3, 1.0, 0.3, 1.0, 0.3, 1.0, 0.3]},
     ],
+    "fft": [{"alpha": 0.1, "metadata_cap": 0.5}, {"alpha": 0.3, "metadata_cap": 0.2}],
     "choco": [{"alpha": 0.1, "gamma": 0.3}, {"alpha": 0.4, "gamma": 0.9}],
 }
 # the setting that shares everything (CHOCO-SGD has none; full sharing is one)
@@ -51,6 +53,7 @@ FULL = {
     "topk": {"alpha": 1.0},
     "wavelet": {"alpha": 1.0},
     "jwins": {"alpha_list": [1.0] * 7},
+    "fft": {"alpha": 1.0},
     "choco": None,
 }
 

@@ -332,11 +332,15 @@ def compare_runs(
     wavelet_rounds_tol=False,
     also_full=False,
     d_max=5,
+    follow_reference=False,
 ):
     """Runs the package and the reference side by side and compares every round.
 
     Each implementation starts the round from its own post-averaging model of the
-    previous round plus the same training delta.
+    previous round plus the same training delta (with ``follow_reference``, both
+    from the reference's: a lossy codec then sees the same values in both, so
+    float32 round-off cannot move a value across a quantization step; the states
+    still evolve apart).
 
     Args:
         name, params: package strategy and parameters.
@@ -374,8 +378,9 @@ def compare_runs(
                 ref_inputs = {"alpha": [float(a) for a in override["alphas"]]}
                 override["alphas"] = jnp.asarray(override["alphas"], jnp.float32)
         table = neighbor_table(ref.adjacency_from_neighbors(nb), d_max=d_max)
-        x_pre_pkg = (x_pkg + deltas[t]).astype(np.float32)
         x_pre_ref = (x_ref + deltas[t]).astype(np.float32)
+        x_pre_pkg = x_pre_ref if follow_reference else (x_pkg + deltas[t])
+        x_pre_pkg = np.asarray(x_pre_pkg, np.float32)
         out, state, stats = sh.step(
             state,
             jnp.asarray(x_pre_pkg),
@@ -437,7 +442,15 @@ def setting16():
 
 
 def test_package_registry_names():
-    assert set(STRATEGIES) == {"full", "random", "topk", "wavelet", "jwins", "choco"}
+    assert set(STRATEGIES) == {
+        "full",
+        "random",
+        "topk",
+        "wavelet",
+        "jwins",
+        "fft",
+        "choco",
+    }
 
 
 def test_full(setting, setting16):
@@ -566,6 +579,83 @@ def test_choco_keeps_ties(setting):
     params = {"alpha": 0.2, "gamma": 0.5}
     net, _ = compare_runs("choco", params, x0, setting["graphs"][:1], deltas)
     assert (net.history[0].sent > round(0.2 * n_params)).all()
+
+
+# ---------------------------------------------------------------------------
+# The FFT variant (SPEC 4.6) and quantized values (SPEC 5.4)
+# ---------------------------------------------------------------------------
+
+
+def test_reference_fft_keeps_every_value_for_odd_n():
+    """The original inverts without a length and loses a value for odd N (SPEC
+    10.7); the reference inverts with n = N."""
+    x = np.random.default_rng(18).standard_normal(777).astype(np.float32)
+    assert np.fft.irfft(np.fft.rfft(x)).size == 776  # the original's bug
+    tr = ref.FFTTransform(777)
+    coeffs = tr.forward(x)
+    assert coeffs.dtype == np.complex64 and tr.length == coeffs.size == 389
+    np.testing.assert_allclose(tr.inverse(coeffs), x, atol=2e-6)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"alpha": 0.2, "accumulation": "none"},
+        {"alpha": 0.15, "accumulation": "legacy"},
+        {"alpha": 0.25, "accumulation": "accumulate", "selection": "magnitude"},
+    ],
+)
+def test_fft_odd_n(setting, params):
+    net, stats = compare_runs("fft", params, **setting, wavelet_rounds_tol=True)
+    k = round(params["alpha"] * 389)
+    assert all((st["sent"] == k).all() for st in stats)
+    assert all((st["value_bytes"] == 8 * k * st["receivers"]).all() for st in stats)
+
+
+def test_fft_even_n_and_full_shares(setting16):
+    compare_runs("fft", {"alpha": 0.3, "accumulation": "legacy"}, **setting16)
+    params = {"alpha": 1.0, "accumulation": "legacy"}
+    net, stats = compare_runs(
+        "fft", params, **setting16, wavelet_rounds_tol=True, also_full=True
+    )
+    length = 1234 // 2 + 1
+    for st in stats:
+        assert st["full"].all() and (st["meta_bytes"] == 0).all()
+        assert (st["value_bytes"] == 8 * length * st["receivers"]).all()
+
+
+@pytest.mark.parametrize(
+    "name,params",
+    [
+        ("full", {"float_precision": 127}),
+        ("full", {"float_precision": 32767}),
+        ("topk", {"alpha": 0.2, "accumulation": "legacy", "float_precision": 127}),
+        ("topk", {"alpha": 1.0, "float_precision": 1000}),
+        ("random", {"alpha": 0.3, "float_precision": 255}),
+    ],
+)
+def test_quantized_values(setting, name, params):
+    """Quantized messages against the reference's NumPy encoder and decoder: the
+    receivers' models every round, the bytes exactly."""
+    rng = np.random.default_rng(19)
+    per_round = None
+    if name == "random":
+        x0 = setting["x0"]
+        per_round = [{"mask": rng.random(x0.shape) < 0.3} for _ in setting["graphs"]]
+    net, stats = compare_runs(
+        name, params, **setting, per_round=per_round, follow_reference=True
+    )
+    bits = {127: 8, 32767: 16, 1000: 11, 255: 9}[params["float_precision"]]
+    for st in stats:
+        count = st["sent"].astype(np.int64)
+        per_message = np.where(count > 0, 4 + (count * bits + 7) // 8, 0)
+        np.testing.assert_array_equal(st["value_bytes"], per_message * st["receivers"])
+    # lossy: the same run with raw values ends elsewhere
+    raw = {k: v for k, v in params.items() if k != "float_precision"}
+    _, _, raw_posts, _ = run_reference(
+        name, raw, setting["x0"], setting["graphs"], setting["deltas"], per_round
+    )
+    assert np.abs(net.models - raw_posts[-1]).max() > 1e-6
 
 
 STRATEGY_CASES = [

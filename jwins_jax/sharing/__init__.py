@@ -12,6 +12,7 @@ random     random sampling (Bernoulli mask, seed only)  4.3
 topk       PartialModel: top-k of the change            4.2
 wavelet    wavelet-domain top-k, fixed alpha            4.4
 jwins      wavelet top-k, alpha drawn from a list       4.5
+fft        top-k in the real-FFT domain (ablation)      4.6
 choco      CHOCO-SGD with top-k compression             4.7
 =========  ===========================================  ==========
 
@@ -122,6 +123,7 @@ REGISTRY: dict[str, Strategy] = {
         _builtin("topk", _partial.topk, _partial.TOPK_PARAMS),
         _builtin("wavelet", _partial.wavelet, _partial.WAVELET_PARAMS),
         _builtin("jwins", _partial.jwins, _partial.JWINS_PARAMS),
+        _builtin("fft", _partial.fft, _partial.FFT_PARAMS),
         _builtin("choco", _choco.choco, _choco.PARAMS),
     )
 }

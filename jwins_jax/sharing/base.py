@@ -54,11 +54,14 @@ ACCUMULATION_MODES = ("none", "accumulate", "legacy")
 SELECTIONS = ("change", "magnitude")
 WAVELET_BACKENDS = ("auto", "polyphase", "jaxwt")
 TOPK_METHODS = ("auto", "bisect", "sort", "top_k")
+# float_precision: K above 2**24 - 1 would exceed float32's exact integers
+MAX_LEVELS = 2**24 - 1
 
 # Every option of every strategy (SPEC 4). Strategies refer to these objects.
 OPTIONS: dict[str, Option] = {
     "alpha": Option(
-        "fraction of the model sent per round (random, topk, wavelet, choco), in (0, 1]",
+        "fraction of the model sent per round (random, topk, wavelet, fft, choco), in "
+        "(0, 1]",
         float,
         unit_interval,
         traced=True,
@@ -95,6 +98,13 @@ OPTIONS: dict[str, Option] = {
     ),
     "topk_method": Option(
         "per-node top-k kernel: auto, bisect, sort or top_k", str, choices=TOPK_METHODS
+    ),
+    "float_precision": Option(
+        "value codec: quantize the values sent to integers in [-K, K], "
+        "K = float_precision (SPEC 5.4; 32767: 16 bits, 127: 8 bits; lossy); 0: raw "
+        "float32",
+        int,
+        int_range(0, MAX_LEVELS),
     ),
 }
 
@@ -172,6 +182,12 @@ class Sharing:
         blocks: the public blocks it is composed of
             (:class:`jwins_jax.sharing.blocks.Blocks`), or None for a strategy
             written by hand; the kernel benchmark times them.
+        message: ``(state, x (n, N), key, hp, inputs=None) -> (values (n, L),
+            mask (n, L) bool)``: what each node's message of the round carries
+            (``step``'s selection and encoding for the same arguments: the values
+            as the receivers decode them at the masked entries), or None when the
+            strategy does not say. The host measures real codecs on it
+            (``fpzip_every``, :mod:`jwins_jax.hostcodec`).
     """
 
     name: str
@@ -184,6 +200,7 @@ class Sharing:
     options: Mapping[str, Option] = dataclasses.field(default_factory=lambda: OPTIONS)
     cost: Cost = Cost()
     blocks: Any = None
+    message: Callable[..., tuple[jax.Array, jax.Array]] | None = None
 
     @property
     def traced(self) -> tuple[str, ...]:

@@ -54,14 +54,16 @@ The blocks:
 =============  ==============================================================  ==========
 block          built-ins                                                       SPEC
 =============  ==============================================================  ==========
-transform      :func:`identity`, :func:`wavelet`                               4.2, 4.4
+transform      :func:`identity`, :func:`wavelet`, :func:`fft`                  4.2, 4.4,
+                                                                               4.6
 score          :func:`score`: by ``change`` or ``magnitude``; accumulation     4.2
                ``none``, ``accumulate`` or ``legacy``
 cut-off        :func:`fixed_alpha`, :func:`alpha_list`; k = round(alpha L)     4.2, 4.5
 selection      :func:`topk` (exactly k, ties to the lower index),              4.2, 4.7,
                :func:`threshold` (at least the k-th largest, ties kept),       4.3
                :func:`bernoulli` (i.i.d. mask, no score)
-value codec    :func:`raw_values` (``itemsize`` bytes per value, lossless)     5
+value codec    :func:`raw_values` (``itemsize`` bytes per value, lossless),    5, 5.4
+               :func:`quantize` (K levels, bit-packed, lossy)
 index codec    :func:`elias_gamma`, :func:`raw_indices` (4: int32, 8: int64),  5.3,
                :func:`seed`, :func:`no_indices`                                decisions
 fill           :func:`fill_with_own`, :func:`masked_average`                   4.2, 4.4
@@ -89,6 +91,7 @@ Decisions and readings of SPEC for the cut-offs:
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -98,6 +101,7 @@ import numpy as np
 from flax import struct
 
 from jwins_jax import accounting, gossip, sparsify, wavelets
+from jwins_jax.errors import ConfigError
 from jwins_jax.options import Option
 from jwins_jax.sharing.base import (
     OPTIONS,
@@ -138,6 +142,38 @@ def wavelet(
     """
     wavelets.validate_wavelet(name, level, n_params)
     return wavelets.make_wavelet_transform(n_params, name, level, backend=backend)
+
+
+def fft(n_params: int) -> Transform:
+    """The real FFT of the flat vector (SPEC 4.6's ablation): ``L = N // 2 + 1``
+    complex64 coefficients (``rfft``), inverted by ``irfft(..., n=N)``.
+
+    Unlike the original, which inverts without a length (``2 (L - 1)`` samples, one
+    short for odd N) and whose receiver cannot take a full share, this works for
+    every N and for full shares (SPEC 10.7). A coefficient sent costs 8 bytes (its
+    two float32 parts) with :func:`raw_values`. ``irfft`` reads only the real part
+    of the zero-frequency bin (and of the Nyquist bin for even N); the spectra of
+    real models, and their fill-with-own averages, have none.
+
+    Cost model: ``5 N log2 N`` FLOPs per forward and per inverse (the textbook
+    count of a complex FFT of length N; a real FFT needs about half, the same
+    order, so the figure is an upper estimate).
+
+    Raises:
+        ConfigError: N < 1.
+    """
+    n = int(n_params)
+    if n < 1:
+        raise ConfigError(f"n_params={n_params!r}: the FFT needs at least one value")
+
+    def forward(x: jax.Array) -> jax.Array:
+        return jnp.fft.rfft(jnp.asarray(x, jnp.float32), axis=-1).astype(jnp.complex64)
+
+    def inverse(z: jax.Array) -> jax.Array:
+        return jnp.fft.irfft(z, n=n, axis=-1).astype(jnp.float32)
+
+    flops = 5.0 * n * math.log2(max(n, 2))
+    return Transform("rfft", n, n // 2 + 1, forward, inverse, flops, jnp.complex64)
 
 
 def transform_cost(transform: Transform) -> Cost:
@@ -500,6 +536,79 @@ def raw_values() -> ValueCodec:
     return ValueCodec("raw", encode)
 
 
+def quantize(levels: int, length: int, dtype: Any = jnp.float32) -> ValueCodec:
+    """SPEC 5.4's quantizer with ``K = levels``, its decoder scaled correctly (lossy).
+
+    Each node's message, ``x`` its values (a complex value counts as two numbers,
+    its real and imaginary parts)::
+
+        s = max|x| / K              (float32; over the message's numbers; 0 -> q = 0)
+        q = round(x / s)            (half to even, clipped to [-K, K])
+        receivers decode q * s
+
+    The original decodes with ``mean|x| / K`` instead of ``max|x| / K``, which
+    shrinks every value by ``mean|x| / max|x|`` (SPEC 10.8); that bug is not
+    reproduced. The sender keeps its own exact values; its receivers use the
+    decoded ones.
+
+    Layout and exact size of a message with ``c`` values: the scale ``s`` as one
+    float32 (4 bytes), then the ``c`` values' numbers in order (real part before
+    imaginary part), each ``q + P - 1`` as an unsigned ``b``-bit integer, packed
+    without gaps and zero-padded to a whole byte, where ``b`` =
+    :func:`~jwins_jax.accounting.quantized_bits` (K) (the smallest power of two
+    ``P > K`` gives ``b = log2 P + 1``: 16 bits for K = 32767, 8 for K = 127)::
+
+        value_bytes = 4 + ceil(c * numbers_per_value * b / 8),  0 when c = 0
+
+    The bit width follows from K, which every node knows (a static option), so it
+    does not travel (the original adds two header bytes, pickled).
+
+    Args:
+        levels: K >= 1.
+        length: L, the number of coefficients a message chooses from (for the cost).
+        dtype: the coefficients' dtype (complex: two numbers per value).
+
+    Cost: 4 per number on all L coefficients before sending (magnitude, maximum,
+    division, rounding: an upper bound, a node only quantizes what it sends) and one
+    multiplication per number received.
+    """
+    bits = accounting.quantized_bits(levels)
+    numbers = 2 if jnp.issubdtype(dtype, jnp.complexfloating) else 1
+    k = jnp.float32(levels)
+
+    def encode(state, values, mask, key, hp):
+        if jnp.iscomplexobj(values):
+            parts = jnp.stack([jnp.real(values), jnp.imag(values)], axis=-1)
+        else:
+            parts = values[..., None]  # (n, L, numbers) float32
+        parts = parts.astype(jnp.float32)
+        sent = mask[..., None]
+        zero = jnp.zeros((), jnp.float32)
+        top = jnp.max(jnp.where(sent, jnp.abs(parts), zero), axis=(1, 2))  # (n,)
+        scale = (top / k)[:, None, None]
+        safe = jnp.where(scale > 0, scale, jnp.ones((), jnp.float32))
+        q = jnp.clip(jnp.round(parts / safe), -k, k)
+        dec = q * scale
+        if jnp.iscomplexobj(values):
+            dec = jax.lax.complex(dec[..., 0], dec[..., 1])
+        else:
+            dec = dec[..., 0]
+        decoded = jnp.where(mask, dec.astype(values.dtype), values)
+        count = jnp.sum(mask, axis=1, dtype=jnp.int32)
+        return decoded, accounting.quantized_bytes(count, numbers, bits), state
+
+    cost = Cost(pre=4.0 * numbers * length, per_value=float(numbers))
+    return ValueCodec(f"quantize{levels}", encode, cost=cost)
+
+
+def value_codec(float_precision: int, transform: Transform) -> ValueCodec:
+    """The built-in strategies' value codec from their ``float_precision`` option:
+    :func:`raw_values` for 0, else :func:`quantize` with ``K = float_precision``."""
+    if not float_precision:
+        return raw_values()
+    return quantize(float_precision, transform.m, transform.dtype)
+
+
 @dataclasses.dataclass(frozen=True)
 class IndexCodec:
     """The metadata that says which entries a message carries, and its exact size.
@@ -700,8 +809,9 @@ def compose(
     Returns:
         The :class:`Sharing`; its ``hparams(**traced)`` returns a dict with an entry
         per block that has traced hyperparameters (``"score"``, ``"select"``,
-        ``"values"``, ``"fill"``), its ``cost`` is the sum of the blocks' costs, and
-        ``blocks`` holds the blocks.
+        ``"values"``, ``"fill"``), its ``cost`` is the sum of the blocks' costs,
+        ``blocks`` holds the blocks and ``message`` returns the round's decoded
+        values and masks (the sender's half of ``step``).
 
     Raises:
         ValueError: blocks that do not fit together (lengths, a missing score, a
@@ -755,16 +865,9 @@ def compose(
             values=values.init(x0.shape[0], length, tr.dtype),
         )
 
-    def step(
-        state: PipelineState,
-        x: jax.Array,
-        key: jax.Array,
-        table: NeighborTable,
-        hp: dict[str, Any],
-        inputs: RoundInputs | None = None,
-    ):
+    def send(state: PipelineState, x, key, hp, inputs):
+        """The sender's half of the round: coefficients, selection, encoding."""
         inputs = RoundInputs() if inputs is None else inputs
-        x = as_stack(x)
         n = x.shape[0]
         coef = tr.forward(x)  # (n, L) P
         score_state = state.score
@@ -777,6 +880,30 @@ def compose(
             score_state = score.rewind(score_state, mask)
         decoded, value_bytes, codec_state = values.encode(
             state.values, coef, mask, jax.random.fold_in(key, 1), hp.get("values")
+        )
+        return coef, mask, full, decoded, value_bytes, score_state, codec_state
+
+    def message(
+        state: PipelineState,
+        x: jax.Array,
+        key: jax.Array,
+        hp: dict[str, Any],
+        inputs: RoundInputs | None = None,
+    ) -> tuple[jax.Array, jax.Array]:
+        _, mask, _, decoded, *_ = send(state, as_stack(x), key, hp, inputs)
+        return decoded, mask
+
+    def step(
+        state: PipelineState,
+        x: jax.Array,
+        key: jax.Array,
+        table: NeighborTable,
+        hp: dict[str, Any],
+        inputs: RoundInputs | None = None,
+    ):
+        x = as_stack(x)
+        coef, mask, full, decoded, value_bytes, score_state, codec_state = send(
+            state, x, key, hp, inputs
         )
         mixed = fill.mix(table, coef, decoded, mask, hp.get("fill"))
         x_new = tr.inverse(mixed)
@@ -802,6 +929,7 @@ def compose(
         options=all_options,
         cost=cost,
         blocks=Blocks(tr, score, selection, values, indices, fill),
+        message=message,
     )
 
 
@@ -823,11 +951,13 @@ __all__ = [
     "bernoulli",
     "compose",
     "elias_gamma",
+    "fft",
     "fill_with_own",
     "fixed_alpha",
     "identity",
     "masked_average",
     "no_indices",
+    "quantize",
     "raw_indices",
     "raw_values",
     "score",
@@ -835,5 +965,6 @@ __all__ = [
     "threshold",
     "topk",
     "transform_cost",
+    "value_codec",
     "wavelet",
 ]

@@ -79,6 +79,20 @@ def choco(n_params: int, alpha: float = 0.1, gamma: float = 0.5) -> Sharing:
         zeros = jnp.zeros_like(as_stack(x0))
         return ChocoState(xhat=zeros, s=zeros)
 
+    def compress(state: ChocoState, x: jax.Array, key, hp, inputs: RoundInputs):
+        """``q`` (zero where nothing is sent), the entries sent and their bytes."""
+        diff = x - state.xhat
+        keep, _ = selection.select(jnp.abs(diff), key, hp.select, inputs)
+        q = jnp.where(keep, diff, 0.0)
+        nonzero = q != 0  # the entries the message carries
+        q, value_bytes, _ = values.encode((), q, nonzero, key, None)
+        return q, nonzero, value_bytes
+
+    def message(state, x, key, hp, inputs=None):
+        inputs = RoundInputs() if inputs is None else inputs
+        q, nonzero, _ = compress(state, as_stack(x), key, hp, inputs)
+        return q, nonzero
+
     def step(
         state: ChocoState,
         x: jax.Array,
@@ -92,11 +106,7 @@ def choco(n_params: int, alpha: float = 0.1, gamma: float = 0.5) -> Sharing:
         faults = inputs.online is not None
         x = as_stack(x)
         n = x.shape[0]
-        diff = x - state.xhat
-        keep, _ = selection.select(jnp.abs(diff), key, hp.select, inputs)
-        q = jnp.where(keep, diff, 0.0)
-        nonzero = q != 0  # the entries the message carries
-        q, value_bytes, _ = values.encode((), q, nonzero, key, None)
+        q, nonzero, value_bytes = compress(state, x, key, hp, inputs)
         xhat = state.xhat + q
         if faults:
             s = gossip.mix(table, xhat)  # s_i = sum_j W_t,ij xhat_j
@@ -120,4 +130,6 @@ def choco(n_params: int, alpha: float = 0.1, gamma: float = 0.5) -> Sharing:
         post=5.0 * n_params,
         per_value=2.0,
     )
-    return Sharing("choco", n_params, init, step, hparams, params, cost=cost)
+    return Sharing(
+        "choco", n_params, init, step, hparams, params, cost=cost, message=message
+    )

@@ -1,19 +1,24 @@
-"""Partial sharing by ranked change: top-k, wavelet top-k and JWINS (SPEC 4.2, 4.4, 4.5).
+"""Partial sharing by ranked change: top-k, wavelet top-k, JWINS and the FFT variant
+(SPEC 4.2, 4.4, 4.5, 4.6).
 
-The three strategies are compositions of the public blocks of
+The four strategies are compositions of the public blocks of
 :mod:`jwins_jax.sharing.blocks`, built by the same :func:`~jwins_jax.sharing.blocks.
 compose` a user calls; they differ in their transform, cut-off and index coding:
 
-=========  ===================  ==============================  =================
-strategy   transform ``T``      cut-off per node and round      index metadata
-=========  ===================  ==============================  =================
-topk       identity (L = N)     fixed ``alpha``                 4-byte raw int32
-wavelet    DWT (L = M > N)      fixed ``alpha``                 Elias-gamma
-jwins      DWT (L = M > N)      ``alpha`` drawn from a list     Elias-gamma
-=========  ===================  ==============================  =================
+=========  ========================  ============================  =================
+strategy   transform ``T``           cut-off per node and round    index metadata
+=========  ========================  ============================  =================
+topk       identity (L = N)          fixed ``alpha``               4-byte raw int32
+wavelet    DWT (L = M > N)           fixed ``alpha``               Elias-gamma
+jwins      DWT (L = M > N)           ``alpha`` drawn from a list   Elias-gamma
+fft        rfft (L = N // 2 + 1,     fixed ``alpha``               Elias-gamma
+           complex64)
+=========  ========================  ============================  =================
 
 and share the score (:func:`~jwins_jax.sharing.blocks.score`), the exact top-k
-selection, raw float32 values and the fill-with-own rule. One round at node i (``x``
+selection, the value codec (raw values, or quantized with ``float_precision`` = K > 0,
+:func:`~jwins_jax.sharing.blocks.quantize`) and the fill-with-own rule. One round at
+node i (``x``
 is the model after local training, ``r`` the model after the previous averaging,
 ``A`` the accumulator)::
 
@@ -28,7 +33,13 @@ is the model after local training, ``r`` the model after the previous averaging,
 Decisions and readings of SPEC (the cut-off's are in :mod:`~jwins_jax.sharing.blocks`:
 ``k = round(alpha L)`` with Python rounding, ``>=`` for the cap, JWINS's draws):
 
-* A full share costs ``4 L`` value bytes and no metadata.
+* A full share costs ``4 L`` value bytes (FFT: ``8 L``, a complex64 value is two
+  float32) and no metadata; with quantization the codec's exact size instead.
+* The FFT variant (SPEC 4.6; no shipped config uses it) sends Elias-gamma coded
+  indices like wavelet and JWINS (the original's FFT sends raw int32 indices unless
+  compressed, and its JWINS configs compress with Elias-gamma), so the ablation
+  changes the transform alone. It works for odd N and for full shares, both broken
+  in the original (SPEC 10.7).
 * Elias-gamma metadata is 0 bytes for ``k = 0`` (nothing is sent) and 16 bytes for
   ``k = 1``, where the original coder crashes (SPEC 10.9).
 * The MH weights use the current round's degrees for every strategy, JWINS included
@@ -50,7 +61,13 @@ from jwins_jax.sharing.base import Sharing
 
 # JWINS's alpha list of the shipped configs (SPEC 4.5).
 PAPER_ALPHA_LIST = (0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 1.0)
-TOPK_PARAMS = ("alpha", "metadata_cap", "accumulation", "topk_method")
+TOPK_PARAMS = (
+    "alpha",
+    "metadata_cap",
+    "accumulation",
+    "topk_method",
+    "float_precision",
+)
 WAVELET_PARAMS = (
     "alpha",
     "metadata_cap",
@@ -60,8 +77,17 @@ WAVELET_PARAMS = (
     "selection",
     "wavelet_backend",
     "topk_method",
+    "float_precision",
 )
 JWINS_PARAMS = ("alpha_list",) + WAVELET_PARAMS[1:]
+FFT_PARAMS = (
+    "alpha",
+    "metadata_cap",
+    "accumulation",
+    "selection",
+    "topk_method",
+    "float_precision",
+)
 
 
 def topk(
@@ -70,6 +96,7 @@ def topk(
     metadata_cap: float = 1.0,
     accumulation: str = "none",
     topk_method: str = "auto",
+    float_precision: int = 0,
 ) -> Sharing:
     """PartialModel: top-k of the model change in parameter space (SPEC 4.2)."""
     tr = blocks.identity(n_params)
@@ -80,11 +107,13 @@ def topk(
         score=blocks.score(tr, "change", accumulation),
         selection=blocks.topk(blocks.fixed_alpha(tr.m), topk_method),
         indices=blocks.raw_indices(),
+        values=blocks.value_codec(float_precision, tr),
         params={
             "alpha": alpha,
             "metadata_cap": metadata_cap,
             "accumulation": accumulation,
             "topk_method": topk_method,
+            "float_precision": float_precision,
         },
     )
 
@@ -102,6 +131,7 @@ def _wavelet_pipeline(name: str, n_params: int, draw: bool, params: dict) -> Sha
         score=blocks.score(tr, params["selection"], params["accumulation"]),
         selection=blocks.topk(cutoff, params["topk_method"]),
         indices=blocks.elias_gamma(),
+        values=blocks.value_codec(params["float_precision"], tr),
         params=params,
     )
 
@@ -116,6 +146,7 @@ def wavelet(
     selection: str = "change",
     wavelet_backend: str = "auto",
     topk_method: str = "auto",
+    float_precision: int = 0,
 ) -> Sharing:
     """Wavelet top-k with a fixed alpha (SPEC 4.4)."""
     params = dict(locals())
@@ -133,6 +164,7 @@ def jwins(
     selection: str = "change",
     wavelet_backend: str = "auto",
     topk_method: str = "auto",
+    float_precision: int = 0,
 ) -> Sharing:
     """JWINS: wavelet top-k with alpha drawn per node and round from a list (SPEC 4.5).
 
@@ -147,3 +179,40 @@ def jwins(
     del params["n_params"]
     params["alpha_list"] = tuple(alpha_list)
     return _wavelet_pipeline("jwins", n_params, True, params)
+
+
+def fft(
+    n_params: int,
+    alpha: float = 0.1,
+    metadata_cap: float = 1.0,
+    accumulation: str = "none",
+    selection: str = "change",
+    topk_method: str = "auto",
+    float_precision: int = 0,
+) -> Sharing:
+    """The FFT variant (SPEC 4.6): top-k in the real-FFT domain with a fixed alpha.
+
+    ``L = N // 2 + 1`` complex64 coefficients (:func:`~jwins_jax.sharing.blocks.
+    fft`), ranked by ``|.|`` of the (accumulated) change or of the coefficients,
+    ``k = round(alpha L)``, 8 bytes per value sent and Elias-gamma indices; receivers
+    fill with their own coefficients, average in the frequency domain and invert
+    with ``irfft(..., n=N)``. ``alpha >= metadata_cap`` sends all L coefficients.
+    """
+    tr = blocks.fft(n_params)
+    return blocks.compose(
+        "fft",
+        n_params,
+        transform=tr,
+        score=blocks.score(tr, selection, accumulation),
+        selection=blocks.topk(blocks.fixed_alpha(tr.m), topk_method),
+        indices=blocks.elias_gamma(),
+        values=blocks.value_codec(float_precision, tr),
+        params={
+            "alpha": alpha,
+            "metadata_cap": metadata_cap,
+            "accumulation": accumulation,
+            "selection": selection,
+            "topk_method": topk_method,
+            "float_precision": float_precision,
+        },
+    )

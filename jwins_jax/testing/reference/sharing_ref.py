@@ -2,11 +2,15 @@
 
 Implements SPEC sections 4.0 (Metropolis-Hastings averaging), 4.1 (full sharing),
 4.2 (PartialModel top-k with its three accumulation modes), 4.3 (random sampling),
-4.4 (wavelet-domain PartialModel), 4.5 (JWINS) and 4.7 (CHOCO-SGD), with the byte
+4.4 (wavelet-domain PartialModel), 4.5 (JWINS), 4.6 (the FFT variant, with
+``numpy.fft``, for every N and for full shares) and 4.7 (CHOCO-SGD), with the byte
 accounting of SPEC 5 as fixed by the decisions table at the top of SPEC.md (4 bytes
-per float32 value, Elias-gamma bytes for wavelet/JWINS indices, 4 bytes per raw
-int32 top-k index, 8 bytes per int64 CHOCO index, an 8-byte seed for random
-sampling, no metadata for a full share).
+per float32 value, 8 per complex64 FFT coefficient, Elias-gamma bytes for
+wavelet/JWINS/FFT indices, 4 bytes per raw int32 top-k index, 8 bytes per int64
+CHOCO index, an 8-byte seed for random sampling, no metadata for a full share).
+With ``float_precision`` = K > 0 (every strategy but CHOCO-SGD) the values travel
+through the quantizer of SPEC 5.4 (:mod:`.quantize`): the message's size is the
+length of the encoded bytes and the receivers use the decoded values.
 
 The reference is written the way the original system runs: every node is an object
 holding its own state, builds one message per round, the message is delivered to each
@@ -40,7 +44,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pywt
 
-from jwins_jax.testing.reference import elias
+from jwins_jax.testing.reference import elias, quantize
 
 F32 = np.float32
 
@@ -159,6 +163,8 @@ def cut_gap(score: np.ndarray, k: int) -> float:
 class IdentityTransform:
     """The PartialModel transform: the flat model itself (L = N)."""
 
+    dtype = F32
+
     def __init__(self, n_params: int):
         self.n_params = n_params
         self.length = n_params
@@ -174,6 +180,8 @@ class IdentityTransform:
 
 class WaveletTransform:
     """``pywt.wavedec`` (mode symmetric) + ``coeffs_to_array``, and its inverse."""
+
+    dtype = F32
 
     def __init__(self, n_params: int, wavelet: str = "sym2", level: int = 4):
         self.n_params = n_params
@@ -199,6 +207,62 @@ class WaveletTransform:
         )
         out = pywt.waverec(coeffs, self.wavelet, mode="symmetric")
         return np.asarray(out[: self.n_params], dtype=F32)
+
+
+class FFTTransform:
+    """SPEC 4.6: ``numpy.fft.rfft`` of the flat model (complex64, L = N // 2 + 1),
+    inverted with ``irfft(..., n=N)`` so that odd N gets all its N values back (the
+    original's ``irfft`` without a length returns N - 1 of them)."""
+
+    dtype = np.complex64
+
+    def __init__(self, n_params: int):
+        self.n_params = n_params
+        self.length = n_params // 2 + 1
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """(N,) float32 model -> (N // 2 + 1,) complex64 spectrum."""
+        return np.fft.rfft(np.asarray(x, dtype=F32)).astype(np.complex64)
+
+    def inverse(self, z: np.ndarray) -> np.ndarray:
+        """(N // 2 + 1,) complex64 spectrum -> (N,) float32 model."""
+        return np.fft.irfft(np.asarray(z, np.complex64), n=self.n_params).astype(F32)
+
+
+# ---------------------------------------------------------------------------
+# Value codecs (SPEC 5.4)
+# ---------------------------------------------------------------------------
+
+
+class RawCodec:
+    """Values as they are: 4 bytes per float32, 8 per complex64."""
+
+    def send(self, values: np.ndarray) -> tuple[np.ndarray, int]:
+        """``(what the receivers get, bytes)`` of one message's values."""
+        values = np.array(values, copy=True)
+        return values, int(values.nbytes)
+
+
+class QuantizedCodec:
+    """SPEC 5.4's quantizer with K = ``levels``: the bytes :func:`quantize.encode`
+    writes, decoded by the receivers with :func:`quantize.decode`."""
+
+    def __init__(self, levels: int):
+        self.levels = int(levels)
+
+    def send(self, values: np.ndarray) -> tuple[np.ndarray, int]:
+        """``(the decoded values, len(encoded bytes))`` of one message's values."""
+        values = np.asarray(values)
+        data = quantize.encode(values, self.levels)
+        decoded = quantize.decode(
+            data, values.size, self.levels, np.iscomplexobj(values)
+        )
+        return decoded, len(data)
+
+
+def make_codec(float_precision: int = 0):
+    """:class:`RawCodec` for 0, else :class:`QuantizedCodec`."""
+    return QuantizedCodec(float_precision) if float_precision else RawCodec()
 
 
 # ---------------------------------------------------------------------------
@@ -279,12 +343,17 @@ class Node:
 
 
 class FullNode(Node):
-    """SPEC 4.1: send the whole model, MH-average whole models."""
+    """SPEC 4.1: send the whole model, MH-average whole models (the neighbours' as
+    decoded, the node's own exact)."""
+
+    def __init__(self, uid: int, x0: np.ndarray, codec=None):
+        super().__init__(uid, x0)
+        self.codec = RawCodec() if codec is None else codec
 
     def prepare(self, x_pre, degree, **round_inputs):
         self.model = np.array(x_pre, dtype=F32, copy=True)
-        n = self.model.size
-        return Message(self.uid, degree, True, self.model.copy(), value_bytes=4 * n)
+        values, size = self.codec.send(self.model)
+        return Message(self.uid, degree, True, values, value_bytes=size)
 
     def average(self, inbox):
         pairs = [(m, m.params) for m in inbox]
@@ -294,10 +363,11 @@ class FullNode(Node):
 class RandomNode(Node):
     """SPEC 4.3: Bernoulli mask per round (given), fill-with-own at the receiver."""
 
-    def __init__(self, uid, x0, alpha: float, metadata_cap: float = 1.0):
+    def __init__(self, uid, x0, alpha: float, metadata_cap: float = 1.0, codec=None):
         super().__init__(uid, x0)
         self.alpha = float(alpha)
         self.metadata_cap = float(metadata_cap)
+        self.codec = RawCodec() if codec is None else codec
 
     @property
     def shares_fully(self) -> bool:
@@ -306,17 +376,17 @@ class RandomNode(Node):
     def prepare(self, x_pre, degree, mask=None, **round_inputs):
         self.model = np.array(x_pre, dtype=F32, copy=True)
         if self.shares_fully:
-            n = self.model.size
-            return Message(self.uid, degree, True, self.model.copy(), value_bytes=4 * n)
+            values, size = self.codec.send(self.model)
+            return Message(self.uid, degree, True, values, value_bytes=size)
         mask = np.asarray(mask, dtype=bool)
-        vals = self.model[mask].copy()
+        vals, size = self.codec.send(self.model[mask])
         return Message(
             self.uid,
             degree,
             False,
             vals,
             mask=mask.copy(),
-            value_bytes=4 * vals.size,
+            value_bytes=size,
             meta_bytes=8,
         )
 
@@ -350,6 +420,7 @@ class PartialNode(Node):
         accumulation: str = "none",
         selection: str = "change",
         elias_indices: bool = False,
+        codec=None,
     ):
         super().__init__(uid, x0)
         assert accumulation in ACCUMULATION_MODES and selection in SELECTIONS
@@ -359,10 +430,12 @@ class PartialNode(Node):
         self.accumulation = accumulation
         self.selection = selection
         self.elias_indices = elias_indices
+        self.codec = RawCodec() if codec is None else codec
         self.ref = self.model.copy()  # (N,) r_i
         self.prev = self.model.copy()  # (N,) p_i
         length = transform.length
-        self.acc = None if accumulation == "none" else np.zeros(length, F32)  # (L,)
+        dtype = transform.dtype  # float32, complex64 for the FFT
+        self.acc = None if accumulation == "none" else np.zeros(length, dtype)  # (L,)
         self.own_coeffs = None  # (L,) P_i of this round
         self.last_score = None  # (L,) score c_i of this round (for closed-form checks)
         self.last_sent = None  # (k,) indices or None for a full share
@@ -392,9 +465,8 @@ class PartialNode(Node):
                 self.acc = np.zeros_like(self.acc)
             self.last_sent = None
             self.last_gap = math.inf
-            return Message(
-                self.uid, degree, True, coeffs.copy(), value_bytes=4 * length
-            )
+            values, size = self.codec.send(coeffs)
+            return Message(self.uid, degree, True, values, value_bytes=size)
 
         k = count_k(alpha, length)
         sel = topk_indices(score, k)
@@ -404,13 +476,14 @@ class PartialNode(Node):
             self.acc[sel] = 0.0
         self.last_sent = sel
         meta = len(elias.encode(sel)) if self.elias_indices else 4 * k
+        values, size = self.codec.send(coeffs[sel])
         return Message(
             self.uid,
             degree,
             False,
-            coeffs[sel].copy(),
+            values,
             indices=sel,
-            value_bytes=4 * k,
+            value_bytes=size,
             meta_bytes=meta,
         )
 
@@ -424,7 +497,7 @@ class PartialNode(Node):
                 y = own.copy()
                 y[msg.indices] = msg.params
             pairs.append((msg, y))
-        z = self.mh_combine(own, pairs).astype(F32)
+        z = self.mh_combine(own, pairs).astype(own.dtype)
         self.model = self.transform.inverse(z)
         # post-step
         self.ref = self.model.copy()
@@ -629,25 +702,30 @@ def make_network(name: str, x0: np.ndarray, **params) -> Network:
     """Builds a reference network for one strategy of SPEC 4.
 
     Args:
-        name: one of "full", "random", "topk", "wavelet", "jwins", "choco".
+        name: one of "full", "random", "topk", "wavelet", "jwins", "fft", "choco".
         x0: (n, N) float32 initial models (identical rows, SPEC 1.2).
         **params: the strategy's parameters, with the package's names and defaults:
             random: alpha, metadata_cap=1.0; topk: alpha, metadata_cap=1.0,
             accumulation="none"; wavelet: alpha, metadata_cap=1.0, wavelet="sym2",
             level=4, accumulation="none", selection="change"; jwins: metadata_cap=0.5,
             wavelet="sym2", level=4, accumulation="legacy", selection="change" (the
-            per-node alpha is a round input); choco: alpha, gamma.
+            per-node alpha is a round input); fft: alpha, metadata_cap=1.0,
+            accumulation="none", selection="change"; choco: alpha, gamma; every one
+            but choco: float_precision=0 (K > 0: the quantizer of SPEC 5.4).
 
     Returns:
         The network of n reference nodes.
     """
     x0 = np.asarray(x0, dtype=F32)
     n, n_params = x0.shape
+    codec = make_codec(params.get("float_precision", 0))
     if name == "full":
-        nodes = [FullNode(i, x0[i]) for i in range(n)]
+        nodes = [FullNode(i, x0[i], codec) for i in range(n)]
     elif name == "random":
         nodes = [
-            RandomNode(i, x0[i], params["alpha"], params.get("metadata_cap", 1.0))
+            RandomNode(
+                i, x0[i], params["alpha"], params.get("metadata_cap", 1.0), codec
+            )
             for i in range(n)
         ]
     elif name == "topk":
@@ -660,6 +738,23 @@ def make_network(name: str, x0: np.ndarray, **params) -> Network:
                 alpha=params["alpha"],
                 metadata_cap=params.get("metadata_cap", 1.0),
                 accumulation=params.get("accumulation", "none"),
+                codec=codec,
+            )
+            for i in range(n)
+        ]
+    elif name == "fft":
+        tr = FFTTransform(n_params)
+        nodes = [
+            PartialNode(
+                i,
+                x0[i],
+                tr,
+                alpha=params["alpha"],
+                metadata_cap=params.get("metadata_cap", 1.0),
+                accumulation=params.get("accumulation", "none"),
+                selection=params.get("selection", "change"),
+                elias_indices=True,
+                codec=codec,
             )
             for i in range(n)
         ]
@@ -678,6 +773,7 @@ def make_network(name: str, x0: np.ndarray, **params) -> Network:
                 accumulation=params.get("accumulation", "legacy" if jw else "none"),
                 selection=params.get("selection", "change"),
                 elias_indices=True,
+                codec=codec,
             )
             for i in range(n)
         ]
