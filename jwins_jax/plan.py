@@ -247,8 +247,10 @@ def describe_run(config: Config, device_memory: int | None = None) -> str:
     memory = device_memory if device_memory is not None else default_device_memory()
     where = "given" if device_memory is not None else "free on this device"
     p = plan_run(exp, inputs, hp)
+    brings = ex.dataset_defaults_line(c)  # which values came from the dataset
     lines = [
         f"dry run of {c.name}: compiled, not run; nothing written",
+        *([brings] if brings else []),
         f"block program ({exp.config.eval_every} rounds and an evaluation) at n = "
         f"{p.n}, compiled for {platform.backend()} "
         f"({jax.devices()[0].device_kind}):",

@@ -407,10 +407,6 @@ class RunLog:
         Raises:
             ConfigError: metrics.jsonl does not hold what the checkpoint saw.
         """
-        if not self.write:  # process 0 of a multi-process run keeps the files
-            self.load_counters(meta["counters"])
-            self.resumed = True
-            return
         path = self.run_dir / "metrics.jsonl"
         if "records" in meta:  # format 1
             data = "".join(dumps(r) + "\n" for r in meta["records"]).encode()
@@ -448,6 +444,20 @@ class RunLog:
         self.resumed = True
         if self.last is not None:
             self.elapsed_before = float(self.last.get("elapsed_s") or 0.0)
+
+    def follow(
+        self,
+        meta: dict[str, Any],
+        last: dict[str, Any] | None,
+        best: float | None,
+        elapsed: float,
+    ) -> None:
+        """Continues from a checkpoint on a process that writes no files (not
+        process 0 of a multi-process run): the counters, and the newest record, the
+        best accuracy and the elapsed time that process 0's :meth:`resume` read."""
+        self.load_counters(meta["counters"])
+        self.last, self.best, self.elapsed_before = last, best, float(elapsed)
+        self.resumed = True
 
     def _note_best(self, record: dict[str, Any]) -> None:
         acc = (record.get("test_acc") or {}).get("mean")

@@ -300,7 +300,9 @@ def execute(
         for i, log in enumerate(logs):
             idx = i if progs.batched else None
             segments.append(
-                _segment(per_round, rest, measured, idx, length, c.nodes, every)
+                _segment(
+                    per_round, rest, measured, idx, length, c.nodes, every, log.write
+                )
                 if log.active
                 else None
             )
@@ -352,10 +354,13 @@ def _segment(
     length: int,
     nodes: int,
     every: int,
+    compress: bool = True,
 ) -> dict[str, np.ndarray]:
     """One config's per-round statistics of a segment: the measured round (if any)
     followed by the ``rest`` rounds of the block; with ``every`` (``fpzip_every``)
-    the fpzip bytes of each node's message, -1 in rounds not measured."""
+    the fpzip bytes of each node's message, -1 in rounds not measured (and in every
+    round unless ``compress``: the processes of a multi-process run other than
+    process 0, which writes the results, do not compress)."""
     parts = []
     if measured is not None:
         parts.append(jax.tree.map(lambda a: a[None], _take(measured[0], idx)))
@@ -364,7 +369,7 @@ def _segment(
     rounds = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     if every:
         sizes = np.full((length, nodes), -1, np.int64)
-        if measured is not None:
+        if measured is not None and compress:
             values, mask = _take(measured[1], idx)
             sizes[0] = hostcodec.message_bytes(values, mask)
         rounds["fpzip_bytes"] = sizes
@@ -462,8 +467,10 @@ def close_logs(
     elif isinstance(error, Terminated):
         status, text = "interrupted", str(error)
         if isinstance(error, Stopped):
-            text += "; resume with: jwins run --resume " + " ".join(
-                str(log.run_dir) for log in logs
+            text += "; " + (
+                advice
+                or "resume with: jwins run --resume "
+                + " ".join(str(log.run_dir) for log in logs)
             )
     else:
         status = "failed"
@@ -599,16 +606,24 @@ def _run_config(config, progress, experiment, resume, stop) -> dict[str, Any]:
 
 
 def _create_log(exp: Experiment, run_dir: pathlib.Path, write: bool) -> RunLog:
-    """The log of a new run; a directory that cannot be filled is removed again."""
-    try:
-        return RunLog.create(exp.config, run_dir, run_info(exp), write=write)
-    except OSError as err:
-        shutil.rmtree(run_dir, ignore_errors=True)
-        STARTED.remove(run_dir)
-        raise RunFailed(
-            f"{describe_failure(err)}; nothing was computed and {run_dir} was "
-            "removed again"
-        ) from err
+    """The log of a new run; a directory that cannot be filled is removed again.
+
+    Process 0 writes the files (the other processes of a multi-process run hear of
+    its failure at once)."""
+
+    def create() -> None:
+        try:
+            RunLog.create(exp.config, run_dir, run_info(exp))
+        except OSError as err:
+            shutil.rmtree(run_dir, ignore_errors=True)
+            STARTED.remove(run_dir)
+            raise RunFailed(
+                f"{describe_failure(err)}; nothing was computed and {run_dir} was "
+                "removed again"
+            ) from err
+
+    devices.on_primary(create)
+    return RunLog(exp.config, run_dir, run_info(exp), write=write)
 
 
 def _restore(
@@ -629,9 +644,18 @@ def _restore(
             progress.stage(f"skipped: {text}")
         if meta["skipped"]:
             log.info["skipped_checkpoints"] = list(meta["skipped"])
-    log.resume(meta)
-    if log.write:  # process 0 of a multi-process run keeps the files
+
+    def files() -> dict[str, Any]:
+        """Process 0 checks and cuts back the run's files; every process hears of
+        a refusal (one ConfigError on all) and gets the records' summary."""
+        log.resume(meta)
         ckpt.discard_after(meta["round"])
+        return {"last": log.last, "best": log.best, "elapsed": log.elapsed_before}
+
+    shared = devices.on_primary(files)
+    if not log.write:  # the other processes of a multi-process run
+        log.follow(meta, shared["last"], shared["best"], shared["elapsed"])
+    ckpt.close()  # every process's manager reads the directory as it is now
     progress.stage(f"resuming at round {log.done} of {c.rounds}")
     return state
 

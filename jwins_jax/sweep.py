@@ -482,20 +482,32 @@ def _run_sweep(sweep: Sweep, batch: int | None, progress, stop) -> list[dict[str
             logs: list[RunLog] = []
             error: BaseException | None = None
             try:
-                for i in chunk:
-                    sc = group[i]
-                    run_dir = root / sc.config.name
-                    if write:
+
+                def create() -> None:  # process 0 writes; the others hear of a failure
+                    for i in chunk:
+                        sc = group[i]
+                        run_dir = root / sc.config.name
                         if run_dir.exists():
                             shutil.rmtree(run_dir)
                         run_dir.mkdir(parents=True)
-                    logs.append(
-                        RunLog.create(
-                            sc.config.replace(out_dir=str(root)),
-                            run_dir,
-                            run_info(exp),
-                            write=write,
+                        logs.append(
+                            RunLog.create(
+                                sc.config.replace(out_dir=str(root)),
+                                run_dir,
+                                run_info(exp),
+                            )
                         )
+
+                devices.on_primary(create)
+                if not write:
+                    logs.extend(
+                        RunLog(
+                            group[i].config.replace(out_dir=str(root)),
+                            root / group[i].config.name,
+                            run_info(exp),
+                            write=False,
+                        )
+                        for i in chunk
                     )
                 if size == 1:
                     inputs, hp = items[chunk[0]], hps[chunk[0]]
@@ -524,11 +536,12 @@ def _run_sweep(sweep: Sweep, batch: int | None, progress, stop) -> list[dict[str
             for i, s in zip(chunk, close_logs(logs, error, advice)):
                 summaries[group[i].index] = s
             progress.offset += len(chunk) * exp.config.rounds
-            if write:
-                try:
-                    write_table(sweep, root, runs_of(sweep, root, summaries))
-                except OSError as err:
-                    error = error or err
+            try:
+                devices.on_primary(
+                    lambda: write_table(sweep, root, runs_of(sweep, root, summaries))
+                )
+            except (OSError, devices.ProcessFailure) as err:
+                error = error or err
             if isinstance(error, (KeyboardInterrupt, Terminated)):
                 raise error
             if error is not None:
