@@ -156,7 +156,7 @@ def test_help_lists_the_strategy_and_its_options(stride_registered, capsys):
     text = " ".join(capsys.readouterr().out.split())
     assert "--damping DAMPING step towards the average" in text
     assert "(default: stride: 1)" in text  # its default, by strategy
-    assert "jwins, choco, stride" in text  # --sharing's choices
+    assert "jwins, fft, choco, stride" in text  # --sharing's choices
 
 
 def test_bad_values_give_one_line_and_status_2(stride_registered, tmp_path, capsys):

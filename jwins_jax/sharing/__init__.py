@@ -72,8 +72,11 @@ ENTRY_POINT_GROUP = "jwins_jax.sharing"
 NAME_RULE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 # Flags of the command line that are not config fields (jwins_jax.cli).
 RESERVED_NAMES = frozenset(
-    {"config", "resume", "quiet", "strategies", "dry_run", "batch", "spec", "help"}
-)
+    {
+        "config", "resume", "quiet", "strategies", "dry_run", "batch", "spec", "help",
+        "device_memory", "coordinator", "num_processes", "process_id", "distributed",
+    }
+)  # fmt: skip
 _KINDS = (int, float, str, bool, tuple)
 
 
