@@ -207,12 +207,15 @@ def test_report_of_a_tiny_run_takes_its_numbers_from_the_sweep_csvs(tmp_path, ca
 
     # Bytes to reach a target: each seed's first evaluation at or above it, then the
     # mean over seeds (one rule for both claims), from the runs' metrics.jsonl.
-    def first_bytes(run_dir: pathlib.Path, target: float):
+    def first(run_dir: pathlib.Path, target: float, x: str):
         for line in (run_dir / "metrics.jsonl").read_text().splitlines():
             rec = json.loads(line)
             if rec["test_acc"]["mean"] >= target:
-                return rec["bytes_per_node"]
+                return rec[x]["mean"] if x == "sim_time_s" else rec[x]
         return None
+
+    def first_bytes(run_dir: pathlib.Path, target: float):
+        return first(run_dir, target, "bytes_per_node")
 
     runs1, runs2 = (
         home / "runs" / "reproduce-digits" / "sweep-tiny_claim1",
@@ -243,57 +246,38 @@ def test_report_of_a_tiny_run_takes_its_numbers_from_the_sweep_csvs(tmp_path, ca
                 )
             else:
                 assert f"({sum(h is not None for h in hits[s])}/2)" in row
-    section = text.split("**Same accuracy, bytes needed.**")[1].split("**Same bytes")[0]
-    for frac in rp.CLAIM2_TARGETS:
-        row = next(
-            li for li in section.splitlines() if li.startswith(f"| {frac * 100:g} % of")
-        )
-        cells = [c.strip() for c in row.strip("|").split("|")]
-        for col, sharing in ((1, "jwins"), (2, "choco")):
-            means = []
-            for key in {
-                r["alpha"] + r["alpha_list"] for r in two if r["sharing"] == sharing
-            }:
-                hits = [
-                    first_bytes(runs2 / r["name"], frac * full_final)
-                    for r in two
-                    if r["sharing"] == sharing and r["alpha"] + r["alpha_list"] == key
-                ]
-                if None not in hits:
-                    means.append(np.mean(hits))
-            want = f"{min(means) / 2**20:.2f} MiB" if means else "not reached"
-            assert cells[col] == want, (frac, sharing, cells)
-
-    # The same rule on the simulated clock: each seed's first evaluation at or above
-    # the target, its mean clock there; mean over seeds; the fewest over budgets.
-    def first_time(run_dir: pathlib.Path, target: float):
-        for line in (run_dir / "metrics.jsonl").read_text().splitlines():
-            rec = json.loads(line)
-            if rec["test_acc"]["mean"] >= target:
-                return rec["sim_time_s"]["mean"]
-        return None
-
-    section = text.split("**Same accuracy, simulated time needed.**")[1]
-    section = section.split("**Same bytes")[0]
-    for frac in rp.CLAIM2_TARGETS:
-        row = next(
-            li for li in section.splitlines() if li.startswith(f"| {frac * 100:g} % of")
-        )
-        cells = [c.strip() for c in row.strip("|").split("|")]
-        for col, sharing in ((1, "jwins"), (2, "choco")):
-            means = []
-            for key in {
-                r["alpha"] + r["alpha_list"] for r in two if r["sharing"] == sharing
-            }:
-                hits = [
-                    first_time(runs2 / r["name"], frac * full_final)
-                    for r in two
-                    if r["sharing"] == sharing and r["alpha"] + r["alpha_list"] == key
-                ]
-                if None not in hits:
-                    means.append(np.mean(hits))
-            want = f"{min(means):.2f} s" if means else "not reached"
-            assert cells[col] == want, (frac, sharing, cells)
+    # Claim 2's tables: per method and budget, each seed's first evaluation at or
+    # above the target, its bytes (or mean clock) there; mean over seeds; the fewest
+    # over budgets.
+    for title, x, unit in (
+        ("bytes needed", "bytes_per_node", 2**20),
+        ("simulated time needed", "sim_time_s", 1),
+    ):
+        section = text.split(f"**Same accuracy, {title}.**")[1]
+        section = section.split("**Same bytes")[0]
+        for frac in rp.CLAIM2_TARGETS:
+            row = next(
+                li
+                for li in section.splitlines()
+                if li.startswith(f"| {frac * 100:g} % of")
+            )
+            cells = [c.strip() for c in row.strip("|").split("|")]
+            for col, sharing in ((1, "jwins"), (2, "choco")):
+                means = []
+                for key in {
+                    r["alpha"] + r["alpha_list"] for r in two if r["sharing"] == sharing
+                }:
+                    hits = [
+                        first(runs2 / r["name"], frac * full_final, x)
+                        for r in two
+                        if r["sharing"] == sharing
+                        and r["alpha"] + r["alpha_list"] == key
+                    ]
+                    if None not in hits:
+                        means.append(np.mean(hits))
+                suffix = " MiB" if unit != 1 else " s"
+                want = f"{min(means) / unit:.2f}{suffix}" if means else "not reached"
+                assert cells[col] == want, (frac, sharing, x, cells)
     # The crossover: each bandwidth's time to 80 % of full sharing's final accuracy.
     runs3 = home / "runs" / "reproduce-digits" / "sweep-tiny_crossover"
     three = _rows(out / "crossover_sweep.csv")
@@ -308,7 +292,7 @@ def test_report_of_a_tiny_run_takes_its_numbers_from_the_sweep_csvs(tmp_path, ca
                 for r in three
                 if r["sharing"] == sharing and r["bandwidth_mbps"] == bw
             ]
-            got[sharing] = first_time(runs3 / r["name"], 0.8 * full_final)
+            got[sharing] = first(runs3 / r["name"], 0.8 * full_final, "sim_time_s")
             want = "not reached" if got[sharing] is None else f"{got[sharing]:.2f} s"
             assert cells[col] == want, (bw, sharing, cells)
         if got["jwins"] and got["full"]:
