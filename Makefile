@@ -19,7 +19,7 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
-# The paper's claims on digits (CPU, about 30 min on 2 cores) -> REPRODUCTION.md and
+# The paper's claims on digits (CPU, about 45 min on 2 cores, with the bandwidth crossover) -> REPRODUCTION.md and
 # reproduction/digits/. REPRODUCE_FLAGS="--dataset cifar10 --data-dir DIR" runs the
 # CIFAR-10 specs instead (an accelerator and the prepared data are needed).
 reproduce: $(STAMP)
