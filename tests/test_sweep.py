@@ -161,12 +161,12 @@ def _run_alone(configs: list[Config], root: pathlib.Path) -> dict[str, list[dict
     return out
 
 
-# Two values of every traced option of each strategy (the static ones fixed). Top-k
-# and wavelet top-k run JWINS's pipeline with another transform and a fixed alpha;
-# their traced options are checked at the step level in test_sharing_contract.py.
+# Two values of every traced option of the strategies with a state (JWINS's
+# accumulator and drawn alphas, CHOCO-SGD's estimates), the static ones fixed. Every
+# built-in's traced options are checked vmapped at the step level by the contract kit
+# (test_sharing_contract.py); here the whole sweep path: batching, stacked inputs,
+# per-config seeds, learning rates and networks.
 PAIRS = {
-    "full": ({}, {}),
-    "random": ({"alpha": 0.2}, {"alpha": 0.4}),
     "jwins": (
         {"alpha_list": [0.1, 0.2, 1.0], "level": 2},
         {"alpha_list": [0.3, 0.4, 1.0], "level": 2, "metadata_cap": 0.35},
