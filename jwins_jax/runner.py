@@ -550,10 +550,10 @@ def _run_config(config, progress, experiment, resume, stop) -> dict[str, Any]:
         inputs = devices.place_inputs(inputs, mesh, c.nodes)
         hp, key = devices.place_replicated((hp, key), mesh)
     progs = programs(exp, mesh=mesh, hp=hp)
-    write = devices.is_primary()
     if resume is not None:
         STARTED.append(run_dir)
         ckpt = Checkpointer(run_dir)
+        write = devices.is_primary()  # process 0 keeps the files
         log = RunLog(exp.config, run_dir, run_info(exp), write=write)
         state = _restore(ckpt, log, progs, key, hp, progress)
     else:
@@ -561,7 +561,7 @@ def _run_config(config, progress, experiment, resume, stop) -> dict[str, Any]:
             devices.on_primary(lambda: str(unique_dir(c.out_dir, c.name)))
         )
         STARTED.append(run_dir)
-        log = _create_log(exp, run_dir, write)
+        log = _create_log(exp, run_dir)
         ckpt = Checkpointer(run_dir)
         state = None
     progress.label, progress.total = c.name, c.rounds
@@ -605,15 +605,17 @@ def _run_config(config, progress, experiment, resume, stop) -> dict[str, Any]:
     return summary
 
 
-def _create_log(exp: Experiment, run_dir: pathlib.Path, write: bool) -> RunLog:
+def _create_log(exp: Experiment, run_dir: pathlib.Path) -> RunLog:
     """The log of a new run; a directory that cannot be filled is removed again.
 
-    Process 0 writes the files (the other processes of a multi-process run hear of
-    its failure at once)."""
+    Process 0 writes the files and keeps the log it created (the other processes
+    of a multi-process run hear of its failure at once and keep a log that writes
+    nothing)."""
+    created: list[RunLog] = []
 
     def create() -> None:
         try:
-            RunLog.create(exp.config, run_dir, run_info(exp))
+            created.append(RunLog.create(exp.config, run_dir, run_info(exp)))
         except OSError as err:
             shutil.rmtree(run_dir, ignore_errors=True)
             STARTED.remove(run_dir)
@@ -623,7 +625,9 @@ def _create_log(exp: Experiment, run_dir: pathlib.Path, write: bool) -> RunLog:
             ) from err
 
     devices.on_primary(create)
-    return RunLog(exp.config, run_dir, run_info(exp), write=write)
+    if created:
+        return created[0]
+    return RunLog(exp.config, run_dir, run_info(exp), write=False)
 
 
 def _restore(
